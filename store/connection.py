@@ -1,0 +1,197 @@
+"""Short-lived DuckDB connections behind a cross-process lock (the store's concurrency design).
+
+DuckDB lets one process at a time open a database file (a second process fails at once with "Could
+not set lock on file", even read-only). So nobody keeps a connection open: every store call
+
+  1. takes this process's lock for the file (threads of the dashboard queue here, no polling),
+  2. takes the cross-process lock `<db>.lock` (filelock, fcntl.flock: released by the kernel if the
+     holder dies, so a SIGKILLed writer never leaves a stale lock),
+  3. connects, runs its statements in one transaction, commits, closes (close checkpoints the WAL),
+  4. releases both locks.
+
+All waits share one deadline (`lock_timeout`). If another program that does not use our lock (a
+DuckDB shell, a notebook) holds the file, connecting is retried with backoff until the deadline,
+then StoreLockedError names that program and PID as DuckDB reported them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from store.errors import StoreError, StoreLockedError
+
+_REGISTRY_LOCK = threading.Lock()
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS: dict[str, FileLock] = {}
+_ACTIVE = threading.local()  # per thread: db path -> open connection (makes sessions re-entrant)
+
+
+def _reset_after_fork() -> None:  # a forked child must not inherit locks held by the parent's threads
+    global _REGISTRY_LOCK, _ACTIVE
+    _REGISTRY_LOCK = threading.Lock()
+    _PROCESS_LOCKS.clear()
+    _FILE_LOCKS.clear()
+    _ACTIVE = threading.local()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+_DUCKDB_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _locks_for(path: Path) -> tuple[threading.RLock, FileLock]:
+    key = str(path)
+    with _REGISTRY_LOCK:
+        if key not in _PROCESS_LOCKS:
+            _PROCESS_LOCKS[key] = threading.RLock()
+            _FILE_LOCKS[key] = FileLock(str(path) + ".lock", thread_local=False)
+        return _PROCESS_LOCKS[key], _FILE_LOCKS[key]
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        cmd = " ".join(proc.cmdline()[:4]) or proc.name()
+        return f"PID {pid} ({cmd})"
+    except Exception:  # psutil missing, process gone or not ours to inspect
+        return f"PID {pid}"
+
+
+def flock_holders(lock_path: Path) -> list[int]:
+    """PIDs holding a flock on `lock_path`, read from /proc/locks (Linux); [] where unknown."""
+    try:
+        st = os.stat(lock_path)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    pids = []
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:  # a waiter, not a holder
+            continue
+        if len(parts) >= 6 and parts[1] == "FLOCK":
+            dev_ino = parts[5].split(":")
+            if len(dev_ino) == 3 and dev_ino[2] == str(st.st_ino) and parts[4].isdigit():
+                pids.append(int(parts[4]))
+    return sorted(set(pids))
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse anything that is not a DuckDB file (never overwrite it); remove a zero-byte file."""
+    if path.is_dir():
+        raise StoreError(f"The results database path {path} is a folder; point SSM_ARENA_DB at a file.")
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:  # e.g. `touch`ed: nothing to lose, DuckDB refuses empty files, so let it create one
+        path.unlink()
+        return
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[8:12] != b"DUCK":
+        raise StoreError(
+            f"{path} is not a DuckDB database (it does not start with DuckDB's header), so the results "
+            "store will not touch it. Move that file away or set SSM_ARENA_DB to another path."
+        )
+
+
+class Connector:
+    """Opens one short-lived connection per session; see the module docstring."""
+
+    def __init__(self, path: Path, lock_timeout: float):
+        self.path = path
+        self.lock_path = Path(str(path) + ".lock")
+        self.lock_timeout = lock_timeout
+
+    @contextmanager
+    def session(self):
+        """Yield a connection inside a transaction; commit on success, roll back on error."""
+        active = _ACTIVE.__dict__.setdefault("cons", {})
+        key = str(self.path)
+        if key in active:  # nested call in the same thread: join the open transaction
+            yield active[key]
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        plock, flock = _locks_for(self.path)
+        if not plock.acquire(timeout=self.lock_timeout):
+            raise StoreLockedError(
+                f"Other threads of this process kept the results database {self.path} busy for more than "
+                f"{self.lock_timeout:g} s. Try again in a moment."
+            )
+        try:
+            try:
+                flock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise StoreLockedError(self._app_lock_message()) from None
+            try:
+                con = self._connect(deadline)
+                active[key] = con
+                try:
+                    con.begin()
+                    yield con
+                    con.commit()
+                except BaseException:
+                    try:
+                        con.rollback()
+                    except duckdb.Error:
+                        pass  # no open transaction (it failed already)
+                    raise
+                finally:
+                    del active[key]
+                    con.close()
+            finally:
+                flock.release()
+        finally:
+            plock.release()
+
+    def _connect(self, deadline: float):
+        check_database_file(self.path)
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as e:
+                msg = str(e)
+                if "Could not set lock" not in msg:
+                    raise self._open_error(e) from None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreLockedError(self._external_lock_message(msg)) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.5)
+            except duckdb.Error as e:
+                raise self._open_error(e) from None
+
+    def _open_error(self, e: Exception) -> StoreError:
+        return StoreError(
+            f"Could not open the results database {self.path}: {e}. If the file is damaged, move it away "
+            "(results committed as JSONL under results/ can be imported again)."
+        )
+
+    def _external_lock_message(self, duckdb_msg: str) -> str:
+        m = _DUCKDB_LOCK_RE.search(duckdb_msg)
+        holder = f"{m['exe']} (PID {m['pid']})" if m else "another program"
+        return (
+            f"The results database {self.path} is held open by {holder}, which does not share the store's "
+            f"lock; waited {self.lock_timeout:g} s. Close that program (a DuckDB shell or notebook?) and "
+            "try again."
+        )
+
+    def _app_lock_message(self) -> str:
+        pids = [p for p in flock_holders(self.lock_path) if p != os.getpid()]
+        who = ", ".join(_describe_pid(p) for p in pids) if pids else "another process of this app"
+        return (
+            f"The results database {self.path} is busy: {who} has held its lock ({self.lock_path.name}) for "
+            f"more than {self.lock_timeout:g} s. Try again when it finishes, or stop it if it is stuck."
+        )

@@ -1,0 +1,103 @@
+"""Real processes and threads using one database file at the same time."""
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from store import StoreLockedError, open_store
+from tests.store import workers
+
+CTX = mp.get_context("spawn")
+
+
+def test_processes_write_while_another_reads(store, db_path):
+    n_writers, n_batches, batch = 3, 8, 5
+    stop, out = CTX.Event(), CTX.Queue()
+    reader = CTX.Process(target=workers.read_until, args=(str(db_path), stop, out))
+    reader.start()
+    with CTX.Pool(n_writers) as pool:
+        run_ids = pool.starmap(workers.write_rows, [(str(db_path), w, n_batches, batch) for w in range(n_writers)])
+    stop.set()
+    reads, _seen, errors = out.get(timeout=60)
+    reader.join(30)
+    assert errors == []
+    assert reads > 0
+    # this process reads too, while nothing else runs, and counts every row
+    m = store.measurements(kinds="stress")
+    assert len(m) == n_writers * n_batches * batch
+    assert len(store.predictions(kind="stress")) == n_writers * n_batches * batch
+    for w, run_id in enumerate(run_ids):
+        mine = m[m.run_id == run_id]
+        assert sorted(mine.value) == list(range(n_batches * batch))
+        assert set(mine.model) == {f"w{w}"}
+    runs = store.runs(kind="stress")
+    assert set(runs.run_id) == set(run_ids) and set(runs.status) == {"completed"}
+
+
+def test_threads_of_one_process_share_the_store(db_path):
+    stores = [open_store(db_path, lock_timeout=30) for _ in range(2)]  # like two dashboard sessions
+    run_id = stores[0].start_run("threads", {}, {})
+
+    def work(i):
+        st = stores[i % 2]
+        st.add_measurements(run_id, [{"model": f"t{i}", "value": j} for j in range(4)])
+        return len(st.measurements(run_ids=run_id))
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = list(pool.map(work, range(24)))
+    assert min(seen) >= 4
+    assert len(stores[1].measurements(run_ids=run_id)) == 24 * 4
+
+
+def test_sigkill_mid_write_keeps_every_committed_row(store, db_path, tmp_path):
+    run_id = store.start_run("kill", {}, {})
+    progress = tmp_path / "committed.txt"
+    child = CTX.Process(target=workers.insert_forever, args=(str(db_path), run_id, str(progress)))
+    child.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # let it commit a good number of rows, then kill it mid-loop
+        if progress.exists() and progress.read_text().count("\n") >= 40:
+            break
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    assert child.exitcode == -signal.SIGKILL
+    committed = set(progress.read_text().split())
+    assert len(committed) >= 40
+
+    reopened = open_store(db_path, lock_timeout=10)
+    ids = set(reopened.measurements(run_ids=run_id).measurement_id)
+    assert committed <= ids  # every committed row survived
+    assert len(ids - committed) <= 1  # at most the row whose commit returned as the kill landed
+    # and the store still takes writes
+    assert reopened.add_measurements(run_id, [{"model": "after", "value": 1}]) == 1
+
+
+def _start_holder(target, db_path):
+    ready, release = CTX.Event(), CTX.Event()
+    proc = CTX.Process(target=target, args=(str(db_path), ready, release))
+    proc.start()
+    assert ready.wait(60), "holder process did not start"
+    return proc, release
+
+
+@pytest.mark.parametrize("holder", [workers.hold_duckdb, workers.hold_app_lock], ids=["duckdb-shell", "app-lock"])
+def test_locked_by_another_process_raises_within_timeout(store, db_path, holder):
+    proc, release = _start_holder(holder, db_path)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(StoreLockedError) as err:
+            open_store(db_path, lock_timeout=1.0)
+        waited = time.monotonic() - t0
+        assert 0.9 <= waited < 5
+        msg = str(err.value)
+        assert str(db_path) in msg and str(proc.pid) in msg
+    finally:
+        release.set()
+        proc.join(30)
+    assert len(open_store(db_path, lock_timeout=5).runs()) == 0  # usable again once the holder is gone
