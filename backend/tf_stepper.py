@@ -8,9 +8,10 @@ launch overhead dominates. Replaying one captured graph per token removes it.
 How one generation runs (shapes: B batch, L prompt length, N new-token capacity, M = L + N cache slots,
 H heads, Dh head dim, V vocab):
     prefill(input_ids[B, L]) -> logits[B, V]
-        one forward over the prompt with a `DynamicCache` (SDPA `is_causal`: the flash kernel, no mask
-        tensor), then its keys/values [B, H, L, Dh] are copied layer by layer into a `StaticCache` of M
-        slots (the dynamic layer is freed as soon as it is copied), and the step is captured.
+        one forward over the prompt whose cache layers write each layer's keys/values [B, H, L, Dh]
+        straight into a `StaticCache` of M slots while attention sees a plain causal prompt (SDPA
+        `is_causal`: the flash kernel, no [L, M] mask, no second copy of the KV). The first prefill of a
+        (B, M) shape captures the step; later prefills of that shape reuse cache and graph.
     step(token_ids[B]) -> logits[B, V]
         copies the ids into the graph's static input and replays the graph. Inside the graph: mark slot
         `pos` visible in the 4-D boolean mask [B, 1, 1, M], run the model on [B, 1] with
@@ -31,6 +32,7 @@ import inspect
 import logging
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +90,28 @@ class StaticGraphStepper:
     # ---- public stepper interface -------------------------------------------------------------
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Run the prompt [B, L]; return next-token logits [B, V] and get the captured step ready."""
+        """Run the prompt [B, L]; return next-token logits [B, V] with the captured step ready.
+
+        The static cache and graph are kept while the batch size matches and the prompt plus the
+        reserved new tokens fit (like mamba-ssm's graph cache), so only the first prefill of a shape
+        pays for the capture (`setup_ms`)."""
         input_ids = input_ids.to(self.device)
         batch, length = input_ids.shape
-        dyn = _dynamic_cache(self.model)
-        kwargs = {self._kw: dyn, "use_cache": True}
+        if self.cache is None or batch != self.batch or length + self.reserve > self.capacity:
+            self.close()
+            self._allocate(batch, length + self.reserve)
+        writer = _dynamic_cache(self.model)
+        writer.layers = [_WriteThrough(layer) for layer in self.cache.layers]
+        kwargs = {self._kw: writer, "use_cache": True}
         if self._logits_kw:
             kwargs["logits_to_keep"] = 1  # never materialise [B, L, V] logits for a long prompt
         out = self.model(input_ids=input_ids, **kwargs)
-        logits = out.logits[:, -1].clone()
-        del out
-        self.batch = batch
-        self._build(batch, length, length + self.reserve, source=dyn)
-        return logits
+        self._logits.copy_(out.logits[:, -1])
+        del out, writer
+        self._set_position(length)
+        if self.use_cuda_graph and self._graph is None:
+            self._capture(length)
+        return self._logits.clone()
 
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -134,42 +145,33 @@ class StaticGraphStepper:
         self._mask = self._ids = self._pos = self._logits = None
 
     # ---- internals ----------------------------------------------------------------------------
-    def _build(self, batch: int, length: int, capacity: int, source) -> None:
-        """Allocate a StaticCache of `capacity` slots, copy the first `length` positions from `source`
-        (a DynamicCache or an older StaticCache), build the mask/position buffers and capture the step."""
+    def _allocate(self, batch: int, capacity: int) -> None:
+        """A StaticCache of `capacity` slots (its tensors appear at the first write) and the step's buffers."""
         from transformers import StaticCache
 
-        self._graph = None
-        cache = StaticCache(config=self.model.config, max_cache_len=capacity)
-        for i, (dst, src) in enumerate(zip(cache.layers, source.layers, strict=True)):
-            k = src.keys[:, :, :length]
-            v = src.values[:, :, :length]
-            dst.lazy_initialization(k, v)
-            dst.keys[:, :, :length].copy_(k)
-            dst.values[:, :, :length].copy_(v)
-            dst.cumulative_length.fill_(length)
-            src.keys = src.values = None  # free the source layer now: keeps the prefill peak near one cache
-            if i == 0 and dst.keys.shape[2] != capacity:
-                raise RuntimeError("StaticCache allocated an unexpected length; sliding-window models are not supported.")
-        self.cache = cache
+        self.cache = StaticCache(config=self.model.config, max_cache_len=capacity)
         self.capacity = capacity
+        self.batch = batch
         dev = self.device
         if self._bool_mask:
             self._mask = torch.zeros(batch, 1, 1, capacity, dtype=torch.bool, device=dev)
-            self._mask[..., :length] = True
-            self._visible = True
+            self._visible, self._hidden = True, False
         else:
             dtype = self.model.dtype
             self._mask = torch.full((batch, 1, 1, capacity), torch.finfo(dtype).min, dtype=dtype, device=dev)
-            self._mask[..., :length] = 0
-            self._visible = 0.0
-        self._pos = torch.full((1,), length, dtype=torch.long, device=dev)
-        self._pos_host = length
+            self._visible, self._hidden = 0.0, torch.finfo(dtype).min
+        self._pos = torch.zeros(1, dtype=torch.long, device=dev)
+        self._pos_host = 0
         self._ids = torch.zeros(batch, 1, dtype=torch.long, device=dev)
         vocab = self.model.get_output_embeddings().weight.shape[0]
         self._logits = torch.zeros(batch, vocab, dtype=self.model.dtype, device=dev)
-        if self.use_cuda_graph:
-            self._capture(length)
+
+    def _set_position(self, length: int) -> None:
+        """The first `length` slots hold the sequence; the next step writes slot `length`."""
+        self._mask.fill_(self._hidden)
+        self._mask[..., :length] = self._visible
+        self._reset_position(length)
+        self._pos_host = length
 
     def _body(self) -> None:
         """One decode step on the static buffers (this is what the graph records)."""
@@ -211,9 +213,47 @@ class StaticGraphStepper:
         length = self._pos_host
         old = self.cache
         self._graph = None
-        log.info("StaticGraphStepper: growing the KV cache from %d to %d slots", self.capacity, length + 2 * self.reserve)
         self.reserve *= 2
-        self._build(self.batch, length, length + self.reserve, source=old)
+        log.info("StaticGraphStepper: growing the KV cache to %d slots", length + self.reserve)
+        self._allocate(self.batch, length + self.reserve)
+        for dst, src in zip(self.cache.layers, old.layers, strict=True):
+            k, v = src.keys[:, :, :length], src.values[:, :, :length]
+            dst.lazy_initialization(k, v)
+            dst.keys[:, :, :length].copy_(k)
+            dst.values[:, :, :length].copy_(v)
+            src.keys = src.values = None
+        del old
+        self._set_position(length)
+        if self.use_cuda_graph:
+            self._capture(length)
+
+
+class _WriteThrough(DynamicLayer):
+    """Prefill-only cache layer: writes the prompt's keys/values [B, H, L, Dh] straight into a static
+    layer and hands them to attention as a dynamic layer would, so the mask stays plain causal (SDPA
+    `is_causal`, flash kernel, no [L, M] mask) and no second copy of the prompt's KV is kept."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self.is_initialized and self.keys is not None and self.keys.shape[-2] > 0:
+            raise RuntimeError("StaticGraphStepper prefills in one forward; a second write is not supported.")
+        if not self.target.is_initialized:
+            self.target.lazy_initialization(key_states, value_states)
+        self.lazy_initialization(key_states, value_states)
+        length = key_states.shape[-2]
+        self.target.keys[:, :, :length].copy_(key_states)
+        self.target.values[:, :, :length].copy_(value_states)
+        # zero-byte stand-ins that still report the sequence length to mask construction
+        self.keys = key_states.new_empty((*key_states.shape[:-1], 0))
+        self.values = self.keys
+        return key_states, value_states
 
 
 def factory(model, family: str, device) -> StaticGraphStepper | None:
