@@ -1,0 +1,181 @@
+"""`python -m backend experiment {fewshot,long-context,cot} ...`: run an experiment headless.
+
+Builds the same ExperimentConfig the experiment pages build (each page shows its equivalent command),
+runs it with a tqdm progress bar and writes to the same store (DuckDB, or a JSONL file with --jsonl on
+machines without duckdb). Ctrl-C cancels cleanly: finished instances are kept, the run is marked
+"cancelled", and `--resume RUN_ID` continues it later. The last stdout line is a JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from backend.experiments.config import (EXPERIMENTS, PROFILES, SWEEP_FLAGS, SWEEP_KEYS, ConfigError,
+                                        ExperimentConfig, default_config, parse_list)
+
+HELP = "run the few-shot, long-context or chain-of-thought experiment"
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("experiment", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("--models", help="comma-separated model names (default: the registry's SSM/transformer pair)")
+    p.add_argument("--n", type=int, help="instances per sweep point (same instances for every model)")
+    p.add_argument("--seed", type=int, default=0)
+    for key, (flag, typ) in SWEEP_FLAGS.items():
+        exps = [e for e, keys in SWEEP_KEYS.items() if key in keys]
+        p.add_argument(flag, dest=f"sweep_{key}", help=f"comma-separated {typ.__name__} values ({', '.join(exps)})")
+    p.add_argument("--task", help="built-in task (fewshot: sentiment, workplace, arbitrary; long-context: passkey; "
+                                  "cot: arithmetic)")
+    p.add_argument("--data", help="a JSONL file of your own (fewshot: text/label, long-context: "
+                                  "context/question/answer, cot: question/answer GSM8K style)")
+    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="override the task's limit")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="defaults for n and the sweep: quick (CPU, minutes) or full (the GPU run)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda (default: SSM_ARENA_DEVICE or auto)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run (its stored config is used)")
+    p.add_argument("--name", help="a label for the run")
+    p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
+    p.add_argument("--jsonl", metavar="OUT", help="write JSONL records to OUT instead of DuckDB "
+                                                  "(for GPU machines; load with `python -m backend import-results`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    if args.models:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:
+        from backend.registry import default_pair
+
+        models = list(default_pair())
+    cfg = default_config(args.experiment, models, args.profile)
+    for key in SWEEP_KEYS[args.experiment]:
+        raw = getattr(args, f"sweep_{key}", None)
+        if raw:
+            flag, typ = SWEEP_FLAGS[key]
+            cfg.sweep[key] = parse_list(raw, typ, flag)
+    for key, (flag, _) in SWEEP_FLAGS.items():
+        if getattr(args, f"sweep_{key}", None) and key not in SWEEP_KEYS[args.experiment]:
+            raise ConfigError(f"{flag} does not apply to the {args.experiment} experiment.")
+    if args.n is not None:
+        cfg.n = args.n
+    cfg.seed = args.seed
+    if args.task:
+        cfg.task = args.task
+    if args.data:
+        cfg.data = args.data
+        cfg.task = ""
+    cfg.max_new_tokens = args.max_new_tokens
+    cfg.validate()
+    return cfg
+
+
+def _open_writer(args):
+    if args.jsonl:
+        from store import RecordWriter
+
+        return RecordWriter(args.jsonl)
+    from store import open_store
+
+    return open_store(args.db)
+
+
+def _stored_config(writer, args, run_id: str) -> ExperimentConfig:
+    if args.jsonl:
+        from store.records import iter_records
+
+        found = [rec for _, rec, _ in iter_records(writer.path)
+                 if rec and rec.get("type") == "run" and rec.get("run_id") == run_id]
+        config = found[0]["config"] if found else None
+    else:
+        runs = writer.runs()
+        hit = runs[runs["run_id"] == run_id] if not runs.empty else runs
+        config = hit.iloc[0]["config"] if len(hit) else None
+    if config is None:
+        where = args.jsonl or "the results database"
+        raise ConfigError(f"There is no run {run_id!r} in {where}; check the id (the History page lists runs).")
+    cfg = ExperimentConfig.from_dict(config)
+    if cfg.experiment != args.experiment:
+        raise ConfigError(f"Run {run_id} is a {cfg.experiment} run; resume it with "
+                          f"`python -m backend experiment {cfg.experiment} --resume {run_id}`.")
+    return cfg
+
+
+def _print_table(rows: list[dict]) -> None:
+    """Aggregates of the primary filter, one line per (model, point)."""
+    for r in rows:
+        e = r["extra"]
+        point = ", ".join(f"{k}={v}" for k, v in e["params"].items())
+        print(f"{r['model']:<24} {e['task']:<20} {point:<28} {e['filter']:<9} "
+              f"{r['value']:.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]  n={r['n']}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from backend.errors import CorruptModelError, ModelUnavailableError, UnknownModelError
+    from backend.experiments.datasets import DatasetError
+    from backend.experiments.runner import run_experiment
+    from backend.experiments.tasks import TaskError
+    from store import StoreError
+
+    stopping = {"flag": False}
+
+    def on_sigint(signum, frame):
+        if stopping["flag"]:
+            raise KeyboardInterrupt
+        stopping["flag"] = True
+        print("\nStopping after the current instance (Ctrl-C again to abort at once) ...", file=sys.stderr)
+
+    try:
+        writer = _open_writer(args)
+        cfg = _stored_config(writer, args, args.resume) if args.resume else config_from_args(args)
+        from backend.manager import ModelManager
+
+        manager = ModelManager()
+        device = args.device
+
+        def get(name):
+            return manager.get(name, device=device) if device else manager.get(name)
+
+        bar = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=0, unit="inst", file=sys.stderr, dynamic_ncols=True)
+
+        def progress(done: int, total: int, msg: str) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.n = done
+                bar.set_postfix_str(msg[:40], refresh=False)
+                bar.refresh()
+
+        print(f"# {cfg.to_cli()}", file=sys.stderr)
+        old = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            out = run_experiment(cfg, get, writer, progress=progress, should_stop=lambda: stopping["flag"],
+                                 resume_run_id=args.resume, name=args.name)
+        finally:
+            signal.signal(signal.SIGINT, old)
+            if bar is not None:
+                bar.close()
+    except (ConfigError, TaskError, DatasetError, UnknownModelError, ModelUnavailableError, CorruptModelError,
+            StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for w in out.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if out.status == "completed":
+        _print_table([a for a in out.aggregates if a["extra"]["primary"]])
+    else:
+        print(f"Run {out.run_id} {out.status} after {out.done}/{out.total} instances; finished ones are kept. "
+              f"Continue with: python -m backend experiment {cfg.experiment} --resume {out.run_id}"
+              + (f" --jsonl {args.jsonl}" if args.jsonl else ""), file=sys.stderr)
+    print(json.dumps({"run_id": out.run_id, "experiment": cfg.experiment, "status": out.status, "done": out.done,
+                      "total": out.total, "models": out.summary.get("models", {})}))
+    return 0 if out.status == "completed" else 1

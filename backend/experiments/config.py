@@ -1,0 +1,169 @@
+"""ExperimentConfig: everything that defines a run, passed whole to the runner and stored with the run.
+
+The UI builds one, the CLI builds the same from its flags (`config_from_args`), and `to_cli()` gives the
+equivalent `python -m backend experiment ...` command, so a run can be repeated headless.
+
+Sweep keys per experiment:
+  fewshot       k        number of in-context examples
+  long-context  length   target context length in tokens;  depth  where the passkey sits (0 start, 1 end)
+  cot           steps    reasoning steps of the problem;    mode   "direct" or "cot"
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from backend.interface import GenSettings
+
+EXPERIMENTS = ("fewshot", "long-context", "cot")
+RUN_KIND = {e: f"experiment-{e}" for e in EXPERIMENTS}
+DEFAULT_TASK = {"fewshot": "", "long-context": "passkey", "cot": "arithmetic"}
+DATA_SCHEMA = {"fewshot": "classification", "long-context": "passkey", "cot": "gsm8k"}
+
+# (sweep key, CLI flag, element type)
+SWEEP_FLAGS: dict[str, tuple[str, type]] = {
+    "k": ("--ks", int),
+    "length": ("--lengths", int),
+    "depth": ("--depths", float),
+    "steps": ("--steps", int),
+    "mode": ("--modes", str),
+}
+SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth"), "cot": ("steps", "mode")}
+
+# "quick": finishes within a few minutes on a CPU with the bundled models (UI and CLI default).
+# "full": the GPU run committed under results/.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "fewshot": {"n": 20, "sweep": {"k": [0, 1, 2, 4, 8]}},
+        "long-context": {"n": 3, "sweep": {"length": [256, 512, 1024, 2048], "depth": [0.0, 0.5, 1.0]}},
+        "cot": {"n": 10, "sweep": {"steps": [1, 2, 3, 4], "mode": ["direct", "cot"]}},
+    },
+    "full": {
+        "fewshot": {"n": 200, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
+        "long-context": {"n": 20, "sweep": {"length": [512, 1024, 2048, 4096, 8192],
+                                            "depth": [0.0, 0.25, 0.5, 0.75, 1.0]}},
+        "cot": {"n": 100, "sweep": {"steps": [1, 2, 3, 4, 5], "mode": ["direct", "cot"]}},
+    },
+}
+
+
+class ConfigError(ValueError):
+    """An experiment configuration is invalid; the message says what to change."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment run. `n` is instances per sweep point (the same instances for every model).
+
+    task: built-in task name ("" = the experiment's default; for fewshot a toy-world few-shot task).
+    data: path of a user JSONL file (schema per experiment: see backend.experiments.datasets); when
+      set, instances come from it instead of the toy world.
+    max_new_tokens: overrides the task's own limit when set.
+    """
+
+    experiment: str
+    models: list[str]
+    n: int = 10
+    seed: int = 0
+    sweep: dict[str, list] = field(default_factory=dict)
+    task: str = ""
+    data: str | None = None
+    max_new_tokens: int | None = None
+    settings: GenSettings = field(default_factory=GenSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.settings, dict):
+            self.settings = GenSettings(**self.settings)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.experiment not in EXPERIMENTS:
+            raise ConfigError(f"Unknown experiment {self.experiment!r}; choose one of {', '.join(EXPERIMENTS)}.")
+        if not self.models:
+            raise ConfigError("Pick at least one model.")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError("A model is listed twice; list each model once.")
+        if not 1 <= self.n <= 100_000:
+            raise ConfigError(f"n (instances per point) must be between 1 and 100000, got {self.n}.")
+        allowed = SWEEP_KEYS[self.experiment]
+        for key, values in self.sweep.items():
+            if key not in allowed:
+                raise ConfigError(f"{self.experiment} sweeps {', '.join(allowed)}, not {key!r}.")
+            if not values:
+                raise ConfigError(f"Give at least one value for {SWEEP_FLAGS[key][0]}.")
+        for k in self.sweep.get("k", []):
+            if k < 0:
+                raise ConfigError(f"k must be 0 or more, got {k}.")
+        for length in self.sweep.get("length", []):
+            if length < 16:
+                raise ConfigError(f"Context lengths must be at least 16 tokens, got {length}.")
+        for d in self.sweep.get("depth", []):
+            if not 0 <= d <= 1:
+                raise ConfigError(f"Depths are fractions between 0 and 1, got {d}.")
+        for s in self.sweep.get("steps", []):
+            if s < 1:
+                raise ConfigError(f"steps must be 1 or more, got {s}.")
+        for m in self.sweep.get("mode", []):
+            if m not in ("direct", "cot"):
+                raise ConfigError(f"mode must be 'direct' or 'cot', got {m!r}.")
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 4096:
+            raise ConfigError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}.")
+
+    @property
+    def kind(self) -> str:
+        return RUN_KIND[self.experiment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_cli(self) -> str:
+        """The equivalent command line (run from the repository root)."""
+        parts = ["python", "-m", "backend", "experiment", self.experiment,
+                 "--models", ",".join(self.models), "--n", str(self.n), "--seed", str(self.seed)]
+        for key in SWEEP_KEYS[self.experiment]:
+            if key in self.sweep:
+                flag, _ = SWEEP_FLAGS[key]
+                parts += [flag, ",".join(_fmt(v) for v in self.sweep[key])]
+        if self.task:
+            parts += ["--task", self.task]
+        if self.data:
+            parts += ["--data", self.data]
+        if self.max_new_tokens is not None:
+            parts += ["--max-new-tokens", str(self.max_new_tokens)]
+        return shlex.join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v == int(v):
+        return f"{v:.1f}"
+    return str(v)
+
+
+def default_config(experiment: str, models: list[str], profile: str = "quick") -> ExperimentConfig:
+    if profile not in PROFILES:
+        raise ConfigError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
+    p = PROFILES[profile][experiment]
+    return ExperimentConfig(experiment=experiment, models=list(models), n=p["n"],
+                            sweep={k: list(v) for k, v in p["sweep"].items()}, task=DEFAULT_TASK[experiment])
+
+
+def parse_list(text: str, typ: type, flag: str) -> list:
+    out = []
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        try:
+            out.append(typ(piece))
+        except ValueError:
+            raise ConfigError(f"{flag}: {piece!r} is not a valid {typ.__name__}; give a comma-separated list.") from None
+    if not out:
+        raise ConfigError(f"{flag} needs at least one value.")
+    return out
