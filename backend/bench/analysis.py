@@ -1,0 +1,152 @@
+"""Pure pandas analysis of benchmark rows for the Performance page (no torch import).
+
+Input: measurement rows of kind "bench" with `extra` expanded (`store.measurements(kinds="bench",
+expand_extra=True)`). A "point" row has status ok / oom / error; "max_batch" rows give the largest batch
+that ran at the paper setting.
+
+- `curve`: one model's metric against prompt length (batch 1) or batch size.
+- `crossover`: the first prompt length where the SSM's metric drops below the transformer's,
+  interpolated on log-log axes between the two measured lengths around the sign change.
+- `paper_ratio`: the Mamba paper's setting (prompt 2048, 128 new tokens, largest batch each fits):
+  throughput = batch x new tokens / (prefill + decode time), SSM over transformer.
+- `*_sentence`: what the page says, computed from the data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+OWN_PATH_EXCLUDE = ("hf-generate",)  # baseline rows, never a model's own number
+CLAIM_LOW = 4.0  # the Mamba paper: "4-5x higher inference throughput"
+
+
+def points(df: pd.DataFrame, ok_only: bool = True, own_path: bool = True) -> pd.DataFrame:
+    """Point rows; by default only successful runs on each model's own (best) path."""
+    if df is None or df.empty:
+        return pd.DataFrame()
+    out = df[df.get("metric", "point") == "point"] if "metric" in df.columns else df
+    if ok_only and "status" in out.columns:
+        out = out[out["status"] == "ok"]
+    if own_path and "phase" in out.columns:
+        out = out[out["phase"].isin(["context", "long", "batch"])]
+    return out
+
+
+def curve(df: pd.DataFrame, model: str, y: str, x: str = "prompt_tokens", batch: int | None = 1,
+          new_tokens: int | None = None, run_id: str | None = None) -> pd.DataFrame:
+    """Median of `y` per `x` for one model (rows with y missing dropped), sorted by x."""
+    d = points(df)
+    if d.empty or y not in d.columns:
+        return pd.DataFrame(columns=[x, y])
+    d = d[d["model"] == model]
+    if run_id is not None:
+        d = d[d["run_id"] == run_id]
+    if batch is not None and x != "batch":
+        d = d[d["batch"] == batch]
+    if new_tokens is not None:
+        d = d[d["new_tokens"] == new_tokens]
+    d = d.dropna(subset=[y])
+    if d.empty:
+        return pd.DataFrame(columns=[x, y])
+    return d.groupby(x, as_index=False)[y].median().sort_values(x)
+
+
+def crossover(ssm: pd.DataFrame, tf: pd.DataFrame, y: str, x: str = "prompt_tokens") -> dict:
+    """Where the SSM's `y` (lower is better) becomes lower than the transformer's.
+
+    Returns {"kind": "always" | "never" | "crossing" | "unknown", "x": float | None, "max_x": int | None}.
+    Only x values measured for both are compared; a crossing is interpolated in log-log space."""
+    if ssm.empty or tf.empty:
+        return {"kind": "unknown", "x": None, "max_x": None}
+    both = ssm.merge(tf, on=x, suffixes=("_ssm", "_tf")).sort_values(x)
+    if both.empty:
+        return {"kind": "unknown", "x": None, "max_x": None}
+    xs = both[x].tolist()
+    diff = [math.log(a) - math.log(b) for a, b in zip(both[f"{y}_ssm"], both[f"{y}_tf"], strict=True)]
+    max_x = int(xs[-1])
+    if diff[0] < 0 and all(d < 0 for d in diff):
+        return {"kind": "always", "x": float(xs[0]), "max_x": max_x}
+    for i in range(1, len(xs)):
+        if diff[i - 1] >= 0 > diff[i] and all(d < 0 for d in diff[i:]):
+            lx0, lx1 = math.log(xs[i - 1]), math.log(xs[i])
+            t = diff[i - 1] / (diff[i - 1] - diff[i])
+            return {"kind": "crossing", "x": float(math.exp(lx0 + t * (lx1 - lx0))), "max_x": max_x}
+    return {"kind": "never", "x": None, "max_x": max_x}
+
+
+def pairs_in(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(ssm, transformer) pairs whose both models have rows (partner recorded on the SSM's rows)."""
+    d = points(df)
+    if d.empty or "partner" not in d.columns:
+        return []
+    models = set(d["model"])
+    pairs = d.dropna(subset=["partner"])[["model", "partner"]].drop_duplicates()
+    return [(a, b) for a, b in pairs.itertuples(index=False) if b in models]
+
+
+def paper_ratio(df: pd.DataFrame, ssm: str, tf: str, prompt_len: int = 2048, new_tokens: int = 128) -> dict:
+    """Throughput at the paper's setting, each model at the largest batch that ran there."""
+    d = points(df)
+    out = {"ssm": ssm, "tf": tf, "prompt_len": prompt_len, "new_tokens": new_tokens}
+    for side, model in (("ssm", ssm), ("tf", tf)):
+        rows = d[(d["model"] == model) & (d["prompt_tokens"] == prompt_len) & (d["new_tokens"] == new_tokens)]
+        rows = rows.dropna(subset=["e2e_tok_s"]) if "e2e_tok_s" in rows.columns else rows.iloc[0:0]
+        if rows.empty:
+            out[side] = None
+            continue
+        best = rows.sort_values("batch").iloc[-1]
+        capped = None
+        if "metric" in df.columns:
+            mb = df[(df["metric"] == "max_batch") & (df["model"] == model)]
+            if not mb.empty and "capped" in mb.columns:
+                capped = bool(mb.iloc[-1]["capped"])
+        out[side] = {"batch": int(best["batch"]), "e2e_tok_s": float(best["e2e_tok_s"]),
+                     "decode_tok_s_batch": _f(best.get("decode_tok_s_batch")), "path": best.get("path"),
+                     "capped": capped}
+    if out["ssm"] and out["tf"]:
+        out["ratio"] = out["ssm"]["e2e_tok_s"] / out["tf"]["e2e_tok_s"]
+        ds, dt = out["ssm"]["decode_tok_s_batch"], out["tf"]["decode_tok_s_batch"]
+        out["decode_ratio"] = ds / dt if ds and dt else None
+    else:
+        out["ratio"] = out["decode_ratio"] = None
+    return out
+
+
+def _f(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def claim_sentence(r: dict, device: str = "") -> str:
+    """Whether the 4-5x throughput claim holds for this pair, stated with the numbers."""
+    where = f" on {device}" if device else ""
+    if r.get("ratio") is None:
+        missing = [m for side, m in (("ssm", r["ssm"]), ("tf", r["tf"])) if not r.get(side)]
+        return (f"The 4-5x claim cannot be judged for {r['ssm']} vs {r['tf']}{where}: no rows at prompt "
+                f"{r['prompt_len']} + {r['new_tokens']} new tokens for {', '.join(missing)}.")
+    s, t = r["ssm"], r["tf"]
+
+    def side(name, v):
+        cap = " (the largest batch tried; it did not run out of memory)" if v.get("capped") else ""
+        return f"{name} {v['e2e_tok_s']:,.0f} tok/s at batch {v['batch']}{cap} on path {v['path']}"
+
+    verdict = ("holds" if r["ratio"] >= CLAIM_LOW else "does not hold")
+    return (f"At prompt {r['prompt_len']} + {r['new_tokens']} new tokens{where}: {side(r['ssm'], s)}, vs "
+            f"{side(r['tf'], t)}: {r['ratio']:.2f}x. The paper's 4-5x throughput claim {verdict} for this pair "
+            f"in this run.")
+
+
+def crossover_sentence(c: dict, ssm: str, tf: str, what: str = "decode (time per output token)") -> str:
+    if c["kind"] == "unknown":
+        return f"No context lengths measured for both {ssm} and {tf}: no {what} comparison."
+    if c["kind"] == "always":
+        return f"{ssm}'s {what} is faster than {tf}'s at every measured context length (from {c['x']:,.0f} tokens)."
+    if c["kind"] == "never":
+        return f"{ssm}'s {what} is not faster than {tf}'s at any measured context length up to {c['max_x']:,} tokens."
+    return (f"{ssm}'s {what} becomes faster than {tf}'s at about {c['x']:,.0f} tokens of context "
+            f"(measured up to {c['max_x']:,}).")

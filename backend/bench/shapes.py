@@ -1,0 +1,104 @@
+"""Model shapes for the benchmark and the SSM/transformer pairs it compares.
+
+Random weights in the real shapes (no download): the configs below copy the published checkpoints'
+dimensions (state-spaces/mamba-*-hf, mamba2-130m, EleutherAI/pythia-*). Speed and memory depend on the
+shape, not on the weights. `max_position_embeddings` is raised on the transformer shapes so that long
+prompts can be timed (rotary embeddings have no learned limit; the output is meaningless either way).
+
+Bundled models (`toy-*`) are loaded from `assets/models/<name>` when those folders exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LONG_CONTEXT = 1 << 20  # max_position_embeddings given to random-weight transformer shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    family: str  # "mamba" | "mamba2" | "transformer"
+    config_cls: str  # transformers config class name ("" for bundled folders)
+    kwargs: tuple = ()  # config kwargs as (key, value) pairs (hashable)
+    bundled: bool = False
+
+    def config(self):
+        import transformers
+
+        return getattr(transformers, self.config_cls)(**dict(self.kwargs))
+
+
+def _kw(**kw) -> tuple:
+    return tuple(sorted(kw.items()))
+
+
+SHAPES: dict[str, Shape] = {
+    s.name: s
+    for s in [
+        Shape("mamba-130m", "mamba", "MambaConfig",
+              _kw(vocab_size=50280, hidden_size=768, num_hidden_layers=24, state_size=16, expand=2, conv_kernel=4)),
+        Shape("mamba2-130m", "mamba2", "Mamba2Config",
+              _kw(vocab_size=50288, hidden_size=768, num_hidden_layers=24, state_size=128, expand=2, head_dim=64,
+                  num_heads=24, n_groups=1, conv_kernel=4, chunk_size=256)),
+        Shape("pythia-160m", "transformer", "GPTNeoXConfig",
+              _kw(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                  intermediate_size=3072, rotary_pct=0.25, max_position_embeddings=LONG_CONTEXT)),
+        Shape("mamba-1.4b", "mamba", "MambaConfig",
+              _kw(vocab_size=50280, hidden_size=2048, num_hidden_layers=48, state_size=16, expand=2, conv_kernel=4)),
+        Shape("pythia-1.4b", "transformer", "GPTNeoXConfig",
+              _kw(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=8192, rotary_pct=0.25, max_position_embeddings=LONG_CONTEXT)),
+        Shape("toy-mamba", "mamba", "", bundled=True),
+        Shape("toy-mamba2", "mamba2", "", bundled=True),
+        Shape("toy-transformer", "transformer", "", bundled=True),
+    ]
+}
+
+# (ssm, transformer) pairs of matched size; the page compares each SSM with its partner.
+PAIRS: list[tuple[str, str]] = [
+    ("mamba-130m", "pythia-160m"),
+    ("mamba2-130m", "pythia-160m"),
+    ("mamba-1.4b", "pythia-1.4b"),
+    ("toy-mamba", "toy-transformer"),
+    ("toy-mamba2", "toy-transformer"),
+]
+
+PRESETS: dict[str, list[str]] = {
+    "130m": ["pythia-160m", "mamba-130m", "mamba2-130m"],
+    "1.4b": ["pythia-1.4b", "mamba-1.4b"],
+    "toy": ["toy-transformer", "toy-mamba", "toy-mamba2"],
+}
+
+
+def get_shape(name: str) -> Shape:
+    if name not in SHAPES:
+        raise ValueError(
+            f"Unknown benchmark model {name!r}. Choose from {', '.join(SHAPES)} or a preset ({', '.join(PRESETS)})."
+        )
+    return SHAPES[name]
+
+
+def expand_models(names: list[str]) -> list[str]:
+    """Expand presets ("130m", "1.4b", "toy", "all") into shape names, keeping order, no duplicates."""
+    out: list[str] = []
+    for n in names:
+        group = [s for p in PRESETS.values() for s in p] if n == "all" else PRESETS.get(n, [n])
+        for s in group:
+            get_shape(s)
+            if s not in out:
+                out.append(s)
+    return out
+
+
+def bundled_folder(name: str) -> Path:
+    return REPO / "assets" / "models" / name
+
+
+def partner_of(name: str) -> str | None:
+    for ssm, tf in PAIRS:
+        if name == ssm:
+            return tf
+    return None

@@ -1,0 +1,100 @@
+"""Load a benchmark model and give it its best standard decode stepper.
+
+- transformer: SDPA attention, HF `StaticCache`, the step captured in a CUDA graph on CUDA
+  (`backend.tf_stepper.StaticGraphStepper`; eager static-cache steps on CPU, labelled as such).
+- mamba / mamba2: our kernels (`backend.ssm_fast.enable`, when that module is present) and whatever
+  stepper `backend.steppers` selects for the model on this device (the CUDA-graph SSM stepper registers
+  there; otherwise the eager cache loop). The path that actually ran is recorded on every row.
+- "eager" (any family): the shared eager loop with HF's DynamicCache, a labelled reference row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from backend.bench.shapes import Shape, bundled_folder
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("No CUDA device is visible here. Run with --device cpu (results are labelled CPU).")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype in (None, "", "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+                "fp32": torch.float32, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ValueError(f"Unknown dtype {dtype!r}: use auto, bf16, fp16 or fp32.") from None
+
+
+def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
+    """Return (model, kernel_path). Random weights for real shapes; bundled folders from disk."""
+    from transformers import AutoModelForCausalLM
+
+    if shape.bundled:
+        folder = bundled_folder(shape.name)
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(
+                f"The bundled model {shape.name!r} is not in {folder} yet. Train it first "
+                "(python -m backend train) or leave it out of --models."
+            )
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
+    else:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(shape.config())
+        model = model.to(dtype)
+    model.eval()
+    path = "hf-torch"
+    if shape.family == "transformer":
+        try:
+            model.set_attn_implementation("sdpa")
+        except Exception as e:  # noqa: BLE001 - keep whatever the model supports, and say so
+            log.warning("SDPA not available for %s (%s); using %s", shape.name, e, model.config._attn_implementation)
+        path = model.config._attn_implementation or "eager"
+    else:
+        try:
+            from backend import ssm_fast
+        except ImportError:
+            ssm_fast = None
+        if ssm_fast is not None:
+            path = str(ssm_fast.enable(model))
+    model.arena_path = path  # the label backend.steppers gives eager runs of this model
+    return model, path
+
+
+def _registered_stepper(model, family: str, device: torch.device):
+    """The stepper `backend.steppers` chooses for this model and device (registered GPU steppers first)."""
+    from backend import steppers
+
+    try:  # importing registers the SSM CUDA-graph stepper when it exists
+        import backend.ssm_stepper  # noqa: F401
+    except ImportError:
+        pass
+    return steppers.make_stepper(model, family, device)
+
+
+def eager_stepper(model, family: str, device: torch.device):
+    from backend.steppers import EagerStepper
+
+    return EagerStepper(model, family, device)
+
+
+def best_stepper(model, family: str, device: torch.device, new_tokens: int):
+    """The family's best standard path on this device (see the module docstring)."""
+    if family == "transformer":
+        from backend.tf_stepper import StaticGraphStepper
+
+        return StaticGraphStepper(model, max_new_tokens=new_tokens, use_cuda_graph=device.type == "cuda")
+    return _registered_stepper(model, family, device)

@@ -1,0 +1,309 @@
+"""The benchmark sweep: prompt length x new tokens at batch 1, batch size at the Mamba paper's setting,
+out-of-memory caught and recorded, a time budget, one store run with a row per point.
+
+Order per model (most important first, so a time budget cuts the least useful points):
+  1. context sweep at batch 1: every prompt length up to `long_from` (exclusive), each new-token count
+  2. batch sweep at (batch_prompt_len, batch_new_tokens): batches in order until one runs out of
+     memory or `max_batch`; then one "max_batch" row (largest batch that ran, and the one that did not)
+  3. the long prompts (>= long_from) at batch 1, until one runs out of memory
+  4. baselines: plain HF `generate()` (path "hf-generate") and, for transformers, the shared eager
+     loop with a DynamicCache (path "eager"), at batch 1, labelled, never the model's own number
+An out-of-memory point is recorded (status "oom") and frees its memory; longer prompts (or larger
+batches) for that model are then skipped, since they would need more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from backend.bench import measure as M
+from backend.bench import steppers as S
+from backend.bench.shapes import SHAPES, Shape, partner_of
+
+log = logging.getLogger(__name__)
+RUN_KIND = "bench"
+
+
+@dataclass
+class SweepConfig:
+    models: list[str]
+    prompt_lens: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
+    new_tokens: list[int] = field(default_factory=lambda: [128])
+    long_from: int = 16384  # prompts this long or longer run after the batch sweep
+    batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    batch_prompt_len: int = 2048  # the Mamba paper's setting
+    batch_new_tokens: int = 128
+    warmup: int = 1
+    repeats: int = 3
+    hf_baseline: bool = True
+    eager_baseline: bool = True
+    baseline_prompt_len: int = 512
+    baseline_new_tokens: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    budget_s: float | None = None  # wall-clock budget for the whole sweep (points not started are listed)
+    budget_per_model_s: float | None = None
+    slow_run_s: float = 5.0  # a warm-up slower than this gets one timed repeat
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("Name at least one model to benchmark (--models).")
+        for name, values in (("prompt lengths", self.prompt_lens), ("new tokens", self.new_tokens),
+                             ("batch sizes", self.batches)):
+            if not values or any(int(v) < 1 for v in values):
+                raise ValueError(f"The {name} must be positive integers, got {values}.")
+        if min(self.new_tokens) < 2 or self.batch_new_tokens < 2 or self.baseline_new_tokens < 2:
+            raise ValueError("Each point needs at least 2 new tokens (TPOT is measured after the first).")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError("Use at least 1 repeat and a non-negative warm-up count.")
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError | MemoryError) and "out of memory" in str(exc).lower()
+
+
+def _meta(device: torch.device) -> dict:
+    try:
+        from backend.runinfo import run_meta
+
+        return run_meta(device=str(device))
+    except ImportError:  # the core's run_meta not present: record the essentials ourselves
+        import platform
+
+        import transformers
+
+        return {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                             "python": platform.python_version()},
+                "device": M.device_name(device), "hostname": platform.node()}
+
+
+def _max_positions(model) -> int | None:
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+@dataclass
+class _Plan:
+    phase: str  # "context" | "batch" | "long" | "hf-generate" | "eager"
+    batch: int
+    prompt_len: int
+    new_tokens: int
+
+
+def plan_points(cfg: SweepConfig) -> list[_Plan]:
+    """The ordered points for one model (skips are decided while running)."""
+    short = [p for p in sorted(set(cfg.prompt_lens)) if p < cfg.long_from]
+    long = [p for p in sorted(set(cfg.prompt_lens)) if p >= cfg.long_from]
+    plans = [_Plan("context", 1, p, n) for n in cfg.new_tokens for p in short]
+    plans += [_Plan("batch", b, cfg.batch_prompt_len, cfg.batch_new_tokens) for b in sorted(set(cfg.batches))]
+    plans += [_Plan("long", 1, p, n) for n in cfg.new_tokens for p in long]
+    if cfg.hf_baseline:
+        plans.append(_Plan("hf-generate", 1, cfg.baseline_prompt_len, cfg.baseline_new_tokens))
+    if cfg.eager_baseline:
+        plans.append(_Plan("eager", 1, cfg.baseline_prompt_len, cfg.baseline_new_tokens))
+    return plans
+
+
+class Sweep:
+    """Runs a SweepConfig and writes one run (kind "bench") to `writer` (store or RecordWriter).
+
+    `load_model(shape, device, dtype) -> (model, kernel_path)` and
+    `make_stepper(kind, model, family, device, new_tokens)` are injectable for tests."""
+
+    def __init__(self, cfg: SweepConfig, writer, shapes: dict[str, Shape] | None = None,
+                 load_model: Callable | None = None, make_stepper: Callable | None = None,
+                 measure_point: Callable | None = None, measure_hf: Callable | None = None,
+                 progress: Callable[[str], None] | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.writer = writer
+        self.shapes = shapes or SHAPES
+        self.load_model = load_model or S.load_model
+        self.make_stepper = make_stepper or _default_stepper
+        self.measure_point = measure_point or M.measure_point
+        self.measure_hf = measure_hf or M.measure_hf_generate
+        self.progress = progress or (lambda msg: log.info(msg))
+        self.device = S.resolve_device(cfg.device)
+        self.dtype = S.resolve_dtype(cfg.dtype, self.device)
+        for name in cfg.models:
+            if name not in self.shapes:
+                raise ValueError(f"Unknown benchmark model {name!r}. Choose from {', '.join(self.shapes)}.")
+        self.rows: list[dict] = []
+        self.not_run: list[str] = []
+
+    # ---- the run ------------------------------------------------------------------------------
+    def run(self, name: str | None = None) -> str:
+        self.meta = _meta(self.device)
+        config = {**asdict(self.cfg), "device_resolved": str(self.device), "dtype_resolved": str(self.dtype)}
+        run_id = self.writer.start_run(RUN_KIND, config, self.meta, name=name)
+        self.run_id = run_id
+        self._t0 = time.perf_counter()
+        status = "failed"
+        try:
+            for model_name in self.cfg.models:
+                self._run_model(model_name)
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "cancelled"
+            raise
+        finally:
+            summary = {"points": len(self.rows),
+                       "ok": sum(r["status"] == "ok" for r in self.rows),
+                       "oom": sum(r["status"] == "oom" for r in self.rows),
+                       "errors": sum(r["status"] == "error" for r in self.rows),
+                       "not_run": self.not_run,
+                       "elapsed_s": round(time.perf_counter() - self._t0, 1)}
+            self.writer.finish_run(run_id, status, summary)
+        return run_id
+
+    def _over_budget(self, model_t0: float) -> bool:
+        now = time.perf_counter()
+        if self.cfg.budget_s is not None and now - self._t0 > self.cfg.budget_s:
+            return True
+        return self.cfg.budget_per_model_s is not None and now - model_t0 > self.cfg.budget_per_model_s
+
+    def _run_model(self, model_name: str) -> None:
+        shape = self.shapes[model_name]
+        model_t0 = time.perf_counter()
+        if self._over_budget(model_t0):
+            self.not_run.append(f"{model_name}: all points (time budget spent)")
+            return
+        self.progress(f"loading {model_name} ({shape.family}) on {self.device}, {self.dtype}")
+        try:
+            model, kernel_path = self.load_model(shape, self.device, self.dtype)
+        except Exception as e:  # noqa: BLE001 - one model failing must not stop the sweep
+            self._record(shape, _Plan("load", 1, 0, 0), None, status="oom" if is_oom(e) else "error", error=e)
+            M.free_memory(self.device)
+            return
+        limit = _max_positions(model) if shape.family == "transformer" else None
+        oom_len: dict[int, int] = {}  # new_tokens -> shortest prompt that ran out of memory
+        batch_ok, batch_oom = 0, None
+        try:
+            for plan in plan_points(self.cfg):
+                label = f"{model_name} {plan.phase} B={plan.batch} L={plan.prompt_len} N={plan.new_tokens}"
+                if plan.phase == "hf-generate" and self._over_budget(model_t0):
+                    self.not_run.append(f"{label} (time budget spent)")
+                    continue
+                if plan.phase == "eager" and shape.family != "transformer":
+                    continue  # the SSMs' eager loop is their default stepper already when no kernel stepper
+                if limit and plan.prompt_len + plan.new_tokens > limit:
+                    self.not_run.append(f"{label} (beyond max_position_embeddings={limit})")
+                    continue
+                if plan.phase in ("context", "long") and plan.prompt_len >= oom_len.get(plan.new_tokens, 1 << 62):
+                    self.not_run.append(f"{label} (a shorter prompt ran out of memory)")
+                    continue
+                if plan.phase == "batch" and batch_oom is not None:
+                    continue
+                if self._over_budget(model_t0):
+                    self.not_run.append(f"{label} (time budget spent)")
+                    continue
+                self.progress(label)
+                row = self._measure(shape, model, kernel_path, plan)
+                if row["status"] == "oom":
+                    if plan.phase in ("context", "long"):
+                        oom_len[plan.new_tokens] = min(plan.prompt_len, oom_len.get(plan.new_tokens, 1 << 62))
+                    elif plan.phase == "batch":
+                        batch_oom = plan.batch
+                elif row["status"] == "ok" and plan.phase == "batch":
+                    batch_ok = max(batch_ok, plan.batch)
+            if any(p.phase == "batch" for p in plan_points(self.cfg)):
+                self._record_max_batch(shape, kernel_path, batch_ok, batch_oom)
+        finally:
+            del model
+            M.free_memory(self.device)
+
+    def _measure(self, shape: Shape, model, kernel_path: str, plan: _Plan) -> dict:
+        cfg = self.cfg
+        try:
+            if plan.phase == "hf-generate":
+                metrics = self.measure_hf(model, prompt_len=plan.prompt_len, new_tokens=plan.new_tokens,
+                                          device=self.device, warmup=cfg.warmup, repeats=cfg.repeats, seed=cfg.seed)
+            else:
+                kind = "eager" if plan.phase == "eager" else "best"
+
+                def make():
+                    return self.make_stepper(kind, model, shape.family, self.device, plan.new_tokens)
+
+                metrics = self.measure_point(model, make, batch=plan.batch, prompt_len=plan.prompt_len,
+                                             new_tokens=plan.new_tokens, device=self.device, warmup=cfg.warmup,
+                                             repeats=cfg.repeats, seed=cfg.seed, slow_run_s=cfg.slow_run_s)
+            return self._record(shape, plan, metrics, kernel_path=kernel_path, model=model)
+        except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
+            oom = is_oom(e)
+            if not oom:
+                log.warning("benchmark point failed: %s", traceback.format_exc(limit=3))
+            e.__traceback__ = None  # drop frame references that pin GPU tensors
+            M.free_memory(self.device)
+            return self._record(shape, plan, None, status="oom" if oom else "error", error=e, kernel_path=kernel_path)
+
+    # ---- rows -----------------------------------------------------------------------------------
+    def _base_row(self, shape: Shape, plan: _Plan, kernel_path: str | None) -> dict:
+        return {
+            "model": shape.name,
+            "family": shape.family,
+            "device": self.meta.get("device") or M.device_name(self.device),
+            "device_kind": self.device.type,  # "cpu" rows are CPU timings, labelled as such on the page
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "batch": plan.batch,
+            "prompt_tokens": plan.prompt_len,
+            "new_tokens": plan.new_tokens,
+            "phase": plan.phase,
+            "partner": partner_of(shape.name),
+            "kernel_path": kernel_path,
+            "weights": "bundled" if shape.bundled else "random",
+            "warmup": self.cfg.warmup,
+            "repeats": self.cfg.repeats,
+            "versions": self.meta.get("versions"),
+            "git_sha": self.meta.get("git_sha"),
+            "seed": self.cfg.seed,
+        }
+
+    def _record(self, shape: Shape, plan: _Plan, metrics: dict | None, status: str = "ok",
+                error: BaseException | None = None, kernel_path: str | None = None, model=None) -> dict:
+        row = self._base_row(shape, plan, kernel_path)
+        row["metric"] = "point"
+        if metrics:
+            row.update(metrics)
+            if plan.phase == "hf-generate" or plan.phase == "eager":
+                row["path"] = metrics["path"] if plan.phase == "hf-generate" else f"eager:{metrics['path']}"
+            row["value"] = metrics.get("decode_tok_s_batch")
+        else:
+            row["path"] = "hf-generate" if plan.phase == "hf-generate" else None
+        if model is not None:
+            row["model_bytes"] = M.model_bytes(model)
+        row["status"] = status
+        if error is not None:
+            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+        self.rows.append(row)
+        self.writer.add_measurements(self.run_id, [row])
+        return row
+
+    def _record_max_batch(self, shape: Shape, kernel_path: str, ok: int, oom_at: int | None) -> None:
+        plan = _Plan("max_batch", ok, self.cfg.batch_prompt_len, self.cfg.batch_new_tokens)
+        row = self._base_row(shape, plan, kernel_path)
+        row.update({"metric": "max_batch", "value": float(ok), "status": "ok",
+                    "oom_at": oom_at, "capped": oom_at is None,
+                    "path": next((r.get("path") for r in reversed(self.rows)
+                                  if r["model"] == shape.name and r["phase"] == "batch" and r["status"] == "ok"), None)})
+        self.rows.append(row)
+        self.writer.add_measurements(self.run_id, [row])
+
+
+def _default_stepper(kind: str, model, family: str, device: torch.device, new_tokens: int):
+    if kind == "eager":
+        return S.eager_stepper(model, family, device)
+    return S.best_stepper(model, family, device, new_tokens)
+
+
+def run_sweep(cfg: SweepConfig, writer, name: str | None = None, **kw) -> tuple[str, list[dict]]:
+    sweep = Sweep(cfg, writer, **kw)
+    run_id = sweep.run(name=name)
+    return run_id, sweep.rows
