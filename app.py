@@ -1,0 +1,57 @@
+"""SSM Arena: Streamlit entry point (`streamlit run app.py`).
+
+Lists every planned page explicitly (st.navigation ignores the pages/ folder) and includes each one whose
+file exists, grouped in sections; draws the sidebar frame (device, store path) shown on every page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages import ui
+
+ROOT = Path(__file__).resolve().parent
+
+# section -> (file, title, icon); pages other engineers are still writing appear once their file exists.
+PLANNED = {
+    "Compare": [("pages/arena.py", "Arena", ":material/compare_arrows:"),
+                ("pages/rag.py", "RAG", ":material/description:")],
+    "Experiments": [("pages/fewshot.py", "Few-shot", ":material/school:"),
+                    ("pages/long_context.py", "Long context", ":material/straighten:"),
+                    ("pages/cot.py", "Chain of thought", ":material/psychology:")],
+    "Results": [("pages/history.py", "History", ":material/history:"),
+                ("pages/performance.py", "Performance", ":material/speed:"),
+                ("pages/kernels.py", "Kernels", ":material/memory:")],
+    "Setup": [("pages/models.py", "Models", ":material/inventory_2:")],
+}
+
+
+def build_pages() -> dict[str, list]:
+    sections: dict[str, list] = {}
+    for section, entries in PLANNED.items():
+        pages = [st.Page(str(ROOT / f), title=t, icon=i, default=f == "pages/arena.py")
+                 for f, t, i in entries if (ROOT / f).is_file()]
+        if pages:
+            sections[section] = pages
+    return sections
+
+
+def sidebar_frame() -> None:
+    with st.sidebar:
+        st.caption("SSM Arena: state space models vs transformers")
+        try:
+            loaded = ui.get_manager().loaded()
+        except Exception as e:
+            loaded = []
+            st.warning(f"Model manager unavailable: {ui.error_sentence(e)}")
+        devices = sorted({info.device for info in loaded})
+        st.text("Device: " + (", ".join(devices) if devices else f"{ui.device_setting()} (no model loaded yet)"))
+        st.text(f"Store: {ui.store_path()}")
+
+
+st.set_page_config(page_title="SSM Arena", layout="wide")
+nav = st.navigation(build_pages())
+sidebar_frame()
+nav.run()

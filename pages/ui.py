@@ -1,0 +1,366 @@
+"""Helpers the pages share (not a page): cached model manager and store, decoding-settings widgets,
+metric formatting, and the side-by-side streaming runner.
+
+Streaming side by side. `st.write_stream` consumes one iterator, and no Streamlit call is safe from a thread
+other than the script's. So a `CompareJob` starts one worker thread per column; workers only put events on a
+queue, and the script thread drains the queue and redraws `st.empty()` placeholders (`render_job`). The job
+lives in `st.session_state`, so when a click (Stop) reruns the script, the new run finds the same job, the
+Stop callback sets the job's `threading.Event` (polled by the generators' `should_stop`), and the partial
+text stays on screen. Models run one after the other by default (fair timing on shared cores).
+
+Usage from a page:
+    job = CompareJob([Slot("toy-mamba", "toy-mamba", prompt), ...], settings, get_manager())
+    st.session_state["my_job"] = job.start()
+    render_job(st.session_state["my_job"])
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from backend.interface import GenerationError, GenerationResult, GenSettings, ModelInfo, TokenEvent
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
+CACHE_LABELS = {"kv": "KV cache", "ssm_state": "conv + SSM state", "none": "cache"}
+MEM_LABELS = {"cuda_allocated": "GPU allocated", "cpu_rss": "CPU RSS"}
+
+
+# ---------------------------------------------------------------- shared resources (one per process)
+@st.cache_resource(show_spinner=False)
+def _manager(fake: str, fake_delay: str):
+    from backend.manager import ModelManager
+
+    return ModelManager()
+
+
+def get_manager():
+    """The process-wide ModelManager (keyed by the fake-backend env vars so tests that flip them get theirs)."""
+    return _manager(os.environ.get("SSM_ARENA_FAKE", ""), os.environ.get("SSM_ARENA_FAKE_DELAY", ""))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str):
+    from store import open_store
+
+    return open_store(path or None)
+
+
+def get_store():
+    """The store named by SSM_ARENA_DB (default data/arena.duckdb). Raises store.StoreError with a sentence."""
+    return _store(os.environ.get("SSM_ARENA_DB", ""))
+
+
+def store_path() -> str:
+    try:
+        return str(getattr(get_store(), "path", "") or os.environ.get("SSM_ARENA_DB", "data/arena.duckdb"))
+    except Exception as e:  # the frame must render even when the store cannot open
+        return f"{os.environ.get('SSM_ARENA_DB', 'data/arena.duckdb')} (cannot open: {e})"
+
+
+def device_setting() -> str:
+    return os.environ.get("SSM_ARENA_DEVICE", "auto") or "auto"
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("SSM_ARENA_RESULTS") or REPO / "results")
+
+
+@st.cache_resource(show_spinner=False)
+def _import_once(db: str, folder: str) -> dict:
+    store = get_store()
+    if len(store.runs()) or not sorted(Path(folder).glob("*.jsonl")):
+        return {}
+    with st.spinner(f"First start: importing committed results from {folder} ..."):
+        return store.import_results_dir(folder)
+
+
+def ensure_results_imported() -> None:
+    """On first start, fill an empty store from results/*.jsonl (once per process and store)."""
+    try:
+        _import_once(os.environ.get("SSM_ARENA_DB", ""), str(results_dir()))
+    except Exception as e:
+        st.warning(f"Could not import the committed results: {error_sentence(e)}")
+
+
+def error_sentence(e: BaseException) -> str:
+    """The user-facing sentence of an exception (ours carry one); never a traceback."""
+    msg = str(e).strip()
+    if isinstance(e, (GenerationError, ValueError)) or type(e).__module__.startswith(("backend", "store")):
+        return msg or type(e).__name__
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+# ---------------------------------------------------------------- formatting
+def fmt_num(x, unit: str = "", digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "—"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def fmt_bytes(n) -> str:
+    if n is None or (isinstance(n, float) and n != n):
+        return "—"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+SETTING_DEFAULTS = {"max_new": 64, "decoding": "greedy", "seed": 0, "temp": 1.0, "top_p": 1.0}
+
+
+def exportable(df: pd.DataFrame) -> pd.DataFrame:
+    """Dict / list cells (config, extra) as JSON text, so CSV and Parquet get one type per column."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object and out[c].map(lambda v: isinstance(v, dict | list)).any():
+            out[c] = out[c].map(lambda v: json.dumps(v, default=str) if isinstance(v, dict | list) else v)
+    return out
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    exportable(df).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def settings_widgets(key: str) -> GenSettings:
+    """Decoding settings shared by every column (same settings for all models: fair comparison).
+
+    Widget keys are `<key>_max_new`, `<key>_decoding`, ... so callbacks can rebuild the settings with
+    `settings_from_state(key)`."""
+    d = SETTING_DEFAULTS
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Max new tokens", 1, 4096, d["max_new"], key=f"{key}_max_new")
+    sampling = c2.radio("Decoding", ["greedy", "sampling"], horizontal=True, key=f"{key}_decoding")
+    c3.number_input("Seed", 0, 2**31 - 1, d["seed"], key=f"{key}_seed")
+    c4, c5 = st.columns(2)
+    c4.slider("Temperature", 0.05, 2.0, d["temp"], 0.05, key=f"{key}_temp", disabled=sampling == "greedy")
+    c5.slider("Top-p", 0.05, 1.0, d["top_p"], 0.05, key=f"{key}_top_p", disabled=sampling == "greedy")
+    return settings_from_state(key)
+
+
+def settings_from_state(key: str) -> GenSettings:
+    def get(name):
+        return st.session_state.get(f"{key}_{name}", SETTING_DEFAULTS[name])
+
+    return GenSettings(max_new_tokens=int(get("max_new")), do_sample=get("decoding") == "sampling",
+                       temperature=float(get("temp")), top_p=float(get("top_p")), seed=int(get("seed")))
+
+
+# ---------------------------------------------------------------- streaming job
+@dataclass
+class Slot:
+    """One output column: a label, the model that fills it, and its prompt."""
+
+    label: str
+    model: str
+    prompt: str
+    status: str = "waiting"  # waiting | loading | running | done | error | skipped
+    text: str = ""
+    token_times: list[float] = field(default_factory=list)  # elapsed_s of each generated token
+    prompt_tokens: int | None = None
+    info: ModelInfo | None = None
+    result: GenerationResult | None = None
+    error: str | None = None
+
+
+class CompareJob:
+    """Worker threads (one per slot) that stream into a queue; the script thread applies the events."""
+
+    def __init__(self, slots: list[Slot], settings: GenSettings, manager, parallel: bool = False,
+                 device: str | None = None):
+        self.slots, self.settings, self.manager, self.parallel = slots, settings, manager, parallel
+        self.device = device or device_setting()
+        self.stop = threading.Event()
+        self.events: queue.Queue = queue.Queue()
+        self.threads: list[threading.Thread] = []
+        self.started_at = time.time()
+        self.recorded = False  # set by the page once the finished job is saved
+        self.notes: list[str] = []  # warnings to keep showing (e.g. store errors)
+
+    def start(self) -> CompareJob:
+        prev = None
+        for i, slot in enumerate(self.slots):
+            done = threading.Event()
+            t = threading.Thread(target=self._work, args=(i, slot, prev, done), daemon=True,
+                                 name=f"arena-{slot.model}")
+            self.threads.append(t)
+            prev = None if self.parallel else done
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _work(self, i: int, slot: Slot, wait_for: threading.Event | None, done: threading.Event) -> None:
+        put = self.events.put
+        try:
+            if wait_for is not None:
+                wait_for.wait()
+            if self.stop.is_set():
+                put((i, "skipped", "Stopped before this model started."))
+                return
+            put((i, "status", "loading"))
+            gen = self.manager.get(slot.model, device=self.device)
+            put((i, "info", gen.info))
+            try:
+                put((i, "prompt_tokens", gen.count_tokens(slot.prompt)))
+            except Exception:  # counting is a nicety; stream() reports real prompt errors
+                pass
+            put((i, "status", "running"))
+            for ev in gen.stream(slot.prompt, self.settings, should_stop=self.stop.is_set):
+                put((i, "event", ev))
+        except Exception as e:
+            log.info("generation failed for %s", slot.model, exc_info=True)
+            put((i, "error", error_sentence(e)))
+        finally:
+            done.set()
+            put((i, "end", None))
+
+    def drain(self) -> bool:
+        """Apply queued events to the slots (script thread only). Returns whether anything changed."""
+        changed = False
+        while True:
+            try:
+                i, kind, payload = self.events.get_nowait()
+            except queue.Empty:
+                return changed
+            changed = True
+            s = self.slots[i]
+            if kind == "status":
+                s.status = payload
+            elif kind == "info":
+                s.info = payload
+            elif kind == "prompt_tokens":
+                s.prompt_tokens = payload
+            elif kind == "error":
+                s.status, s.error = "error", payload
+            elif kind == "skipped":
+                s.status, s.error = "skipped", payload
+            elif kind == "event" and isinstance(payload, TokenEvent):
+                s.text += payload.text
+                s.token_times.append(payload.elapsed_s)
+            elif kind == "event" and isinstance(payload, GenerationResult):
+                s.result, s.status, s.text = payload, "done", payload.text
+                s.prompt_tokens = payload.metrics.prompt_tokens
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self.threads) or not self.events.empty()
+
+    def results(self) -> list[GenerationResult]:
+        return [s.result for s in self.slots if s.result is not None]
+
+
+def live_metrics(s: Slot) -> dict[str, str]:
+    """Metric name -> value for one column: measured values once finished, estimates while streaming."""
+    m = s.result.metrics if s.result else None
+    t = s.token_times
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    if m is not None:
+        ttft, prefill, tps, tpot, p90 = m.ttft_ms, m.prefill_ms, m.decode_tok_s, m.tpot_ms, m.tpot_p90_ms
+    else:
+        ttft = t[0] * 1000 if t else None
+        prefill = None
+        tps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else None
+        tpot = statistics.median(gaps) * 1000 if gaps else None
+        p90 = statistics.quantiles(gaps, n=10)[-1] * 1000 if len(gaps) >= 2 else None
+    mem_label = MEM_LABELS.get(m.peak_mem_kind, m.peak_mem_kind) if m else "GPU allocated / CPU RSS"
+    cache_label = CACHE_LABELS.get(m.cache_kind, m.cache_kind) if m else "KV cache / SSM state"
+    path = m.path if m else (s.info.path if s.info else None)
+    return {
+        "prompt tokens": fmt_num(s.prompt_tokens, digits=0),
+        "new tokens": fmt_num(m.new_tokens if m else len(t), digits=0),
+        "time to first token": fmt_num(ttft, " ms"),
+        "prefill": fmt_num(prefill, " ms"),
+        "decode tokens/s": fmt_num(tps),
+        "time per output token (median / p90)": f"{fmt_num(tpot, ' ms', 2)} / {fmt_num(p90, ' ms', 2)}",
+        f"peak memory ({mem_label})": fmt_bytes(m.peak_mem_bytes) if m else "—",
+        f"cache bytes ({cache_label})": fmt_bytes(m.cache_bytes) if m else "—",
+        "kernel / attention path": path or "—",
+        "device / dtype": f"{m.device} / {m.dtype}" if m else (f"{s.info.device} / {s.info.dtype}" if s.info else "—"),
+        "finish reason": s.result.finish_reason if s.result else s.status,
+    }
+
+
+def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float | None = None) -> None:
+    if s.info is not None:
+        info_ph.caption(f"{s.info.family} · {fmt_num(s.info.n_params / 1e6, 'M params', 2)}"
+                        + (" · untrained placeholder" if s.info.placeholder else ""))
+    if s.error:
+        (status_ph.error if s.status == "error" else status_ph.info)(s.error)
+    elif s.status == "done":
+        reason = s.result.finish_reason if s.result else ""
+        status_ph.caption("stopped: partial output kept" if reason == "cancelled" else f"finished ({reason})")
+    else:
+        label = {"waiting": "waiting for the previous model", "loading": "loading model",
+                 "running": "generating"}.get(s.status, s.status)
+        status_ph.caption(f"{label} ... {elapsed:.0f} s" if elapsed is not None else label)
+    text_ph.code(s.text or " ", language=None, wrap_lines=True)
+    table = pd.DataFrame({"value": live_metrics(s)})
+    table.index.name = "metric"
+    metrics_ph.table(table)
+
+
+def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
+    """Draw one column per slot and keep redrawing from the queue until the job's threads end."""
+    phs = []
+    for col, s in zip(st.columns(len(job.slots)), job.slots):
+        with col:
+            st.subheader(s.label)
+            phs.append((st.empty(), st.empty(), st.empty(), st.empty()))
+    last_draw = 0.0
+    while True:
+        alive = job.running
+        # Redraw on news, and at least every 0.5 s: every Streamlit call is a point where a click (Stop)
+        # can interrupt this run, so a long model load must not leave the script silent.
+        if job.drain() or time.monotonic() - last_draw > 0.5:
+            for s, ph in zip(job.slots, phs):
+                _draw_slot(s, *ph, elapsed=time.time() - job.started_at if alive else None)
+            last_draw = time.monotonic()
+        if not alive:
+            break
+        time.sleep(poll_s)
+
+
+def metrics_frame(results: list[GenerationResult]) -> pd.DataFrame:
+    """Long table (model, metric, value) of the finished columns, for a bar chart."""
+    rows = []
+    for r in results:
+        m = r.metrics
+        for name, val in (("time to first token (ms)", m.ttft_ms), ("prefill (ms)", m.prefill_ms),
+                          ("time per output token (ms)", m.tpot_ms), ("decode tokens/s", m.decode_tok_s),
+                          ("peak memory (MiB)", m.peak_mem_bytes / 2**20 if m.peak_mem_bytes else None),
+                          ("cache (MiB)", m.cache_bytes / 2**20 if m.cache_bytes is not None else None)):
+            if val is not None:
+                rows.append({"model": r.model, "metric": name, "value": float(val)})
+    return pd.DataFrame(rows, columns=["model", "metric", "value"])
+
+
+def comparison_chart(results: list[GenerationResult]):
+    """Plotly bar chart, one panel per metric with its own axis; None when nothing finished."""
+    import plotly.express as px
+
+    df = metrics_frame(results)
+    if df.empty:
+        return None
+    fig = px.bar(df, x="model", y="value", color="model", facet_col="metric", facet_col_wrap=3,
+                 facet_row_spacing=0.18, height=520)
+    fig.update_yaxes(matches=None, showticklabels=True, title=None)
+    fig.update_xaxes(title=None, showticklabels=False)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    return fig

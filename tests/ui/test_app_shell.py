@@ -1,0 +1,28 @@
+"""app.py: navigation over the pages that exist, and the sidebar frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_app_opens_on_arena_with_the_sidebar_frame(arena_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Arena"
+    side = [t.value for t in at.sidebar.text]
+    assert any(s.startswith("Device: cpu") for s in side), side
+    assert any(str(arena_env / "arena.duckdb") in s for s in side), side
+
+
+def test_every_existing_page_can_be_switched_to(arena_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    for page in ("pages/models.py", "pages/history.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert not at.error, (page, [e.value for e in at.error])
+    at.switch_page("pages/arena.py").run()
+    assert at.title[0].value == "Arena"

@@ -1,0 +1,108 @@
+"""The side-by-side runner behind the Arena (pages/ui.py): threads, queue, Stop, sequential vs parallel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from backend.fake import FakeGenerator
+from backend.interface import GenSettings
+from pages import ui
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "arena.py")
+
+
+class SlowManager:
+    """Stands in for ModelManager: fake generators with a per-token delay; records start order."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s, self.started = delay_s, []
+        self._lock = threading.Lock()
+
+    def get(self, name, device="auto"):
+        with self._lock:
+            self.started.append((name, time.perf_counter()))
+        return FakeGenerator(name, "mamba" if "mamba" in name else "transformer", delay_s=self.delay_s)
+
+
+def _wait(job, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while job.running and time.monotonic() < deadline:
+        job.drain()
+        time.sleep(0.01)
+    job.drain()
+    assert not job.running
+
+
+def _slots(*names):
+    return [ui.Slot(n, n, "Tell me about the river") for n in names]
+
+
+def test_sequential_runs_one_model_after_the_other():
+    mgr = SlowManager(0.002)
+    settings = GenSettings(max_new_tokens=20, stop_at_eos=False)
+    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr, parallel=False).start()
+    _wait(job)
+    a, b = job.slots
+    assert a.result and b.result and a.status == b.status == "done"
+    assert a.result.metrics.new_tokens == b.result.metrics.new_tokens == 20
+    assert a.text == a.result.text and len(a.token_times) == 20
+    # the second model was only requested once the first one had finished generating
+    assert mgr.started[1][1] >= mgr.started[0][1] + 19 * 0.002
+
+
+def test_stop_keeps_the_partial_text_and_skips_models_not_started():
+    mgr = SlowManager(0.02)
+    settings = GenSettings(max_new_tokens=500, stop_at_eos=False)
+    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr).start()
+    while len(job.slots[0].token_times) < 3:
+        job.drain()
+        time.sleep(0.01)
+    job.stop.set()
+    _wait(job)
+    first, second = job.slots
+    assert first.result.finish_reason == "cancelled"
+    assert 3 <= first.result.metrics.new_tokens < 500 and first.text == first.result.text
+    assert second.status == "skipped" and second.result is None and "Stopped" in second.error
+    assert [r.model for r in job.results()] == ["toy-mamba"]
+
+
+def test_parallel_runs_both_at_once():
+    mgr = SlowManager(0.01)
+    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=30, stop_at_eos=False),
+                        mgr, parallel=True).start()
+    _wait(job)
+    assert abs(mgr.started[1][1] - mgr.started[0][1]) < 0.2  # both requested before either finished (0.3 s)
+    assert all(s.result.finish_reason == "length" for s in job.slots)
+
+
+def test_live_metrics_while_streaming_and_labels_when_done():
+    s = ui.Slot("m", "toy-transformer", "p", status="running", token_times=[0.1, 0.2, 0.3, 0.5])
+    live = ui.live_metrics(s)
+    assert live["time to first token"] == "100.0 ms" and live["decode tokens/s"] == "7.5"
+    assert live["prefill"] == "—"
+    gen = FakeGenerator("toy-transformer", "transformer")
+    s.result = gen.generate("hello there", GenSettings(max_new_tokens=5, stop_at_eos=False))
+    done = ui.live_metrics(s)
+    assert done["cache bytes (KV cache)"].endswith("KiB") and "peak memory (CPU RSS)" in done
+    assert done["finish reason"] == "length"
+
+
+def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
+    """The Stop click reruns the script; its callback finds the job in session_state and sets its event."""
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=2000, stop_at_eos=False),
+                        SlowManager(0.01)).start()
+    at.session_state["arena_job"] = job
+    job.recorded = True  # this job is not about saving
+    t0 = time.monotonic()
+    at.button(key="arena_stop").click().run()
+    assert not at.exception, at.exception
+    assert time.monotonic() - t0 < 15  # 2000 tokens would take 20 s per model
+    assert job.stop.is_set()
+    assert job.slots[0].result.finish_reason == "cancelled"
+    assert at.code[0].value.strip() == job.slots[0].text.strip()
+    assert any("stopped: partial output kept" in c.value for c in at.caption)
