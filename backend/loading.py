@@ -1,0 +1,158 @@
+"""Load a registry entry onto a device and wrap it as an HFGenerator.
+
+Device "auto": `SSM_ARENA_DEVICE` if set, else cuda when `torch.cuda.is_available()` (ROCm builds show up
+as cuda too; `runinfo` records `torch.version.hip`), else cpu. Dtype "auto": bfloat16 on GPU, float32 on
+CPU. `HF_HUB_OFFLINE` is respected (`local_files_only`), hub kernel downloads are switched off
+(`USE_HUB_KERNELS=0` before transformers is imported), and every failure becomes one of
+UnknownModelError / ModelUnavailableError / CorruptModelError with a sentence saying what to do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+os.environ.setdefault("USE_HUB_KERNELS", "0")  # must precede the first transformers import
+
+import torch
+
+from backend import registry
+from backend.errors import CorruptModelError, ModelUnavailableError
+from backend.generation import HFGenerator, model_info
+from backend.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Modules that may add faster steppers (static caches, CUDA graphs) through a `register()` function.
+OPTIONAL_STEPPER_MODULES = ("backend.tf_stepper", "backend.ssm_stepper")
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    want = (device or "auto").strip().lower()
+    if want == "auto":
+        want = (os.environ.get("SSM_ARENA_DEVICE") or "auto").strip().lower()
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelUnavailableError(
+            "A GPU (cuda) was asked for, but this PyTorch build sees none. Use device 'cpu' or 'auto', or "
+            "install a CUDA / ROCm build of torch (README 'GPU install').")
+    if want != "cpu" and not want.startswith("cuda"):
+        raise ModelUnavailableError(f"Unknown device '{device}'. Use 'auto', 'cpu' or 'cuda'.")
+    return want
+
+
+def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
+    if not dtype or dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in _DTYPES:
+        raise CorruptModelError(f"Unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float16.")
+    return _DTYPES[dtype]
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    from backend.runinfo import cpu_name
+
+    return cpu_name()
+
+
+def _register_optional_steppers() -> None:
+    for mod_name in OPTIONAL_STEPPER_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        register = getattr(mod, "register", None)
+        if callable(register):
+            try:
+                register()
+            except Exception as e:  # a broken optional stepper must not break loading
+                log.warning("could not register steppers from %s: %s", mod_name, e)
+
+
+def _ssm_path(model) -> str:
+    """Let backend.ssm_fast switch HF Mamba / Mamba-2 onto our kernels; report the path it chose."""
+    try:
+        ssm_fast = importlib.import_module("backend.ssm_fast")
+    except ImportError:
+        return "hf-torch"
+    try:
+        return str(ssm_fast.enable(model))
+    except Exception as e:  # keep the model usable on the plain HF path, but say so in the log
+        log.warning("backend.ssm_fast.enable failed (%s); using the Hugging Face torch path", e)
+        return "hf-torch"
+
+
+def _location(spec: ModelSpec) -> tuple[str, bool]:
+    """(folder or repo id, local_files_only) for from_pretrained; raises before any slow work."""
+    if spec.source == "bundled":
+        if spec.placeholder:
+            from backend.placeholders import placeholder_folder
+
+            return str(placeholder_folder(spec.name)), True
+        registry.inspect_folder(spec.location)
+        return spec.location, True
+    if spec.source == "local":
+        registry.inspect_folder(spec.location)
+        return spec.location, True
+    offline = registry.hf_offline()
+    if offline and not registry.hf_cached(spec.location):
+        raise ModelUnavailableError(
+            f"Model '{spec.location}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. Download "
+            f"it on a machine with network (huggingface-cli download {spec.location}) or add a local folder on "
+            "the Models page.")
+    return spec.location, offline
+
+
+def _load_error(spec: ModelSpec, err: Exception) -> Exception:
+    detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    if spec.source == "hf":
+        return ModelUnavailableError(
+            f"Model '{spec.location}' could not be loaded from the Hugging Face Hub or the local cache ({detail}). "
+            f"Check the network, or download it elsewhere (huggingface-cli download {spec.location}) and add "
+            "the folder on the Models page.")
+    return CorruptModelError(
+        f"The model folder for '{spec.name}' could not be loaded ({detail}). Re-save it with save_pretrained() "
+        "or remove it on the Models page.")
+
+
+def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = None) -> HFGenerator:
+    """Load `spec` onto `device` (auto|cpu|cuda[:n]) with `dtype` (default: the spec's, then auto)."""
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype or spec.dtype, dev)
+    location, local_only = _location(spec)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, local_files_only=local_only)
+    except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
+        raise _load_error(spec, e) from e
+    except Exception as e:  # safetensors / tokenizers raise their own types on damaged files
+        raise _load_error(spec, e) from e
+    family = registry.MODEL_TYPE_FAMILY.get(getattr(model.config, "model_type", None))
+    if family is None:
+        raise CorruptModelError(
+            f"'{spec.name}' loaded, but its model_type '{model.config.model_type}' is not one this dashboard "
+            "knows how to compare. Supported: " + ", ".join(sorted(registry.MODEL_TYPE_FAMILY)) + ".")
+    try:
+        model = model.to(dev).eval()
+    except torch.OutOfMemoryError as e:
+        raise ModelUnavailableError(
+            f"'{spec.name}' does not fit in the memory of {dev}. Unload other models or pick a smaller one.") from e
+    if family in ("mamba", "mamba2"):
+        path = _ssm_path(model)
+    else:
+        path = getattr(model.config, "_attn_implementation", None) or "eager"
+    model.arena_path = path
+    _register_optional_steppers()
+    info = model_info(spec.name, family, model, torch.device(dev), device_name(dev), path,
+                      placeholder=spec.placeholder, train_context=spec.train_context)
+    gen = HFGenerator(model, tokenizer, info, dev)
+    info.path = gen.stepper.path  # e.g. "sdpa+static+cudagraph" when a GPU stepper took the model
+    return gen

@@ -1,0 +1,75 @@
+"""What every recorded run carries: git sha, library versions, device name, hostname."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_label(device: str | None = None) -> str:
+    """GPU name for cuda devices (also ROCm), else the CPU model."""
+    try:
+        import torch
+
+        if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device(device or "cuda"))
+    except Exception:  # no torch / broken driver: fall back to the CPU name
+        pass
+    return cpu_name()
+
+
+def run_meta(device: str | None = None) -> dict:
+    meta = {
+        "git_sha": git_sha(),
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "triton": _version("triton"),
+        "device": device or "auto",
+        "device_name": device_label(device),
+    }
+    try:
+        import torch
+
+        meta["cuda"] = torch.version.cuda
+        meta["hip"] = getattr(torch.version, "hip", None)
+    except ImportError:  # pragma: no cover
+        pass
+    return meta
