@@ -106,6 +106,19 @@ def check_database_file(path: Path) -> None:
         )
 
 
+@contextmanager
+def registered(con, name: str, table):
+    """Expose an Arrow table/DataFrame to SQL as `name` for the duration of the block."""
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        try:
+            con.unregister(name)
+        except duckdb.Error:
+            pass  # the transaction failed already; closing the connection drops the view anyway
+
+
 class Connector:
     """Opens one short-lived connection per session; see the module docstring."""
 

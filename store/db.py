@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from store import importer
-from store.connection import Connector
+from store.connection import Connector, registered
 from store.errors import StoreError
 from store.records import check_end_status, new_id, utc_now
 from store.retrieval_tables import RetrievalTablesMixin
@@ -87,12 +87,9 @@ class Store(RetrievalTablesMixin):
         """Bulk insert normalized rows through Arrow; returns how many rows were new."""
         if not rows:
             return 0
-        con.register("incoming_rows", to_arrow(rows, columns))
-        try:
-            verb = "INSERT OR IGNORE" if ignore_existing else "INSERT"
+        verb = "INSERT OR IGNORE" if ignore_existing else "INSERT"
+        with registered(con, "incoming_rows", to_arrow(rows, columns)):
             return con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM incoming_rows").fetchall()[0][0]
-        finally:
-            con.unregister("incoming_rows")
 
     @staticmethod
     def _require_run(con, run_id: str) -> None:

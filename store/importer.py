@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from store.connection import registered
 from store.errors import StoreError, StoreImportError
 from store.records import END_STATUSES, iter_records
 from store.rows import normalize, to_arrow
@@ -110,13 +111,10 @@ def _import_file(store, path: Path) -> tuple[dict[str, int], list[str]]:
         )
         ends = list(buckets["run_ends"].values())
         if ends:
-            con.register("incoming_ends", to_arrow(ends, _RUN_END))
-            try:
+            with registered(con, "incoming_ends", to_arrow(ends, _RUN_END)):
                 counts["run_ends"] = con.execute(
                     "UPDATE runs SET status = e.status, finished_at = e.finished_at, summary = e.summary "
                     "FROM incoming_ends e WHERE runs.run_id = e.run_id AND (runs.status IS DISTINCT FROM "
                     "e.status OR runs.finished_at IS DISTINCT FROM e.finished_at)"
                 ).fetchall()[0][0]
-            finally:
-                con.unregister("incoming_ends")
     return counts, problems

@@ -204,7 +204,7 @@ def iter_records(path: Path):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                yield lineno, None, f"not valid JSON ({e.msg} at column {e.colno})"
+                yield lineno, None, f"not valid JSON: {e.msg} (column {e.colno})"
                 continue
             if not isinstance(rec, dict):
                 yield lineno, None, f"expected a JSON object, got {type(rec).__name__}"

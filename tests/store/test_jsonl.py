@@ -1,0 +1,124 @@
+"""RecordWriter (JSONL, no duckdb) and importing its files into the store."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from store import RecordWriter, StoreError, StoreImportError
+from store.db import REPO_ROOT
+
+
+def _write_run(path, n=3, status="completed"):
+    w = RecordWriter(path)
+    run_id = w.start_run("bench", {"models": ["a"]}, {"git_sha": "abc"}, name="gpu sweep")
+    w.add_measurements(run_id, [{"model": "a", "batch": b, "tpot_ms": 1.0 + b, "gpu_clock": 1980} for b in range(n)])
+    w.add_predictions(run_id, [{"instance_id": "i0", "model": "a", "output": "x", "type": "qa"}])
+    w.finish_run(run_id, status, {"n": n})
+    return run_id
+
+
+def test_record_writer_works_without_duckdb(tmp_path):
+    out = tmp_path / "r.jsonl"
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["duckdb"] = None  # importing duckdb now fails, as on a machine without it
+        sys.modules["pandas"] = None
+        sys.modules["pyarrow"] = None
+        from store import RecordWriter, StoreError
+        w = RecordWriter({str(out)!r})
+        rid = w.start_run("bench", {{}}, {{}})
+        w.add_measurements(rid, [{{"model": "a", "value": float("nan")}}])
+        w.finish_run(rid)
+        print(rid)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["type"] for r in lines] == ["run", "measurement", "run_end"]
+    assert lines[1]["data"] == {"model": "a", "value": None}  # NaN written as null: the file stays JSON
+    assert lines[0]["run_id"] == proc.stdout.strip() == lines[1]["run_id"]
+
+
+def test_import_round_trip_and_idempotence(store, tmp_path):
+    path = tmp_path / "results" / "sweep.jsonl"
+    run_id = _write_run(path)
+    counts = store.import_jsonl(path)
+    assert counts == {"runs": 1, "run_ends": 1, "measurements": 3, "predictions": 1, "errors": 0}
+    assert store.import_jsonl(path) == {"runs": 0, "run_ends": 0, "measurements": 0, "predictions": 0, "errors": 0}
+    run = store.runs().iloc[0]
+    assert (run.run_id, run.status, run["name"], run.summary, run.meta) == (
+        run_id, "completed", "gpu sweep", {"n": 3}, {"git_sha": "abc"})
+    m = store.measurements(run_ids=run_id)
+    assert sorted(m.batch) == [0, 1, 2] and list(m.extra) == [{"gpu_clock": 1980}] * 3
+    p = store.predictions(run_id=run_id)
+    assert p.iloc[0].extra == {"type": "qa"} and p.iloc[0].output == "x"
+    assert store.done_instances(run_id, "a") == {"i0"}
+
+
+def test_run_end_written_later_updates_the_run(store, tmp_path):
+    path = tmp_path / "r.jsonl"
+    w = RecordWriter(path)
+    run_id = w.start_run("bench", {}, {})
+    store.import_jsonl(path)
+    assert store.runs().iloc[0].status == "running"
+    w.finish_run(run_id, "failed", {"error": "OOM"})
+    assert store.import_jsonl(path)["run_ends"] == 1
+    assert store.runs().iloc[0].status == "failed"
+
+
+def test_malformed_lines_are_reported_with_file_and_line_and_the_rest_goes_in(store, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    _write_run(path)  # 6 lines
+    lines = path.read_text().splitlines()
+    lines.insert(2, '{"type": "measurement", "run_id": "x"')  # line 3: cut short
+    lines.insert(4, '{"type": "measurement", "measurement_id": "m1", "run_id": "r", "data": {"batch": "two"}}')
+    lines.append('{"type": "mystery", "run_id": "r"}')  # line 9
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StoreImportError) as err:
+        store.import_jsonl(path)
+    msg = str(err.value)
+    assert f"{path}:3: not valid JSON" in msg
+    assert f"{path}:5: measurement key 'batch'" in msg
+    assert f"{path}:9: unknown record type 'mystery'" in msg
+    assert err.value.counts == {"runs": 1, "run_ends": 1, "measurements": 3, "predictions": 1, "errors": 3}
+    assert len(store.measurements()) == 3 and len(store.predictions()) == 1
+
+
+def test_line_cut_by_a_killed_writer_costs_only_that_line(store, tmp_path):
+    path = tmp_path / "r.jsonl"
+    run_id = _write_run(path, n=2)
+    with open(path, "a") as f:
+        f.write('{"type": "measurement", "measurement_id": "half')  # the writer died here
+    w = RecordWriter(path)  # a new process resumes appending
+    w.add_measurements(run_id, [{"model": "a", "batch": 9}])
+    with pytest.raises(StoreImportError, match=r"r\.jsonl:6: not valid JSON"):
+        store.import_jsonl(path)
+    assert sorted(store.measurements().batch) == [0, 1, 9]
+
+
+def test_import_results_dir(store, tmp_path):
+    folder = tmp_path / "results"
+    _write_run(folder / "a.jsonl", n=2)
+    _write_run(folder / "nested" / "b.jsonl", n=3)
+    (folder / "notes.txt").write_text("not a results file")
+    totals = store.import_results_dir(folder)
+    assert totals["files"] == 2 and totals["runs"] == 2 and totals["measurements"] == 5
+    assert store.import_results_dir(folder)["measurements"] == 0
+    with pytest.raises(StoreError, match="no results folder"):
+        store.import_results_dir(tmp_path / "missing")
+    with pytest.raises(StoreError, match="no results file"):
+        store.import_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_record_writer_done_instances(tmp_path):
+    w = RecordWriter(tmp_path / "r.jsonl")
+    run_id = w.start_run("fewshot", {}, {})
+    w.add_predictions(run_id, [{"instance_id": i, "model": "a"} for i in range(3)])
+    w.add_predictions(run_id, [{"instance_id": "z", "model": "b"}])
+    assert w.done_instances(run_id, "a") == {"0", "1", "2"}
+    assert w.done_instances("other", "a") == set()
+    with pytest.raises(ValueError, match="completed, cancelled, failed"):
+        w.finish_run(run_id, "ok")
