@@ -1,0 +1,90 @@
+"""Small document builders for tests (made here with pypdf / python-docx writers; no binary fixtures)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+
+def make_pdf(pages: list[str], password: str | None = None) -> bytes:
+    """A PDF with one line of Helvetica text per page (pypdf writer); optionally encrypted (RC4)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    for text in pages:
+        page = writer.add_blank_page(612, 792)
+        font = DictionaryObject({
+            NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        })
+        page[NameObject("/Resources")] = DictionaryObject({
+            NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)}),
+        })
+        safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        stream = DecodedStreamObject()
+        stream.set_data(f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode("latin-1"))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    if password:
+        writer.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def make_docx(paragraphs: list[str], table: list[list[str]] | None = None) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for p in paragraphs:
+        document.add_paragraph(p)
+    if table:
+        t = document.add_table(rows=len(table), cols=len(table[0]))
+        for r, row in enumerate(table):
+            for c, cell in enumerate(row):
+                t.cell(r, c).text = cell
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+def make_zip_bomb_docx(inflated_bytes: int = 8 * 1024 * 1024) -> bytes:
+    """A real DOCX plus one part of `inflated_bytes` zeros: compresses ~1000:1 (a decompression bomb)."""
+    src = zipfile.ZipFile(io.BytesIO(make_docx(["harmless looking text"])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        out.writestr("word/media/bomb.xml", b"\0" * inflated_bytes)
+    return buf.getvalue()
+
+
+def make_docx_with_broken_xml() -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(make_docx(["text"])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = b"<w:document><unclosed" if info.filename == "word/document.xml" else src.read(info)
+            out.writestr(info, data)
+    return buf.getvalue()
+
+
+def make_encrypted_office() -> bytes:
+    """What Word writes for a password-protected .docx: an OLE compound file with an EncryptedPackage."""
+    header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504
+    return header + "EncryptedPackage".encode("utf-16-le") + b"\0" * 1024
+
+
+def make_pdf_flate_bomb(inflated_bytes: int = 70_000_000) -> bytes:
+    """A one-page PDF whose content stream is ~70 MB of whitespace compressed to ~70 KB (FlateDecode)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, NameObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    stream = DecodedStreamObject()
+    stream.set_data(b"BT 72 720 Td (x) Tj ET\n" + b" " * inflated_bytes)
+    page[NameObject("/Contents")] = writer._add_object(stream.flate_encode())
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()

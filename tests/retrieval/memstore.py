@@ -1,0 +1,59 @@
+"""An in-memory stand-in for the store's retrieval tables (CONTRACTS.md API), for unit tests.
+
+The real store (DuckDB) is exercised by the same tests through the `store` fixture when available.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+class MemoryStore:
+    def __init__(self):
+        self._collections: dict[str, dict] = {}
+        self._docs: dict[str, list[dict]] = {}
+        self._chunks: dict[str, list[dict]] = {}
+        self._next: dict[str, int] = {}
+
+    def add_collection(self, name, embedder, dim):
+        self._collections.setdefault(name, {"name": name, "embedder": embedder, "dim": dim})
+        self._docs.setdefault(name, [])
+        self._chunks.setdefault(name, [])
+        self._next.setdefault(name, 1)
+
+    def collections(self):
+        return pd.DataFrame(list(self._collections.values()), columns=["name", "embedder", "dim"])
+
+    def drop_collection(self, name):
+        for d in (self._collections, self._docs, self._chunks):
+            d.pop(name, None)
+
+    def add_document(self, collection, doc_id, filename, n_pages, n_chars, sha256, meta):
+        self._docs[collection].append(dict(doc_id=doc_id, filename=filename, n_pages=n_pages, n_chars=n_chars,
+                                           sha256=sha256, meta=meta))
+
+    def add_chunks(self, collection, rows):
+        self._chunks[collection].extend(dict(r) for r in rows)
+        if rows:
+            self._next[collection] = max(self._next[collection], max(r["chunk_id"] for r in rows) + 1)
+        return len(rows)
+
+    def documents(self, collection):
+        return pd.DataFrame(self._docs.get(collection, []),
+                            columns=["doc_id", "filename", "n_pages", "n_chars", "sha256", "meta"])
+
+    def chunks(self, collection, chunk_ids=None):
+        rows = self._chunks.get(collection, [])
+        if chunk_ids is not None:
+            wanted = set(int(i) for i in chunk_ids)
+            rows = [r for r in rows if r["chunk_id"] in wanted]
+        return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "source", "page", "char_start", "char_end", "text"])
+
+    def delete_document(self, collection, doc_id):
+        gone = [r["chunk_id"] for r in self._chunks[collection] if r["doc_id"] == doc_id]
+        self._chunks[collection] = [r for r in self._chunks[collection] if r["doc_id"] != doc_id]
+        self._docs[collection] = [d for d in self._docs[collection] if d["doc_id"] != doc_id]
+        return gone
+
+    def next_chunk_id(self, collection):
+        return self._next[collection]
