@@ -1,0 +1,137 @@
+"""A real browser against `streamlit run app.py`, on the real default models (CPU), not the fake backend.
+
+Starts the server in its own process group on a free port with a temporary store and data folder, waits for
+/_stcore/health, drives Debian's /usr/bin/chromium with Playwright (no browser download), types a prompt in
+the Arena, presses Generate, waits for two columns of generated text with their metrics, and saves a
+screenshot to artifacts/e2e_arena.png. The process group is killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer /_stcore/health within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SSM_ARENA_FAKE"}
+    (tmp_path / "results").mkdir()
+    env.update(SSM_ARENA_DB=str(tmp_path / "arena.duckdb"), SSM_ARENA_DATA=str(tmp_path / "data"),
+               SSM_ARENA_RESULTS=str(tmp_path / "results"), SSM_ARENA_DEVICE="cpu", HF_HUB_OFFLINE="1",
+               PYTHONUNBUFFERED="1")
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url, tmp_path, log
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _wait_idle(page, timeout_ms: int) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+
+
+def test_arena_generates_two_columns_with_metrics_in_a_real_browser(server):
+    if not CHROMIUM.exists():
+        reason = "/usr/bin/chromium is missing (scripts/test.sh installs it with apt-get when run as root)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + ": CI must run the browser test")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    url, tmp_path, log = server
+    shot = ROOT / "artifacts" / "e2e_arena.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 2300})
+        try:
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("h1:has-text('Arena')", timeout=90_000)
+            _wait_idle(page, 90_000)
+            box = page.get_by_label("Prompt", exact=True)
+            box.fill("Tell me about the river")
+            box.press("Control+Enter")  # commit the text area's value (Streamlit sends it on blur / Ctrl+Enter)
+            _wait_idle(page, 30_000)
+            page.get_by_role("button", name="Generate").click()
+            # Two columns of streamed text, each finished with its metrics table (loading the real models
+            # on a shared CPU can take a while the first time).
+            page.wait_for_function(
+                """() => document.querySelectorAll("[data-testid='stTable']").length === 2 &&
+                        [...document.querySelectorAll("[data-testid='stCaptionContainer']")]
+                          .filter(e => e.innerText.startsWith('finished (')).length === 2""",
+                timeout=240_000)
+            _wait_idle(page, 60_000)
+            page.screenshot(path=str(shot), full_page=True)
+            codes = page.locator("[data-testid='stCode']")
+            assert codes.count() == 2
+            texts = [codes.nth(i).inner_text().strip() for i in range(2)]
+            assert all(texts), texts
+            tables = page.locator("[data-testid='stTable']")
+            for i in range(2):
+                t = tables.nth(i).inner_text()
+                assert re.search(r"time to first token\s+[\d,.]+ ms", t), t
+                assert re.search(r"decode tokens/s\s+[\d,.]+", t), t
+                assert re.search(r"peak memory \(CPU RSS\)\s+[\d,.]+ MiB", t), t
+            body = page.locator("body").inner_text()
+            assert "cache bytes (conv + SSM state)" in body and "cache bytes (KV cache)" in body
+            assert "Saved as run" in body, body[-2000:]
+            assert "Traceback" not in body
+        except Exception:
+            page.screenshot(path=str(shot.with_name("e2e_arena_failure.png")), full_page=True)
+            print(log.read_text()[-4000:])
+            raise
+        finally:
+            browser.close()
