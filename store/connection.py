@@ -122,10 +122,11 @@ def registered(con, name: str, table):
 class Connector:
     """Opens one short-lived connection per session; see the module docstring."""
 
-    def __init__(self, path: Path, lock_timeout: float):
+    def __init__(self, path: Path, lock_timeout: float, on_create=None):
         self.path = path
         self.lock_path = Path(str(path) + ".lock")
         self.lock_timeout = lock_timeout
+        self.on_create = on_create  # called with the connection when a session had to create the file
 
     @contextmanager
     def session(self):
@@ -147,18 +148,31 @@ class Connector:
                 flock.acquire(timeout=max(0.0, deadline - time.monotonic()))
             except Timeout:
                 raise StoreLockedError(self._app_lock_message()) from None
+            except OSError as e:
+                raise StoreError(
+                    f"Cannot create the lock file {self.lock_path} ({e.strerror}); the folder of the results "
+                    "database must be writable."
+                ) from None
             try:
+                created = not self.path.exists() or self.path.stat().st_size == 0
                 con = self._connect(deadline)
                 active[key] = con
                 try:
                     con.begin()
+                    if created and self.on_create is not None:  # e.g. the file was deleted while we ran
+                        self.on_create(con)
                     yield con
                     con.commit()
-                except BaseException:
+                except BaseException as e:
                     try:
                         con.rollback()
                     except duckdb.Error:
                         pass  # no open transaction (it failed already)
+                    if isinstance(e, duckdb.Error):
+                        raise StoreError(
+                            f"The results database {self.path} could not complete the operation "
+                            f"(nothing was written): {e}"
+                        ) from e
                     raise
                 finally:
                     del active[key]
@@ -187,9 +201,14 @@ class Connector:
                 raise self._open_error(e) from None
 
     def _open_error(self, e: Exception) -> StoreError:
+        wal = Path(str(self.path) + ".wal")
+        hint = (
+            f" If DuckDB failed while replaying its log, moving {wal.name} aside opens the last checkpoint "
+            "(losing writes made after it);" if wal.exists() else ""
+        )
         return StoreError(
-            f"Could not open the results database {self.path}: {e}. If the file is damaged, move it away "
-            "(results committed as JSONL under results/ can be imported again)."
+            f"Could not open the results database {self.path}: {e}.{hint} If the file is damaged, move it "
+            "away: results committed as JSONL under results/ can be imported again."
         )
 
     def _external_lock_message(self, duckdb_msg: str) -> str:

@@ -64,6 +64,7 @@ class Store(RetrievalTablesMixin):
                 self.applied_migrations = migrate(con)
             except ValueError as e:
                 raise StoreError(f"The results database {path} cannot be used: {e}.") from None
+        self._conn.on_create = migrate  # a file deleted while the app runs comes back with its tables
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"

@@ -60,3 +60,20 @@ def test_store_works_after_an_error_inside_a_session(store):
     assert store.runs().empty  # rolled back
     store.start_run("bench", {}, {})
     assert len(store.runs()) == 1
+
+
+def test_database_errors_become_store_errors_and_roll_back(store):
+    with pytest.raises(StoreError, match="nothing was written"):
+        with store.session() as con:
+            con.execute("INSERT INTO runs (run_id, kind) VALUES ('r1', 'bench')")
+            con.execute("SELECT * FROM no_such_table")
+    assert store.runs().empty
+
+
+def test_file_deleted_while_running_comes_back_with_its_tables(store, db_path):
+    store.start_run("bench", {}, {})
+    db_path.unlink()
+    assert store.runs().empty
+    store.start_run("bench", {}, {})
+    assert len(store.runs()) == 1
+
