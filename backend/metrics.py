@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 import psutil
 
-try:  # the fake backend uses this module without torch; keep torch optional here
+
+def _torch():
+    """torch, imported on first use: the fake backend (UI tests) uses this module without loading torch."""
     import torch
-except ImportError:  # pragma: no cover
-    torch = None
+
+    return torch
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -31,8 +33,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def tensor_bytes(obj: object, _max_depth: int = 6) -> int:
     """Sum of nbytes over distinct tensor storages reachable from `obj` (walks containers and __dict__)."""
-    if torch is None:
-        return 0
+    torch = _torch()
     seen_ptrs: set[tuple[str, int]] = set()
     seen_objs: set[int] = set()
     total = 0
@@ -70,7 +71,8 @@ class PeakMemory:
     """Track peak memory of one generation. `kind` is "cuda_allocated" or "cpu_rss"."""
 
     def __init__(self, device: str) -> None:
-        self.cuda = torch is not None and str(device).startswith("cuda") and torch.cuda.is_available()
+        torch = _torch()
+        self.cuda = str(device).startswith("cuda") and torch.cuda.is_available()
         self.kind = "cuda_allocated" if self.cuda else "cpu_rss"
         self._proc = None if self.cuda else psutil.Process()
         self._peak = 0
@@ -86,6 +88,6 @@ class PeakMemory:
 
     def peak(self) -> int:
         if self.cuda:
-            return int(torch.cuda.max_memory_allocated(self._device))
+            return int(_torch().cuda.max_memory_allocated(self._device))
         self.sample()
         return self._peak
