@@ -49,6 +49,7 @@ def sidebar_frame() -> None:
         devices = sorted({info.device for info in loaded})
         st.text("Device: " + (", ".join(devices) if devices else f"{ui.device_setting()} (no model loaded yet)"))
         st.text(f"Store: {ui.store_path()}")
+    ui.ensure_results_imported()  # first start: an empty store gets the committed results/*.jsonl
 
 
 st.set_page_config(page_title="SSM Arena", layout="wide")

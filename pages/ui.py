@@ -299,8 +299,12 @@ def live_metrics(s: Slot) -> dict[str, str]:
 
 def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float | None = None) -> None:
     if s.info is not None:
-        info_ph.caption(f"{s.info.family} · {fmt_num(s.info.n_params / 1e6, 'M params', 2)}"
-                        + (" · untrained placeholder" if s.info.placeholder else ""))
+        note = f"{s.info.family} · {fmt_num(s.info.n_params / 1e6, 'M params', 2)}"
+        note += " · untrained placeholder" if s.info.placeholder else ""
+        ctx = s.info.train_context
+        if ctx and s.prompt_tokens and s.prompt_tokens > ctx:
+            note += f" · prompt is longer than the {ctx} tokens it was trained on: expect degraded output"
+        info_ph.caption(note)
     if s.error:
         (status_ph.error if s.status == "error" else status_ph.info)(s.error)
     elif s.status == "done":
