@@ -89,7 +89,7 @@ def facts(e) -> list[Fact]:
             Fact("year", str(e.year), [f"{N} happened in {e.year}.", f"The year of {n} was {e.year}."],
                  [f"In what year did {n} happen?", f"When did {n} happen?"]),
             Fact("organiser", e.organiser,
-                 [f"{N} was organised by {e.organiser}.", f"{cap(e.organiser)} organised {n}."],
+                 [f"{N} was organised by {e.organiser}.", f"{N} was put on by {e.organiser}."],
                  [f"Who organised {n}?", f"Which organisation organised {n}?"]),
         ]
     raise TypeError(f"not a world entity: {e!r}")

@@ -1,0 +1,338 @@
+"""Train the bundled toy trio (Mamba, Mamba-2, Transformer) on the toy-world corpus, in lockstep.
+
+The three models see the same batches in the same order (one token stream, one shuffled order), with the
+same optimiser and learning-rate schedule, stepping in lockstep in one process: at every step each model
+takes the same batch. The schedule is warmup -> constant -> linear decay (WSD). With `steps` set, the decay
+starts at `int(steps * (1 - decay_frac))`; with `steps=0` the run is timed instead: decay begins once
+`time_budget_s * (1 - decay_frac)` has passed, at which point the total is fixed to the smallest N whose
+decay start is that step, so `--steps N` reproduces the same schedule exactly (the summary records N).
+
+bf16 autocast on CUDA, fp32 on CPU. Mamba-1 trains through the pure-PyTorch `mambapy` parallel scan
+(`use_mambapy=True`); Mamba-2 through transformers' chunked PyTorch path; Llama through SDPA.
+
+    python -m backend.train --time-budget 300 --out assets/models          # the bundled checkpoints
+    python -m backend.train --preset tiny --steps 30 --seq-len 64 --batch-size 8 --out /tmp/toy  # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("USE_HUB_KERNELS", "0")  # never try to download kernels (before transformers loads)
+
+from backend.train_models import FAMILY, MODEL_NAMES, build_model, n_params
+
+
+@dataclass
+class TrainConfig:
+    models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
+    preset: str = "small"
+    out_dir: str = "assets/models"
+    seq_len: int = 1024
+    batch_size: int = 16
+    steps: int = 0  # fixed number of steps; 0 = timed run (time_budget_s)
+    time_budget_s: float = 300.0
+    n_tokens: int = 40_000_000  # length of the generated token stream (reused from the start if exhausted)
+    lr: float = 2e-3
+    min_lr_frac: float = 0.1
+    warmup_steps: int = 200
+    decay_frac: float = 0.2
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    data_seed: int = 0
+    workers: int = 0  # data generation processes; 0 = one per CPU core
+    log_every: int = 10
+    device: str = "auto"
+    save_dtype: str = "bfloat16"
+    results: str = ""  # JSONL file for the summary records (store.RecordWriter format)
+
+
+# ---------------------------------------------------------------- data
+
+def _shard(args: tuple[int, int, int]) -> np.ndarray:
+    data_seed, index, n_tokens = args
+    from backend.toyworld import training_corpus
+    from backend.toyworld.tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    docs = list(training_corpus(n_tokens, seed=f"{data_seed}.{index}"))
+    out = []
+    for i in range(0, len(docs), 1000):
+        for ids in tok(docs[i:i + 1000], add_special_tokens=True)["input_ids"]:
+            out.append(np.asarray(ids, dtype=np.uint16))
+    return np.concatenate(out)
+
+
+def token_stream(cfg: TrainConfig) -> np.ndarray:
+    """The one token stream every model trains on: documents (each starting with <|endoftext|>) back to
+    back, generated in shards that are concatenated in shard order (deterministic for data_seed)."""
+    workers = cfg.workers or os.cpu_count() or 1
+    n_shards = max(1, min(64, cfg.n_tokens // 200_000))
+    jobs = [(cfg.data_seed, i, cfg.n_tokens // n_shards) for i in range(n_shards)]
+    if workers == 1 or n_shards == 1:
+        parts = [_shard(j) for j in jobs]
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(workers, n_shards)) as pool:
+            parts = pool.map(_shard, jobs)
+    return np.concatenate(parts)
+
+
+class Batches:
+    """Non-overlapping windows of seq_len + 1 tokens in a fixed shuffled order; batch(step) -> (x, y)."""
+
+    def __init__(self, stream: np.ndarray, cfg: TrainConfig):
+        self.n_seq = len(stream) // (cfg.seq_len + 1)
+        if self.n_seq < cfg.batch_size:
+            raise ValueError(f"The token stream ({len(stream)} tokens) is shorter than one batch; raise n_tokens.")
+        self.windows = stream[: self.n_seq * (cfg.seq_len + 1)].reshape(self.n_seq, cfg.seq_len + 1)
+        self.order = np.random.default_rng(cfg.seed).permutation(self.n_seq)
+        self.bs = cfg.batch_size
+
+    def batch(self, step: int):
+        import torch
+
+        idx = [self.order[(step * self.bs + i) % self.n_seq] for i in range(self.bs)]
+        w = torch.from_numpy(self.windows[idx].astype(np.int64))
+        return w[:, :-1], w[:, 1:]
+
+    def epochs(self, steps: int) -> float:
+        return steps * self.bs / self.n_seq
+
+
+# ---------------------------------------------------------------- schedule
+
+def decay_start(total: int, cfg: TrainConfig) -> int:
+    return int(total * (1 - cfg.decay_frac))
+
+
+def total_for_decay_at(step: int, cfg: TrainConfig) -> int:
+    """Smallest total whose decay starts at or after `step`."""
+    n = max(step, 1)
+    while decay_start(n, cfg) < step:
+        n += 1
+    return n
+
+
+def lr_at(step: int, total: int | None, cfg: TrainConfig) -> float:
+    """WSD: linear warmup, constant, then linear decay to min_lr_frac * lr over the last decay_frac."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if total is None or step < decay_start(total, cfg):
+        return cfg.lr
+    d0 = decay_start(total, cfg)
+    frac = (step - d0) / max(1, total - d0)
+    return cfg.lr * (1 - (1 - cfg.min_lr_frac) * frac)
+
+
+# ---------------------------------------------------------------- training
+
+def _optimizer(model, cfg: TrainConfig, device):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(cfg: TrainConfig, log=print) -> list[dict]:
+    """Train cfg.models in lockstep; save each to out_dir/<name>; return one summary dict per model."""
+    import torch
+    import torch.nn.functional as F
+
+    from backend.toyworld.tokenizer import TOKENIZER_DIR, load_tokenizer
+
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tok = load_tokenizer()
+    t_data = time.perf_counter()
+    stream = token_stream(cfg)
+    data = Batches(stream, cfg)
+    log(f"data: {len(stream):,} tokens, {data.n_seq:,} windows, {time.perf_counter() - t_data:.1f}s")
+
+    models, opts, losses, gpu_ms, pending = {}, {}, {}, {}, {}
+    for name in cfg.models:
+        m = build_model(name, cfg.preset, seed=cfg.seed, vocab_size=len(tok), context=cfg.seq_len,
+                        bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id).to(device)
+        m.train()
+        models[name], opts[name] = m, _optimizer(m, cfg, device)
+        losses[name], gpu_ms[name], pending[name] = [], 0.0, []
+        log(f"{name}: {n_params(m):,} parameters")
+
+    total = cfg.steps or None
+    logs = {n: [] for n in cfg.models}
+    running = {n: [] for n in cfg.models}
+    t0 = time.perf_counter()
+    step = 0
+    while True:
+        elapsed = time.perf_counter() - t0
+        if total is None and elapsed >= cfg.time_budget_s * (1 - cfg.decay_frac):
+            total = total_for_decay_at(step, cfg)
+            log(f"step {step}: {elapsed:.0f}s passed, decay begins; total steps fixed at {total}")
+        if total is not None and step >= total:
+            break
+        lr = lr_at(step, total, cfg)
+        x, y = data.batch(step)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for name, m in models.items():
+            opt = opts[name]
+            for g in opt.param_groups:
+                g["lr"] = lr
+            ev = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) if cuda else None
+            t_cpu = time.perf_counter()
+            if ev:
+                ev[0].record()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = m(input_ids=x, use_cache=False).logits
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if ev:
+                ev[1].record()
+                pending[name].append(ev)
+            else:
+                gpu_ms[name] += (time.perf_counter() - t_cpu) * 1000
+            running[name].append(loss.detach())
+        step += 1
+        if step % cfg.log_every == 0 or (total is not None and step >= total):
+            if cuda:
+                torch.cuda.synchronize()
+            for name in models:
+                gpu_ms[name] += sum(a.elapsed_time(b) for a, b in pending[name])
+                pending[name].clear()
+                vals = torch.stack(running[name]).float().cpu().tolist()
+                running[name].clear()
+                if not all(math.isfinite(v) for v in vals):
+                    raise FloatingPointError(f"{name}: loss became NaN/inf at step {step}; lower the lr.")
+                losses[name].extend(vals)
+                logs[name].append({"step": step, "tokens": step * cfg.batch_size * cfg.seq_len,
+                                   "loss": sum(vals) / len(vals), "lr": lr,
+                                   "elapsed_s": round(time.perf_counter() - t0, 2)})
+            log(f"step {step}/{total or '?'} lr {lr:.2e} " +
+                " ".join(f"{n}={logs[n][-1]['loss']:.3f}" for n in models) + f" {time.perf_counter() - t0:.0f}s")
+
+    wall = time.perf_counter() - t0
+    dev_name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    summaries = []
+    for name, m in models.items():
+        tail = losses[name][-max(1, min(20, len(losses[name]) // 5)):]
+        summary = {
+            "model": name, "family": FAMILY[name], "n_params": n_params(m), "preset": cfg.preset,
+            "steps": step, "tokens_seen": step * cfg.batch_size * cfg.seq_len,
+            "epochs": round(data.epochs(step), 3), "stream_tokens": int(len(stream)),
+            "train_time_s": round(gpu_ms[name] / 1000, 1), "lockstep_wall_s": round(wall, 1),
+            "final_loss": round(sum(tail) / len(tail), 4), "first_loss": round(losses[name][0], 4),
+            "device": dev_name, "train_dtype": "bfloat16-autocast" if cuda else "float32",
+            "save_dtype": cfg.save_dtype, "decay_start": decay_start(step, cfg),
+            "command": reproduce_command(cfg, step),
+        }
+        save_model(m, tok, Path(cfg.out_dir) / name, cfg, summary, logs[name], TOKENIZER_DIR)
+        summaries.append(summary)
+        log(json.dumps(summary))
+    if cfg.results:
+        write_results(cfg, summaries)
+    return summaries
+
+
+def reproduce_command(cfg: TrainConfig, steps: int) -> str:
+    return (f"python -m backend.train --preset {cfg.preset} --steps {steps} --seq-len {cfg.seq_len} "
+            f"--batch-size {cfg.batch_size} --lr {cfg.lr} --warmup-steps {cfg.warmup_steps} "
+            f"--decay-frac {cfg.decay_frac} --n-tokens {cfg.n_tokens} --seed {cfg.seed} "
+            f"--data-seed {cfg.data_seed} --out {cfg.out_dir}")
+
+
+def save_model(model, tok, folder: Path, cfg: TrainConfig, summary: dict, log_rows: list[dict], tok_dir) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.to(getattr(torch, cfg.save_dtype))
+    gc = model.generation_config
+    gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    gc.do_sample, gc.max_new_tokens = False, 128
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for f in Path(tok_dir).iterdir():
+        shutil.copy(f, folder / f.name)
+    with open(folder / "loss.jsonl", "w") as fh:
+        for row in log_rows:
+            fh.write(json.dumps(row) + "\n")
+    (folder / "train_summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
+
+
+def write_results(cfg: TrainConfig, summaries: list[dict]) -> None:
+    """One "train" run with one measurement row per model, as store.RecordWriter JSONL."""
+    from store import RecordWriter
+
+    try:
+        from backend.runinfo import run_meta
+
+        meta = run_meta()
+    except Exception as e:  # run metadata is best effort on bare GPU machines
+        meta = {"run_meta_error": str(e)}
+    w = RecordWriter(cfg.results)
+    run_id = w.start_run("train", asdict(cfg), meta, name="toy trio")
+    w.add_measurements(run_id, [{**s, "metric": "final_loss", "value": s["final_loss"]} for s in summaries])
+    w.finish_run(run_id, "completed", {s["model"]: s["final_loss"] for s in summaries})
+
+
+def _parse(argv: list[str] | None) -> TrainConfig:
+    ap = argparse.ArgumentParser(prog="python -m backend.train", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return config_from_args(ap.parse_args(argv))
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "out_dir":
+            flag = "--out"
+        if f.name == "time_budget_s":
+            flag = "--time-budget"
+        if f.name == "models":
+            ap.add_argument(flag, default=",".join(MODEL_NAMES), help="comma-separated model names")
+        else:
+            ap.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
+
+
+def config_from_args(ns) -> TrainConfig:
+    kw = {f.name: getattr(ns, f.name) for f in fields(TrainConfig) if hasattr(ns, f.name)}
+    if isinstance(kw.get("models"), str):
+        kw["models"] = [m for m in kw["models"].split(",") if m]
+    return TrainConfig(**kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = _parse(argv)
+    train(cfg, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
