@@ -8,6 +8,7 @@ screenshot to artifacts/e2e_arena.png. The process group is killed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -48,14 +49,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"streamlit did not answer /_stcore/health within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def _serve(tmp_path: Path, **extra_env: str):
+    """`streamlit run app.py` in its own process group; yields its URL; kills the group at the end."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "SSM_ARENA_FAKE"}
-    (tmp_path / "results").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SSM_ARENA_FAKE", "SSM_ARENA_FAKE_DELAY")}
+    (tmp_path / "results").mkdir(exist_ok=True)
     env.update(SSM_ARENA_DB=str(tmp_path / "arena.duckdb"), SSM_ARENA_DATA=str(tmp_path / "data"),
                SSM_ARENA_RESULTS=str(tmp_path / "results"), SSM_ARENA_DEVICE="cpu", HF_HUB_OFFLINE="1",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **extra_env)
     log = tmp_path / "streamlit.log"
     with open(log, "wb") as out:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
@@ -65,25 +67,22 @@ def server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url, tmp_path, log
+        yield url, log
     finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                proc.wait(timeout=wait)
+                proc.wait(timeout=10)
                 break
             except subprocess.TimeoutExpired:
                 continue
 
 
-def _wait_idle(page, timeout_ms: int) -> None:
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
-
-
-def test_arena_generates_two_columns_with_metrics_in_a_real_browser(server):
+@pytest.fixture
+def chromium():
     if not CHROMIUM.exists():
         reason = "/usr/bin/chromium is missing (scripts/test.sh installs it with apt-get when run as root)"
         if os.environ.get("CI"):
@@ -91,20 +90,36 @@ def test_arena_generates_two_columns_with_metrics_in_a_real_browser(server):
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    url, tmp_path, log = server
-    shot = ROOT / "artifacts" / "e2e_arena.png"
-    shot.parent.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 2300})
         try:
-            page.goto(url, wait_until="domcontentloaded")
-            page.wait_for_selector("h1:has-text('Arena')", timeout=90_000)
-            _wait_idle(page, 90_000)
-            box = page.get_by_label("Prompt", exact=True)
-            box.fill("Tell me about the river")
-            box.press("Control+Enter")  # commit the text area's value (Streamlit sends it on blur / Ctrl+Enter)
-            _wait_idle(page, 30_000)
+            yield browser
+        finally:
+            browser.close()
+
+
+def _open_arena(browser, url: str, prompt: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 2300})
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Arena')", timeout=90_000)
+    _wait_idle(page, 90_000)
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(prompt)
+    box.press("Control+Enter")  # commit the text area's value (Streamlit sends it on blur / Ctrl+Enter)
+    _wait_idle(page, 30_000)
+    return page
+
+
+def _wait_idle(page, timeout_ms: int) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+
+
+def test_arena_generates_two_columns_with_metrics_in_a_real_browser(chromium, tmp_path):
+    shot = ROOT / "artifacts" / "e2e_arena.png"
+    shot.parent.mkdir(exist_ok=True)
+    with _serve(tmp_path) as (url, log):  # the real default models (placeholders until trained), on CPU
+        page = _open_arena(chromium, url, "Tell me about the river")
+        try:
             page.get_by_role("button", name="Generate").click()
             # Two columns of streamed text, each finished with its metrics table (loading the real models
             # on a shared CPU can take a while the first time).
@@ -133,5 +148,27 @@ def test_arena_generates_two_columns_with_metrics_in_a_real_browser(server):
             page.screenshot(path=str(shot.with_name("e2e_arena_failure.png")), full_page=True)
             print(log.read_text()[-4000:])
             raise
-        finally:
-            browser.close()
+
+
+def test_stop_in_a_real_browser_keeps_the_partial_text(chromium, tmp_path):
+    """Stop's click reruns the script while the job streams; the run must find the job and stop it."""
+    # Fake generators at 50 ms/token: the 64 tokens of each column would take > 3 s; Stop comes sooner.
+    with _serve(tmp_path, SSM_ARENA_FAKE="1", SSM_ARENA_FAKE_DELAY="0.05") as (url, log):
+        page = _open_arena(chromium, url, "Tell me about the mill")
+        try:
+            page.get_by_role("button", name="Generate").click()
+            page.wait_for_function(
+                """() => { const c = document.querySelector("[data-testid='stCode']");
+                           return c && c.innerText.trim().split(/\\s+/).length >= 3; }""", timeout=60_000)
+            page.get_by_role("button", name="Stop").click()
+            page.wait_for_selector("text=stopped: partial output kept", timeout=30_000)
+            _wait_idle(page, 30_000)
+            body = page.locator("body").inner_text()
+            assert "Stopped before this model started." in body  # the second column never ran
+            first = page.locator("[data-testid='stCode']").first.inner_text().split()
+            assert 3 <= len(first) < 64, first
+            assert "Saved as run" in body and "Traceback" not in body
+        except Exception:
+            page.screenshot(path=str(ROOT / "artifacts" / "e2e_stop_failure.png"), full_page=True)
+            print(log.read_text()[-4000:])
+            raise
