@@ -23,17 +23,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("experiment", help=HELP, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=EXPERIMENTS)
-    p.add_argument("--models", help="comma-separated model names (default: the registry's SSM/transformer pair)")
+    p.add_argument("--models", metavar="A,B,...", help="comma-separated model names (default: the registry's SSM/transformer pair)")
     p.add_argument("--n", type=int, help="instances per sweep point (same instances for every model)")
     p.add_argument("--seed", type=int, default=0)
     for key, (flag, typ) in SWEEP_FLAGS.items():
         exps = [e for e, keys in SWEEP_KEYS.items() if key in keys]
-        p.add_argument(flag, dest=f"sweep_{key}", help=f"comma-separated {typ.__name__} values ({', '.join(exps)})")
+        p.add_argument(flag, dest=f"sweep_{key}", metavar=key.upper() + ",...",
+                       help=f"comma-separated {typ.__name__} values ({', '.join(exps)})")
     p.add_argument("--task", help="built-in task (fewshot: sentiment, workplace, arbitrary; long-context: passkey; "
                                   "cot: arithmetic)")
     p.add_argument("--data", help="a JSONL file of your own (fewshot: text/label, long-context: "
                                   "context/question/answer, cot: question/answer GSM8K style)")
-    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="override the task's limit")
+    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", metavar="N", help="override the task's limit")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="defaults for n and the sweep: quick (CPU, minutes) or full (the GPU run)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda (default: SSM_ARENA_DEVICE or auto)")

@@ -99,7 +99,8 @@ def evaluate(task: TaskSpec, inst: Instance, gen: Generator, config: ExperimentC
             found = {name: extract(rule, answer_text) for name, rule in task.extract.items()}
             scores = {name: (metric(val, inst.reference) if val else 0.0) for name, val in found.items()}
             extracted, score = found[task.primary], scores[task.primary]
-            extra.update(extracted=found, scores=scores, finish_reason="stop" if hit_stop else res.finish_reason)
+            extra.update(extracted=found, scores=scores, rules=dict(task.extract), scored_chars=len(answer_text),
+                         finish_reason="stop" if hit_stop else res.finish_reason)
             m = res.metrics
             meas.update({k: getattr(m, k) for k in (
                 "prompt_tokens", "new_tokens", "ttft_ms", "prefill_ms", "tpot_ms", "tpot_p90_ms", "decode_tok_s",

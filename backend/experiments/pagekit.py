@@ -1,0 +1,208 @@
+"""Streamlit parts shared by the three experiment pages (Few-shot, Long context, Chain-of-thought).
+
+Only the pages import this module. It never imports torch or duckdb: models come from the page's
+ModelManager (`get_generator`), rows from the page's store. Every model output is shown as text
+(st.code / escaped markdown), never as HTML.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from backend.experiments.config import PROFILES, RUN_KIND, ConfigError, ExperimentConfig
+from backend.experiments.jobs import ExperimentJob
+from backend.experiments.views import compare_runs, compare_summary, filters_of
+
+FILTER_LABELS = {"strict": "strict (stated answer)", "flexible": "flexible (any number / looser rule)",
+                 "acc": "accuracy over choices"}
+
+
+def default_models() -> tuple[list[str], list[str]]:
+    """(all registry names, default selection: the bundled SSMs and transformer, else the default pair)."""
+    from backend import registry
+
+    specs = registry.list_specs()
+    names = [s.name for s in specs]
+    bundled = [s.name for s in specs if s.source == "bundled"]
+    return names, (bundled if len(bundled) >= 2 else list(registry.default_pair()))
+
+
+def common_widgets(experiment: str, key: str) -> tuple[list[str], int, int]:
+    names, default = default_models()
+    models = st.multiselect("Models", names, default=[m for m in default if m in names], key=f"{key}_models")
+    c1, c2 = st.columns(2)
+    n = c1.number_input("Instances per point (same instances for every model)", 1, 10_000,
+                        PROFILES["quick"][experiment]["n"], key=f"{key}_n")
+    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed")
+    return models, int(n), int(seed)
+
+
+def build_config(experiment: str, models: list[str], n: int, seed: int, sweep: dict, task: str = "",
+                 data: str | None = None) -> ExperimentConfig | None:
+    """The config the run button will use, with its equivalent CLI command shown; None (with the reason
+    shown) when the widgets do not make a valid config."""
+    try:
+        cfg = ExperimentConfig(experiment, models, n=n, seed=seed, sweep=sweep, task=task, data=data or None)
+    except ConfigError as e:
+        st.warning(str(e))
+        return None
+    st.caption("Equivalent command (runs the same configuration headless and writes to the same store):")
+    st.code(cfg.to_cli(), language="bash")
+    return cfg
+
+
+def _start(key: str, cfg: ExperimentConfig, get_generator: Callable, store, resume: str | None = None) -> None:
+    st.session_state[f"{key}_job"] = ExperimentJob(cfg, get_generator, store, resume_run_id=resume).start()
+
+
+def _cancel(key: str) -> None:
+    job = st.session_state.get(f"{key}_job")
+    if job is not None:
+        job.cancel()
+
+
+def run_controls(key: str, cfg: ExperimentConfig | None, get_generator: Callable, store) -> ExperimentJob | None:
+    """Run / Cancel buttons and the live progress of this page's job. Returns the job (if any)."""
+    job: ExperimentJob | None = st.session_state.get(f"{key}_job")
+    running = job is not None and job.running
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.button("Run", type="primary", disabled=running or cfg is None, key=f"{key}_run",
+              on_click=_start, args=(key, cfg, get_generator, store))
+    c2.button("Cancel", disabled=not running, key=f"{key}_cancel", on_click=_cancel, args=(key,))
+    if job is not None:
+        show_job(job, key, get_generator, store)
+    return job
+
+
+def show_job(job: ExperimentJob, key: str, get_generator: Callable, store, poll_s: float = 0.25) -> None:
+    label = f"{job.config.experiment}: {', '.join(job.config.models)}"
+    with st.status(f"Running {label}", expanded=job.running) as status:
+        bar = st.progress(0.0)
+        while True:
+            alive = job.running
+            frac = job.done / job.total if job.total else 0.0
+            bar.progress(min(frac, 1.0), text=f"{job.done} / {job.total or '?'} · {job.message}"
+                         + (" · cancelling ..." if job.stop.is_set() and alive else ""))
+            if not alive:
+                break
+            time.sleep(poll_s)
+        secs = (job.finished_at or time.time()) - job.started_at
+        if job.status == "completed":
+            status.update(label=f"Finished {label} in {secs:.0f} s (run {job.run_id[:8]})", state="complete",
+                          expanded=False)
+        elif job.status == "cancelled":
+            status.update(label=f"Cancelled after {job.done} of {job.total} (run {(job.run_id or '')[:8]}); "
+                                "finished instances are kept", state="error", expanded=True)
+        else:
+            status.update(label=f"Failed: {job.error}", state="error", expanded=True)
+            st.error(f"The experiment stopped with an error: {job.error}")
+    for w in (job.outcome.warnings if job.outcome else [])[:20]:
+        st.warning(f"Skipped a malformed line: {w}")
+    if job.status == "cancelled" and job.run_id:
+        st.button("Resume this run", key=f"{key}_resume_job", on_click=_start,
+                  args=(key, job.config, get_generator, store, job.run_id))
+
+
+def run_label(row) -> str:
+    when = pd.Timestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(row["created_at"]) else ""
+    cfg = row["config"] if isinstance(row["config"], dict) else {}
+    dev = ""
+    meta = row["meta"] if isinstance(row.get("meta"), dict) else {}
+    infos = meta.get("model_info") or {}
+    devices = sorted({str(i.get("device")) for i in infos.values() if isinstance(i, dict)})
+    if devices:
+        dev = " · " + "/".join(devices)
+    return (f"{when} · {row['status']} · {', '.join(cfg.get('models', []))} · n={cfg.get('n')}{dev} · "
+            f"{str(row['run_id'])[:8]}")
+
+
+def stored_runs(store, experiment: str) -> pd.DataFrame:
+    runs = store.runs(kind=RUN_KIND[experiment])
+    if not runs.empty:
+        runs = runs.assign(label=[run_label(r) for _, r in runs.iterrows()])
+    return runs
+
+
+def pick_run(runs: pd.DataFrame, key: str, label: str = "Stored run", prefer: str | None = None):
+    """Select box over stored runs (newest first); returns the chosen row."""
+    ids = list(runs["run_id"])
+    labels = dict(zip(runs["run_id"], runs["label"], strict=True))
+    index = ids.index(prefer) if prefer in ids else 0
+    chosen = st.selectbox(label, ids, index=index, format_func=lambda r: labels[r], key=key)
+    return runs[runs["run_id"] == chosen].iloc[0]
+
+
+def resume_button(row, key: str, get_generator: Callable, store) -> None:
+    if row["status"] in ("cancelled", "failed", "running"):
+        cfg = ExperimentConfig.from_dict(row["config"])
+        st.caption(f"This run is {row['status']}: resuming runs only the unfinished instances. From a terminal: "
+                   f"`python -m backend experiment {cfg.experiment} --resume {row['run_id']}`")
+        st.button("Resume this run", key=f"{key}_resume_stored", on_click=_start,
+                  args=(key, cfg, get_generator, store, row["run_id"]))
+
+
+def filter_choice(preds: pd.DataFrame, key: str, default: str = "strict") -> str:
+    filters = filters_of(preds) or [default]
+    if len(filters) == 1:
+        return filters[0]
+    index = filters.index(default) if default in filters else 0
+    return st.radio("Answer extraction", filters, index=index, horizontal=True, key=key,
+                    format_func=lambda f: FILTER_LABELS.get(f, f))
+
+
+def train_contexts(row) -> dict[str, int | None]:
+    meta = row["meta"] if isinstance(row["meta"], dict) else {}
+    return {m: (i or {}).get("train_context") for m, i in (meta.get("model_info") or {}).items()}
+
+
+def compare_section(store, runs: pd.DataFrame, key: str) -> None:
+    """Two runs of the same experiment: which instances changed (matched on instance id and model)."""
+    st.subheader("Compare two runs")
+    if len(runs) < 2:
+        st.caption("Run this experiment twice (e.g. another seed, model or device) to compare runs.")
+        return
+    c1, c2 = st.columns(2)
+    with c1:
+        a = pick_run(runs, f"{key}_cmp_a", "Run A", prefer=runs["run_id"].iloc[1])
+    with c2:
+        b = pick_run(runs, f"{key}_cmp_b", "Run B", prefer=runs["run_id"].iloc[0])
+    pa, pb = store.predictions(run_id=a["run_id"]), store.predictions(run_id=b["run_id"])
+    summary = compare_summary(pa, pb)
+    if summary.empty:
+        st.info("These runs share no instances (different tasks, sweeps or models).")
+        return
+    st.dataframe(summary, hide_index=True, key=f"{key}_cmp_summary")
+    changed = compare_runs(pa, pb)
+    if changed.empty:
+        st.success("No instance changed its answer between these runs.")
+    else:
+        if not changed["same_prompt"].all():
+            st.caption("Some matched instances have different prompts (different configs); compare with care.")
+        st.dataframe(changed, hide_index=True, key=f"{key}_cmp_changed")
+
+
+def side_by_side(preds: pd.DataFrame, instance_id: str, render_output: Callable[[str, pd.Series], None]) -> None:
+    """Prompt and reference once, then one column per model with its output, extracted answer and score."""
+    rows = preds[preds["instance_id"] == instance_id]
+    if rows.empty:
+        st.caption("No predictions for this instance.")
+        return
+    first = rows.iloc[0]
+    with st.expander(f"Prompt ({len(first['prompt'])} characters)", expanded=len(first["prompt"]) < 1500):
+        st.code(first["prompt"], language=None, wrap_lines=True)
+    st.text(f"Reference: {first['reference']}")
+    cols = st.columns(len(rows))
+    for col, (_, r) in zip(cols, rows.iterrows(), strict=True):
+        with col:
+            st.markdown(f"**{r['model']}**")
+            err = (r["extra"] or {}).get("error") if isinstance(r["extra"], dict) else None
+            if err:
+                st.warning(err)
+                continue
+            render_output(r["output"], r)
+            score = r["score"]
+            st.text(f"extracted: {r['extracted']!r}   score: {'—' if pd.isna(score) else f'{score:g}'}")

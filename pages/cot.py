@@ -1,0 +1,92 @@
+"""Chain-of-thought: direct answers vs step-by-step reasoning, by number of reasoning steps, per model;
+the generated chains with the extracted answer highlighted."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.experiments import pagekit as kit
+from backend.experiments.views import accuracy_lines, accuracy_table, highlighted_markdown
+from pages import ui
+
+KEY = "cot"
+
+st.title("Chain of thought")
+st.markdown(
+    "Does writing out intermediate steps help an SSM as much as a transformer? Each arithmetic word problem "
+    "of 1 to N steps is asked twice: **direct** (\"... The answer is\" and the model completes the number) and "
+    "**step by step** (\"Let's think step by step.\" and the model writes a chain ending \"The answer is N.\"). "
+    "Answers are read as lm-evaluation-harness's gsm8k_cot does: *strict* takes the number after \"The answer "
+    "is\" (for direct answers, the number the output starts with), *flexible* the last number of a chain (the "
+    "first number of a direct answer).")
+
+try:
+    store = ui.get_store()
+except Exception as e:
+    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
+    st.stop()
+ui.ensure_results_imported()
+manager, device = ui.get_manager(), ui.device_setting()
+
+
+def get_generator(name: str):
+    return manager.get(name, device=device)
+
+
+with st.container(border=True):
+    st.subheader("Run")
+    models, n, seed = kit.common_widgets("cot", KEY)
+    c1, c2 = st.columns(2)
+    steps = c1.multiselect("Reasoning steps", [1, 2, 3, 4, 5, 6], default=[1, 2, 3, 4], key=f"{KEY}_steps")
+    modes = c2.multiselect("Modes", ["direct", "cot"], default=["direct", "cot"], key=f"{KEY}_modes")
+    data = st.text_input("Optional: a GSM8K-style JSONL file ({\"question\": ..., \"answer\": \"... #### N\"}) "
+                         "instead of the toy-world problems", key=f"{KEY}_data").strip() or None
+    cfg = kit.build_config("cot", models, n, seed, {"steps": sorted(steps), "mode": modes},
+                           "" if data else "arithmetic", data)
+    job = kit.run_controls(KEY, cfg, get_generator, store)
+
+st.subheader("Results")
+runs = kit.stored_runs(store, "cot")
+if runs.empty:
+    st.info("No chain-of-thought run is stored yet. Press Run above, or run `python -m backend experiment cot` "
+            "in a terminal; runs from either appear here.")
+    st.stop()
+row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
+kit.resume_button(row, KEY, get_generator, store)
+preds = store.predictions(run_id=row["run_id"])
+if preds.empty:
+    st.info("This run has no finished instances yet.")
+    st.stop()
+filt = kit.filter_choice(preds, f"{KEY}_filter", default="strict")
+table = accuracy_table(preds, ["steps", "mode"], filt)
+st.plotly_chart(accuracy_lines(table, "steps", "Direct (dashed) vs step-by-step accuracy by number of steps",
+                               dash_by="mode", x_title="reasoning steps"), key=f"{KEY}_chart")
+with st.expander("Accuracy table"):
+    st.dataframe(table, hide_index=True, key=f"{KEY}_table")
+
+st.subheader("Generated chains")
+params = pd.DataFrame(list(preds["params"]), index=preds.index)
+c1, c2, c3 = st.columns([1, 1, 3])
+step_pick = c1.selectbox("Steps", sorted(params["steps"].dropna().unique()), key=f"{KEY}_browse_steps")
+mode_pick = c2.selectbox("Mode", sorted(params["mode"].dropna().unique()), key=f"{KEY}_browse_mode")
+mask = (params["steps"] == step_pick) & (params["mode"] == mode_pick)
+ids = list(dict.fromkeys(preds.loc[mask, "instance_id"]))
+inst_id = c3.selectbox("Problem", ids, key=f"{KEY}_browse_inst") if ids else None
+
+
+def show_chain(output: str, r) -> None:
+    extra = r["extra"] if isinstance(r["extra"], dict) else {}
+    rule = (extra.get("rules") or {}).get(filt, "last_number")
+    cut = extra.get("scored_chars", len(output))
+    # the output up to its stop string is what was scored: highlight the answer the rule extracted there
+    with st.container(border=True):
+        st.markdown(highlighted_markdown(output[:cut], rule) or "(empty output)")
+    if output[cut:].strip():
+        st.caption("After the stop string (not scored):")
+        st.code(output[cut:], language=None, wrap_lines=True)
+
+
+if inst_id:
+    kit.side_by_side(preds, inst_id, show_chain)
+kit.compare_section(store, runs, KEY)

@@ -1,0 +1,93 @@
+"""Few-shot: accuracy against the number of in-context examples k, per model, with 95% bands, and
+each instance's prompt and answers side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.experiments import pagekit as kit
+from backend.experiments.plans import task_names
+from backend.experiments.views import accuracy_lines, accuracy_table
+from pages import ui
+
+KEY = "fewshot"
+USER_DATA = "your own JSONL file"
+
+st.title("Few-shot")
+st.markdown(
+    "Does in-context learning work as well in a state space model as in a transformer? Each query is asked "
+    "with k labelled examples before it (the same examples for every model, nested: the k=2 examples are the "
+    "first two of the k=4 examples), and the answer is the label the model finds most likely "
+    "(log-likelihood over the label words). Toy-world tasks: *sentiment* (label words), *workplace* (an "
+    "attribute mapping) and *arbitrary* (nonce labels whose meaning only the examples define).")
+
+try:
+    store = ui.get_store()
+except Exception as e:
+    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
+    st.stop()
+ui.ensure_results_imported()
+manager, device = ui.get_manager(), ui.device_setting()
+
+
+def get_generator(name: str):
+    return manager.get(name, device=device)
+
+
+with st.container(border=True):
+    st.subheader("Run")
+    models, n, seed = kit.common_widgets("fewshot", KEY)
+    c1, c2 = st.columns(2)
+    tasks = task_names("fewshot")
+    task = c1.selectbox("Task", [*tasks, USER_DATA], index=tasks.index("sentiment") if "sentiment" in tasks else 0,
+                        key=f"{KEY}_task")
+    ks = c2.multiselect("k (examples in the prompt)", [0, 1, 2, 4, 8, 16, 32], default=[0, 1, 2, 4, 8],
+                        key=f"{KEY}_ks")
+    data = None
+    if task == USER_DATA:
+        data = st.text_input("Path of a JSONL file, one {\"text\": ..., \"label\": ...} object per line",
+                             key=f"{KEY}_data").strip() or None
+    cfg = kit.build_config("fewshot", models, n, seed, {"k": sorted(ks)}, "" if task == USER_DATA else task,
+                           data) if (task != USER_DATA or data) else None
+    if task == USER_DATA and not data:
+        st.caption("Give the path of a JSONL file to run on your own data.")
+    job = kit.run_controls(KEY, cfg, get_generator, store)
+
+st.subheader("Results")
+runs = kit.stored_runs(store, "fewshot")
+if runs.empty:
+    st.info("No few-shot run is stored yet. Press Run above, or run `python -m backend experiment fewshot` in a "
+            "terminal; runs from either appear here.")
+    st.stop()
+row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
+kit.resume_button(row, KEY, get_generator, store)
+preds = store.predictions(run_id=row["run_id"])
+if preds.empty:
+    st.info("This run has no finished instances yet.")
+    st.stop()
+filt = kit.filter_choice(preds, f"{KEY}_filter", default="acc")
+table = accuracy_table(preds, ["k"], filt)
+st.plotly_chart(accuracy_lines(table, "k", "Accuracy vs number of in-context examples (95% Wilson bands)",
+                               x_title="k (examples in the prompt)"), key=f"{KEY}_chart")
+with st.expander("Accuracy table"):
+    st.dataframe(table, hide_index=True, key=f"{KEY}_table")
+
+st.subheader("Instances side by side")
+params = pd.DataFrame(list(preds["params"]), index=preds.index)
+c1, c2 = st.columns([1, 3])
+k_values = sorted(params["k"].dropna().unique())
+k_pick = c1.selectbox("k", k_values, key=f"{KEY}_browse_k")
+ids = list(dict.fromkeys(preds.loc[params["k"] == k_pick, "instance_id"]))
+inst_id = c2.selectbox("Instance", ids, key=f"{KEY}_browse_inst")
+
+
+def show_output(output: str, r) -> None:
+    st.code(output or " ", language=None, wrap_lines=True)
+    lp = (r["extra"] or {}).get("choice_logprobs") if isinstance(r["extra"], dict) else None
+    if lp:
+        st.dataframe(pd.DataFrame({"choice": list(lp), "log-likelihood": list(lp.values())}), hide_index=True)
+
+
+kit.side_by_side(preds, inst_id, show_output)
+kit.compare_section(store, runs, KEY)

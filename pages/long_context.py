@@ -1,0 +1,105 @@
+"""Long context: passkey retrieval over context length x depth, one heatmap per model and a difference
+heatmap; beside it prefill time, decode time per token, peak memory and cache bytes against length."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from backend.experiments import pagekit as kit
+from backend.experiments.views import (accuracy_table, efficiency_figure, heatmap_figure, heatmap_grid)
+from pages import ui
+
+KEY = "longctx"
+
+st.title("Long context")
+st.markdown(
+    "Can a fixed-size state carry one fact across a long document? A five-digit pass key is planted at a "
+    "chosen depth (0 = start, 1 = end) of a document of toy-world articles, and the model is asked for it. "
+    "The bundled models were trained on 1,024-token contexts, so longer documents (marked †) test length "
+    "extrapolation. Beside the heatmaps: what each length costs. A transformer's KV cache grows with the "
+    "context; an SSM's conv + SSM state stays the same size.")
+
+try:
+    store = ui.get_store()
+except Exception as e:
+    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
+    st.stop()
+ui.ensure_results_imported()
+manager, device = ui.get_manager(), ui.device_setting()
+
+
+def get_generator(name: str):
+    return manager.get(name, device=device)
+
+
+with st.container(border=True):
+    st.subheader("Run")
+    models, n, seed = kit.common_widgets("long-context", KEY)
+    c1, c2 = st.columns(2)
+    lengths = c1.multiselect("Context lengths (tokens)", [128, 256, 512, 1024, 2048, 4096, 8192, 16384],
+                             default=[256, 512, 1024, 2048], key=f"{KEY}_lengths")
+    depths = c2.multiselect("Depths", [0.0, 0.25, 0.5, 0.75, 1.0], default=[0.0, 0.5, 1.0], key=f"{KEY}_depths")
+    data = st.text_input("Optional: a JSONL file of your own ({\"context\", \"question\", \"answer\"} per line)",
+                         key=f"{KEY}_data").strip() or None
+    cfg = kit.build_config("long-context", models, n, seed, {"length": sorted(lengths), "depth": sorted(depths)},
+                           "" if data else "passkey", data)
+    job = kit.run_controls(KEY, cfg, get_generator, store)
+
+st.subheader("Results")
+runs = kit.stored_runs(store, "long-context")
+if runs.empty:
+    st.info("No long-context run is stored yet. Press Run above, or run `python -m backend experiment "
+            "long-context` in a terminal; runs from either appear here.")
+    st.stop()
+row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
+kit.resume_button(row, KEY, get_generator, store)
+preds = store.predictions(run_id=row["run_id"])
+if preds.empty:
+    st.info("This run has no finished instances yet.")
+    st.stop()
+filt = kit.filter_choice(preds, f"{KEY}_filter", default="strict")
+train_ctx = kit.train_contexts(row)
+table = accuracy_table(preds, ["length", "depth"], filt)
+table = table.dropna(subset=["length", "depth"]) if not table.empty else table
+run_models = list(dict.fromkeys(preds["model"]))
+
+left, right = st.columns([3, 2])
+with left:
+    if table.empty:
+        st.info("This run has no length x depth grid (a data file without lengths); see the table below.")
+    for m in run_models:
+        grid = heatmap_grid(table, m) if not table.empty else pd.DataFrame()
+        if grid.empty:
+            continue
+        st.plotly_chart(heatmap_figure(grid, f"{m}: passkey accuracy", train_ctx.get(m)), key=f"{KEY}_hm_{m}")
+    if len(run_models) >= 2 and not table.empty:
+        c1, c2 = st.columns(2)
+        a = c1.selectbox("Difference: model A", run_models, index=0, key=f"{KEY}_diff_a")
+        b = c2.selectbox("minus model B", run_models, index=len(run_models) - 1, key=f"{KEY}_diff_b")
+        ga, gb = heatmap_grid(table, a), heatmap_grid(table, b)
+        if a != b and not ga.empty and not gb.empty:
+            ctx = min([c for c in (train_ctx.get(a), train_ctx.get(b)) if c] or [0]) or None
+            st.plotly_chart(heatmap_figure(ga - gb, f"{a} minus {b}", ctx, diff=True), key=f"{KEY}_hm_diff")
+with right:
+    meas = store.measurements(run_ids=[row["run_id"]])
+    fig = efficiency_figure(meas)
+    if fig is None:
+        st.caption("No timing rows in this run.")
+    else:
+        st.plotly_chart(fig, key=f"{KEY}_eff")
+        dev = ", ".join(sorted(set(meas["device"].dropna().astype(str))))
+        st.caption(f"Measured on {dev or 'an unknown device'}. Medians over the instances of each length; "
+                   "CPU timings are CPU timings (absolute speed comes from GPU runs).")
+errors = preds[preds["score"].isna()]
+if not errors.empty:
+    st.warning(f"{len(errors)} instance(s) were not scored, e.g. beyond a model's position limit: "
+               f"{(errors.iloc[0]['extra'] or {}).get('error', '')}")
+with st.expander("Accuracy table"):
+    st.dataframe(table, hide_index=True, key=f"{KEY}_table")
+
+st.subheader("Instances side by side")
+ids = list(dict.fromkeys(preds["instance_id"]))
+inst_id = st.selectbox("Instance", ids, key=f"{KEY}_browse_inst")
+kit.side_by_side(preds, inst_id, lambda out, r: st.code(out or " ", language=None, wrap_lines=True))
+kit.compare_section(store, runs, KEY)
