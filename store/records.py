@@ -38,6 +38,8 @@ def utc_now() -> datetime:
 
 def _json_default(obj):
     """Make numpy scalars/arrays, dataclasses, paths and datetimes JSON-serialisable."""
+    if type(obj).__name__ in ("NAType", "NaTType"):  # pandas missing values
+        return None
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
         return obj.item()  # numpy / torch scalar
     if hasattr(obj, "tolist") and callable(obj.tolist):

@@ -12,7 +12,7 @@ import pandas as pd
 from store.errors import StoreError
 from store.records import utc_now
 from store.rows import decode_json_columns, normalize_all
-from store.schema import CHUNKS, COLLECTIONS, DOCUMENTS
+from store.schema import CHUNKS, DOCUMENTS
 
 
 class RetrievalTablesMixin:

@@ -11,6 +11,7 @@ import math
 import re
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -57,8 +58,8 @@ def _to_float(v):
 
 def to_timestamp(v) -> datetime:
     """Naive UTC datetime from a datetime, pandas Timestamp or ISO 8601 string."""
-    if isinstance(v, pd.Timestamp):
-        v = v.to_pydatetime()
+    if isinstance(v, (pd.Timestamp, np.datetime64)):
+        v = pd.Timestamp(v).to_pydatetime()
     if isinstance(v, str):
         v = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
     elif isinstance(v, date) and not isinstance(v, datetime):
@@ -70,8 +71,15 @@ def to_timestamp(v) -> datetime:
     return v
 
 
+def _is_missing(v) -> bool:
+    """None, NaN, pandas NA/NaT: stored as NULL (rows often come from DataFrame.to_dict())."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
 def _coerce(value, typ: str):
-    if value is None:
+    if _is_missing(value):
         return None
     if typ == "VARCHAR":
         return value if isinstance(value, str) else dumps(value) if isinstance(value, (dict, list)) else str(value)

@@ -3,7 +3,6 @@
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

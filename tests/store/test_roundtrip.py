@@ -120,3 +120,18 @@ def test_runs_filter_by_kind_newest_first(store):
     ids = [store.start_run(k, {}, {}) for k in ("bench", "fewshot", "bench")]
     assert list(store.runs(kind="bench").run_id) == [ids[2], ids[0]]
     assert len(store.runs()) == 3
+
+
+def test_rows_read_back_from_a_dataframe_can_be_written_again(store):
+    """Resuming code re-sends rows from DataFrame.to_dict(): NaN/NA/NaT/Timestamp must round-trip as nulls."""
+    r1 = store.start_run("fewshot", {}, {})
+    store.add_predictions(r1, [{"instance_id": "q1", "model": "a", "score": None, "prompt": "p"}])
+    rows = store.predictions(run_id=r1).drop(columns=["prediction_id", "run_id", "kind"]).to_dict("records")
+    rows[0]["when"] = pd.NaT
+    r2 = store.start_run("fewshot", {}, {})
+    assert store.add_predictions(r2, rows) == 1
+    again = store.predictions(run_id=r2).iloc[0]
+    assert again.output is None or pd.isna(again.output)
+    assert pd.isna(again.score) and again.prompt == "p"
+    assert again.created_at == store.predictions(run_id=r1).iloc[0].created_at
+    assert again.extra == {"when": None}
