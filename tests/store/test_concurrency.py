@@ -53,28 +53,30 @@ def test_threads_of_one_process_share_the_store(db_path):
     assert len(stores[1].measurements(run_ids=run_id)) == 16 * 4
 
 
-def test_sigkill_mid_write_keeps_every_committed_row(store, db_path, tmp_path):
+@pytest.mark.parametrize("batch,wait_for", [(1, 20), (3000, 3)], ids=["small-commits", "big-batches"])
+def test_sigkill_mid_write_keeps_every_committed_row(store, db_path, tmp_path, batch, wait_for):
     run_id = store.start_run("kill", {}, {})
     progress = tmp_path / "committed.txt"
-    child = CTX.Process(target=workers.insert_forever, args=(str(db_path), run_id, str(progress)))
+    child = CTX.Process(target=workers.insert_forever, args=(str(db_path), run_id, str(progress), batch))
     child.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # let it commit a good number of rows, then kill it mid-loop
-        if progress.exists() and progress.read_text().count("\n") >= 25:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # let it commit a few times, then kill it mid-loop
+        if progress.exists() and progress.read_text().count("\n") >= wait_for:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.join(10)
     assert child.exitcode == -signal.SIGKILL
     committed = set(progress.read_text().split())
-    assert len(committed) >= 25
+    assert len(committed) >= wait_for
 
     reopened = open_store(db_path, lock_timeout=10)
-    ids = set(reopened.measurements(run_ids=run_id).measurement_id)
-    assert committed <= ids  # every committed row survived
-    assert len(ids - committed) <= 1  # at most the row whose commit returned as the kill landed
-    # and the store still takes writes
-    assert reopened.add_measurements(run_id, [{"model": "after", "value": 1}]) == 1
+    ids = reopened.measurements(run_ids=run_id).measurement_id
+    per_batch = ids.str.slice(0, 6).value_counts()
+    assert committed <= set(per_batch.index)  # every committed batch survived ...
+    assert (per_batch == batch).all()  # ... whole: no batch is half there
+    assert len(set(per_batch.index) - committed) <= 1  # at most the one whose commit returned as the kill landed
+    assert reopened.add_measurements(run_id, [{"model": "after", "value": 1}]) == 1  # still takes writes
 
 
 def _start_holder(target, db_path):

@@ -38,17 +38,19 @@ def read_until(db: str, stop, out) -> None:
     out.put((reads, seen, errors))
 
 
-def insert_forever(db: str, run_id: str, progress: str) -> None:
-    """Insert one measurement per transaction forever; append each committed id to `progress`."""
+def insert_forever(db: str, run_id: str, progress: str, batch: int) -> None:
+    """Insert batches of `batch` measurements forever, one transaction each; after each commit returns,
+    append the batch number to `progress`."""
     from store import open_store
 
     st = open_store(db, lock_timeout=60)
     with open(progress, "a", buffering=1) as f:
         i = 0
         while True:
-            mid = f"m{i:06d}"
-            st.add_measurements(run_id, [{"measurement_id": mid, "model": "k", "value": i, "extra": {"pad": "x" * 200}}])
-            f.write(mid + "\n")  # only after the commit returned
+            rows = [{"measurement_id": f"b{i:05d}-{j:05d}", "model": "k", "value": j, "extra": {"pad": "x" * 100}}
+                    for j in range(batch)]
+            st.add_measurements(run_id, rows)
+            f.write(f"b{i:05d}\n")  # only after the commit returned
             i += 1
 
 
