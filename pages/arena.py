@@ -56,7 +56,30 @@ def start_job() -> None:
             return
         slots = [ui.Slot(m, m, prompt) for m in models]
         parallel = bool(st.session_state.get("arena_parallel", False))
-        st.session_state[JOB] = ui.CompareJob(slots, settings, ui.get_manager(), parallel=parallel).start()
+        st.session_state[JOB] = ui.CompareJob(slots, settings, ui.get_manager(), parallel=parallel,
+                                              on_finish=recorder(settings)).start()
+
+
+def recorder(settings):
+    """Saves the finished columns (run kind "generate"); runs in a worker thread, so the store is opened here,
+    in the script thread. Store problems become a warning: the generated text stays on screen."""
+    try:
+        store, problem = ui.get_store(), None
+    except Exception as e:
+        store, problem = None, ui.error_sentence(e)
+
+    def record(results):
+        from backend.recording import record_generation
+
+        if store is None:
+            return [("warning", f"This generation was not saved to the store: {problem}")]
+        try:
+            run_id = record_generation(store, results, settings, source="ui")
+        except Exception as e:
+            return [("warning", f"This generation was not saved to the store: {ui.error_sentence(e)}")]
+        return [("info", f"Saved as run {run_id} (see the History page).")]
+
+    return record
 
 
 st.title("Arena")
@@ -90,17 +113,6 @@ if error := st.session_state.pop(ERROR, None):
 if job is not None:
     ui.render_job(job)
     results = job.results()
-    if results and not job.recorded:
-        job.recorded = True
-        try:
-            from backend.recording import record_generation
-
-            run_id = record_generation(ui.get_store(), results, job.settings, source="ui")
-            job.notes.append(("info", f"Saved as run {run_id} (see the History page)."))
-        except Exception as e:  # the text stays on screen; only the saving failed
-            job.notes.append(("warning", f"This generation was not saved to the store: {ui.error_sentence(e)}"))
-    for level, note in job.notes:
-        (st.warning if level == "warning" else st.caption)(note)
     fig = ui.comparison_chart(results)
     if fig is not None:
         st.subheader("Comparison")

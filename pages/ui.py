@@ -24,6 +24,7 @@ import queue
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,15 +185,21 @@ class CompareJob:
     """Worker threads (one per slot) that stream into a queue; the script thread applies the events."""
 
     def __init__(self, slots: list[Slot], settings: GenSettings, manager, parallel: bool = False,
-                 device: str | None = None):
+                 device: str | None = None, on_finish: Callable[[list[GenerationResult]], list] | None = None):
+        """on_finish(results) runs once, in the last worker thread, after every slot ended (so saving does
+        not depend on the page still being open); it returns notes [(level, text)], level "info" or
+        "warning", that the page shows under the columns."""
         self.slots, self.settings, self.manager, self.parallel = slots, settings, manager, parallel
         self.device = device or device_setting()
+        self.on_finish = on_finish
         self.stop = threading.Event()
         self.events: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
         self.started_at = time.time()
-        self.recorded = False  # set by the page once the finished job is saved
-        self.notes: list[str] = []  # warnings to keep showing (e.g. store errors)
+        self.notes: list[tuple[str, str]] = []
+        self._final: dict[int, GenerationResult] = {}  # written by workers (slots belong to the script)
+        self._left = len(slots)
+        self._lock = threading.Lock()
 
     def start(self) -> CompareJob:
         prev = None
@@ -223,13 +230,30 @@ class CompareJob:
                 pass
             put((i, "status", "running"))
             for ev in gen.stream(slot.prompt, self.settings, should_stop=self.stop.is_set):
+                if isinstance(ev, GenerationResult):
+                    self._final[i] = ev
                 put((i, "event", ev))
         except Exception as e:
             log.info("generation failed for %s", slot.model, exc_info=True)
             put((i, "error", error_sentence(e)))
         finally:
+            with self._lock:
+                self._left -= 1
+                last = self._left == 0
+            if last:
+                self._finish()
             done.set()
             put((i, "end", None))
+
+    def _finish(self) -> None:
+        results = [self._final[k] for k in sorted(self._final)]
+        if self.on_finish is None or not results:
+            return
+        try:
+            self.notes.extend(self.on_finish(results) or [])
+        except Exception as e:
+            log.warning("on_finish failed", exc_info=True)
+            self.notes.append(("warning", f"Finishing this comparison failed: {error_sentence(e)}"))
 
     def drain(self) -> bool:
         """Apply queued events to the slots (script thread only). Returns whether anything changed."""
@@ -321,7 +345,8 @@ def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float 
 
 
 def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
-    """Draw one column per slot and keep redrawing from the queue until the job's threads end."""
+    """Draw one column per slot and keep redrawing from the queue until the job's threads end, then the
+    job's notes (e.g. where it was saved)."""
     phs = []
     for col, s in zip(st.columns(len(job.slots)), job.slots):
         with col:
@@ -339,6 +364,8 @@ def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
         if not alive:
             break
         time.sleep(poll_s)
+    for level, note in job.notes:
+        (st.warning if level == "warning" else st.caption)(note)
 
 
 def metrics_frame(results: list[GenerationResult]) -> pd.DataFrame:

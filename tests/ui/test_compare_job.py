@@ -79,6 +79,26 @@ def test_parallel_runs_both_at_once():
     assert all(s.result.finish_reason == "length" for s in job.slots)
 
 
+def test_on_finish_runs_once_after_every_slot_with_the_results_and_its_failure_is_a_note():
+    calls = []
+
+    def on_finish(results):
+        calls.append([r.model for r in results])
+        return [("info", "saved")]
+
+    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer", "toy-mamba2"), GenSettings(max_new_tokens=5),
+                        SlowManager(0.001), parallel=True, on_finish=on_finish).start()
+    _wait(job)
+    assert calls == [["toy-mamba", "toy-transformer", "toy-mamba2"]] and job.notes == [("info", "saved")]
+
+    def broken(results):
+        raise OSError("disk full")
+
+    job = ui.CompareJob(_slots("toy-mamba"), GenSettings(max_new_tokens=3), SlowManager(0), on_finish=broken).start()
+    _wait(job)
+    assert job.notes == [("warning", "Finishing this comparison failed: OSError: disk full")]
+
+
 def test_live_metrics_while_streaming_and_labels_when_done():
     s = ui.Slot("m", "toy-transformer", "p", status="running", token_times=[0.1, 0.2, 0.3, 0.5])
     live = ui.live_metrics(s)
@@ -97,7 +117,6 @@ def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
     job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=2000, stop_at_eos=False),
                         SlowManager(0.01)).start()
     at.session_state["arena_job"] = job
-    job.recorded = True  # this job is not about saving
     t0 = time.monotonic()
     at.button(key="arena_stop").click().run()
     assert not at.exception, at.exception
