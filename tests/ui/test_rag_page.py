@@ -1,0 +1,87 @@
+"""RAG page through Streamlit's AppTest (fake generators, real embedder, tmp store and data folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from tests.retrieval.docs import make_docx, make_pdf
+
+TIMEOUT = 180  # the first upload loads the embedding model on a busy 2-core box
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "rag.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_empty_store_invites_creating_a_collection(arena_env):
+    at = _page()
+    assert at.selectbox(key="rag_collection").value is None
+    at.text_input(key="rag_new_collection").set_value("../bad name")
+    at.button(key="rag_create").click().run()
+    assert "not allowed" in at.error[0].value
+    at.text_input(key="rag_new_collection").set_value("notes")
+    at.button(key="rag_create").click().run()
+    assert not at.exception and at.selectbox(key="rag_collection").value == "notes"
+    assert any("no documents yet" in i.value for i in at.info)
+
+
+def test_upload_ask_and_record(arena_env):
+    from store import open_store
+
+    at = _page()
+    at.text_input(key="rag_new_collection").set_value("notes")
+    at.button(key="rag_create").click().run()
+    at.file_uploader(key="rag_files").set_value([
+        ("orra.pdf", make_pdf(["The lighthouse of Orra was built in 1822 by Mira Kest."]), "application/pdf"),
+        ("velm.docx", make_docx(["Velm is a river town famous for its copper bells."]),
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("evil.md", b"[click](http://attacker.example) <b>bold</b> The Orra lighthouse is white.", "text/markdown"),
+        ("broken.pdf", b"%PDF-1.7\n garbage", "application/pdf"),
+    ])
+    at.run()
+    at.button(key="rag_add").click().run()
+    assert not at.exception, at.exception
+    assert "Added 3 file(s)" in at.success[0].value
+    failed = at.dataframe[0].value
+    assert list(failed["file"]) == ["broken.pdf"] and "could not be read as a PDF" in failed["problem"][0]
+    docs = at.dataframe[-1].value
+    assert sorted(docs["filename"]) == ["evil.md", "orra.pdf", "velm.docx"] and (docs["chunks"] >= 1).all()
+
+    at.text_input(key="rag_question").set_value("When was the lighthouse of Orra built?")
+    at.multiselect(key="rag_models").set_value(["toy-mamba", "toy-transformer"])
+    at.slider(key="rag_k").set_value(3)  # every document, the hostile one too
+    at.checkbox(key="rag_closed_book").check()
+    at.number_input(key="rag_max_new").set_value(8)
+    at.button(key="rag_ask").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    texts = [t.value for t in at.text]
+    assert texts[0] == "Question: When was the lighthouse of Orra built?"
+    assert texts[1].startswith("[1] score ") and "orra.pdf · page 1" in texts[1]
+    passages = [c.value for c in at.code][:3]
+    assert "1822" in passages[0]
+    assert any("[click](http://attacker.example) <b>bold</b>" in p for p in passages)  # shown verbatim
+    assert [h.value for h in at.subheader][-4:] == [
+        "toy-mamba", "toy-transformer", "toy-mamba (closed-book)", "toy-transformer (closed-book)"]
+    answers = [c.value for c in at.code][3:]
+    assert len(answers) == 4 and all(a.strip() for a in answers)
+    assert len(at.table) == 4  # the Arena's metrics table per column
+    # nothing from the documents is rendered as markdown/HTML: the link only appears in plain elements
+    assert not any("attacker" in m.value for m in [*at.markdown, *at.caption, *at.success, *at.warning, *at.info])
+
+    runs = open_store().runs(kind="rag")
+    assert len(runs) == 1 and runs["status"].iloc[0] == "completed"
+    preds = open_store().predictions(run_id=runs["run_id"].iloc[0])
+    assert len(preds) == 4 and set(preds["output"]) == set(answers)
+
+    # delete a document: it leaves the table and the answers' sources
+    at.selectbox(key="rag_delete_choice").set_value(
+        next(d for d, f in zip(docs["doc_id"], docs["filename"], strict=True) if f == "orra.pdf"))
+    at.button(key="rag_delete").click().run()
+    assert not at.exception, at.exception
+    assert sorted(at.dataframe[-1].value["filename"]) == ["evil.md", "velm.docx"]
