@@ -17,6 +17,7 @@ bf16 autocast on CUDA, fp32 on CPU. Mamba-1 trains through the pure-PyTorch `mam
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -45,7 +46,7 @@ class TrainConfig:
     n_tokens: int = 40_000_000  # length of the generated token stream (reused from the start if exhausted)
     lr: float = 2e-3
     min_lr_frac: float = 0.1
-    warmup_steps: int = 200
+    warmup_steps: int = 100
     decay_frac: float = 0.2
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -166,6 +167,9 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
 
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
+    if "toy-mamba" in cfg.models and importlib.util.find_spec("mambapy") is None:
+        raise RuntimeError("Training toy-mamba needs the `mambapy` package (pip install mambapy==1.2.0); without "
+                           "it transformers falls back to a sequential scan that is far too slow to train.")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -236,7 +240,8 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
                                    "loss": sum(vals) / len(vals), "lr": lr,
                                    "elapsed_s": round(time.perf_counter() - t0, 2)})
             log(f"step {step}/{total or '?'} lr {lr:.2e} " +
-                " ".join(f"{n}={logs[n][-1]['loss']:.3f}" for n in models) + f" {time.perf_counter() - t0:.0f}s")
+                " ".join(f"{n}={logs[n][-1]['loss']:.3f} ({gpu_ms[n] / step:.0f}ms/step)" for n in models) +
+                f" {time.perf_counter() - t0:.0f}s")
 
     wall = time.perf_counter() - t0
     dev_name = torch.cuda.get_device_name(device) if cuda else "cpu"

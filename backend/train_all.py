@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from backend.train import add_arguments, config_from_args, train
 
 
 def run_evals(folders: list[Path], out: Path, tag: str, timeout_s: float, quick: bool, device: str) -> None:
-    tmp = out.parent / f".eval_{tag}"
+    tmp = Path(tempfile.gettempdir()) / f"toy_eval_{tag}"
     tmp.mkdir(parents=True, exist_ok=True)
     procs = []
     for f in folders:

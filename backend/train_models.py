@@ -47,7 +47,7 @@ def model_config(name: str, preset: str = "small", vocab_size: int = 4096, conte
     if name == "toy-transformer":
         return LlamaConfig(num_hidden_layers=p["attn_layers"], num_attention_heads=p["heads"],
                            num_key_value_heads=p["heads"], intermediate_size=p["mlp"],
-                           max_position_embeddings=4 * context, rope_theta=10000.0, **common)
+                           max_position_embeddings=4 * context, **common)
     raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
 
 
