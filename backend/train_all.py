@@ -21,6 +21,21 @@ from pathlib import Path
 from backend.train import add_arguments, config_from_args, train
 
 
+def device_tag(device: str) -> str:
+    import torch
+
+    from backend.train import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return "cpu"
+    name = torch.cuda.get_device_name(dev)
+    for chip in ("H100", "H200", "A100", "MI300"):
+        if chip in name:
+            return chip.lower()
+    return "gpu"
+
+
 def run_evals(folders: list[Path], out: Path, tag: str, timeout_s: float, quick: bool, device: str) -> None:
     tmp = Path(tempfile.gettempdir()) / f"toy_eval_{tag}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -51,7 +66,7 @@ def run_evals(folders: list[Path], out: Path, tag: str, timeout_s: float, quick:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m backend.train_all", description=__doc__.split("\n")[0])
     add_arguments(ap)
-    ap.add_argument("--tag", default="h100")
+    ap.add_argument("--tag", default="auto", help="file name tag; auto: h100 / h200 / cpu from the device")
     ap.add_argument("--models-dir", default="/tmp/toy_models", help="where checkpoints are written first")
     ap.add_argument("--eval-timeout", type=float, default=130.0)
     ap.add_argument("--quick-eval", action="store_true")
@@ -60,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = config_from_args(a)
     cfg.out_dir = a.models_dir
+    if a.tag == "auto":
+        a.tag = device_tag(cfg.device)
     cfg.results = str(out / f"train_{a.tag}.jsonl")
     train(cfg, log=lambda s: print(s, flush=True))
     from backend.toyworld.pack import pack
