@@ -137,6 +137,11 @@ class HFGenerator(Generator):
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
+    def warmup(self, new_tokens: int = 4) -> None:
+        """One short untimed generation (first-call costs: kernel selection, CUDA graph capture, cuBLAS
+        handles, allocator growth) so the first measured generation is not a warm-up run."""
+        self.generate("Hello world, this is a warm-up.", GenSettings(max_new_tokens=new_tokens, stop_at_eos=False))
+
     @property
     def stepper(self) -> Stepper:
         if self._stepper is None:
@@ -225,6 +230,9 @@ class HFGenerator(Generator):
             device=self.info.device,
             dtype=self.info.dtype,
         )
+        release = getattr(stepper, "release", None)
+        if callable(release):  # free a dynamic cache now rather than at the next generation
+            release()
         yield GenerationResult(self.info.name, self.info.family, prompt, detok.text(), out_ids, finish,
                                metrics, settings)
 

@@ -121,8 +121,10 @@ def _load_error(spec: ModelSpec, err: Exception) -> Exception:
         "or remove it on the Models page.")
 
 
-def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = None) -> HFGenerator:
-    """Load `spec` onto `device` (auto|cpu|cuda[:n]) with `dtype` (default: the spec's, then auto)."""
+def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = None,
+                   warmup: bool = True) -> HFGenerator:
+    """Load `spec` onto `device` (auto|cpu|cuda[:n]) with `dtype` (default: the spec's, then auto), then
+    run one short untimed generation so that the first measured one is warm (design: warm up first)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype or spec.dtype, dev)
     location, local_only = _location(spec)
@@ -155,4 +157,6 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
                       placeholder=spec.placeholder, train_context=spec.train_context)
     gen = HFGenerator(model, tokenizer, info, dev)
     info.path = gen.stepper.path  # e.g. "sdpa+static+cudagraph" when a GPU stepper took the model
+    if warmup:
+        gen.warmup()
     return gen

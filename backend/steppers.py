@@ -127,5 +127,8 @@ class EagerStepper:
     def cache_bytes(self) -> int:
         return tensor_bytes(self.cache) if self.cache is not None else 0
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Drop the cache once a generation is over (the loop reads cache_bytes() first)."""
         self.cache = None
+
+    close = release
