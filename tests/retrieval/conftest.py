@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.retrieval.memstore import MemoryStore
+from retrieval.memory_store import MemoryStore
 
 
 def _real_store_factory():

@@ -1,6 +1,9 @@
-"""An in-memory stand-in for the store's retrieval tables (CONTRACTS.md API), for unit tests.
+"""The store's retrieval-table API (CONTRACTS.md) in memory: ephemeral collections.
 
-The real store (DuckDB) is exercised by the same tests through the `store` fixture when available.
+For experiments and tests that need a throw-away collection (e.g. a toy-world corpus indexed for one
+evaluation run) without writing documents into the user's DuckDB store, and for machines without duckdb:
+
+    r = Retriever(MemoryStore(), data_dir=tmp_dir)   # the FAISS file still goes to tmp_dir/indexes/
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import pandas as pd
 
 
 class MemoryStore:
+    """Collections, documents and chunks in dicts (one process, not persistent, not thread-safe)."""
+
     def __init__(self):
         self._collections: dict[str, dict] = {}
         self._docs: dict[str, list[dict]] = {}
