@@ -5,7 +5,7 @@ not set lock on file", even read-only). So nobody keeps a connection open: every
 
   1. takes this process's lock for the file (threads of the dashboard queue here, no polling),
   2. takes the cross-process lock `<db>.lock` (filelock, fcntl.flock: released by the kernel if the
-     holder dies, so a SIGKILLed writer never leaves a stale lock),
+     holder dies, so a SIGKILLed writer never leaves a stale lock), politely (see _acquire_politely),
   3. connects, runs its statements in one transaction, commits, closes (close checkpoints the WAL),
   4. releases both locks.
 
@@ -44,6 +44,8 @@ def _reset_after_fork() -> None:  # a forked child must not inherit locks held b
 
 os.register_at_fork(after_in_child=_reset_after_fork)
 
+POLL_S = 0.01  # how often a waiting process retries the lock
+MAX_YIELD_S = 0.5  # longest a process steps back for announced waiters before taking its turn
 _DUCKDB_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -52,7 +54,7 @@ def _locks_for(path: Path) -> tuple[threading.RLock, FileLock]:
     with _REGISTRY_LOCK:
         if key not in _PROCESS_LOCKS:
             _PROCESS_LOCKS[key] = threading.RLock()
-            _FILE_LOCKS[key] = FileLock(str(path) + ".lock", thread_local=False)
+            _FILE_LOCKS[key] = FileLock(str(path) + ".lock", thread_local=False, poll_interval=POLL_S)
         return _PROCESS_LOCKS[key], _FILE_LOCKS[key]
 
 
@@ -65,6 +67,16 @@ def _describe_pid(pid: int) -> str:
         return f"PID {pid} ({cmd})"
     except Exception:  # psutil missing, process gone or not ours to inspect
         return f"PID {pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def flock_holders(lock_path: Path) -> list[int]:
@@ -145,7 +157,7 @@ class Connector:
             )
         try:
             try:
-                flock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                self._acquire_politely(flock, deadline)
             except Timeout:
                 raise StoreLockedError(self._app_lock_message()) from None
             except OSError as e:
@@ -181,6 +193,53 @@ class Connector:
                 flock.release()
         finally:
             plock.release()
+
+    # Fairness. flock has no queue: a process that releases and re-takes the lock at once (a busy
+    # dashboard) can starve a polling one (a CLI writer). So a process that had to wait leaves a marker
+    # file `<db>.lock.wait-<pid>-<n>` while it polls, and a process about to take the lock first steps
+    # back (up to MAX_YIELD_S) while other live processes have markers.
+
+    def _acquire_politely(self, flock: FileLock, deadline: float) -> None:
+        self._yield_to_waiters(deadline)
+        try:
+            flock.acquire(timeout=0)
+            return
+        except Timeout:
+            pass
+        marker = self.lock_path.with_name(f"{self.lock_path.name}.wait-{os.getpid()}-{threading.get_ident()}")
+        try:
+            marker.touch()
+        except OSError:
+            marker = None
+        try:
+            flock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+
+    def _other_waiters(self) -> list[Path]:
+        prefix = self.lock_path.name + ".wait-"
+        found = []
+        try:
+            entries = list(os.scandir(self.lock_path.parent))
+        except OSError:
+            return []
+        for entry in entries:
+            if not entry.name.startswith(prefix):
+                continue
+            pid = entry.name[len(prefix):].split("-")[0]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            if not _pid_alive(int(pid)):  # left by a killed waiter
+                Path(entry.path).unlink(missing_ok=True)
+                continue
+            found.append(Path(entry.path))
+        return found
+
+    def _yield_to_waiters(self, deadline: float) -> None:
+        stop = min(deadline, time.monotonic() + MAX_YIELD_S)
+        while time.monotonic() < stop and self._other_waiters():
+            time.sleep(POLL_S)
 
     def _connect(self, deadline: float):
         check_database_file(self.path)

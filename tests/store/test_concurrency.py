@@ -3,6 +3,7 @@
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,8 +20,21 @@ def test_processes_write_while_another_reads(store, db_path):
     stop, out = CTX.Event(), CTX.Queue()
     reader = CTX.Process(target=workers.read_until, args=(str(db_path), stop, out))
     reader.start()
-    with CTX.Pool(n_writers) as pool:
-        run_ids = pool.starmap(workers.write_rows, [(str(db_path), w, n_batches, batch) for w in range(n_writers)])
+    done = threading.Event()
+
+    def dashboard_thread():  # this process reads from threads meanwhile, like dashboard sessions
+        reads = 0
+        while not done.is_set():
+            store.measurements(kinds="stress")
+            reads += 1
+        return reads
+
+    with ThreadPoolExecutor(2) as threads:
+        thread_reads = [threads.submit(dashboard_thread) for _ in range(2)]
+        with CTX.Pool(n_writers) as pool:
+            run_ids = pool.starmap(workers.write_rows, [(str(db_path), w, n_batches, batch) for w in range(n_writers)])
+        done.set()
+        assert all(f.result() > 0 for f in thread_reads)  # .result() re-raises any error of a thread
     stop.set()
     reads, _seen, errors = out.get(timeout=60)
     reader.join(30)
@@ -102,3 +116,22 @@ def test_locked_by_another_process_raises_within_timeout(store, db_path, holder)
         release.set()
         proc.join(30)
     assert len(open_store(db_path, lock_timeout=5).runs()) == 0  # usable again once the holder is gone
+
+
+def test_a_process_steps_back_for_announced_waiters_but_not_for_dead_ones(store, db_path):
+    from store.connection import MAX_YIELD_S
+
+    dead = CTX.Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join(30)
+    stale = db_path.with_name(f"{db_path.name}.lock.wait-{dead.pid}-1")
+    stale.touch()
+    store.runs()  # a marker of a dead process is removed, not waited for
+    assert not stale.exists()
+
+    live = db_path.with_name(f"{db_path.name}.lock.wait-{os.getppid()}-1")  # a live process "waiting"
+    live.touch()
+    t0 = time.monotonic()
+    store.runs()
+    assert time.monotonic() - t0 >= MAX_YIELD_S  # it gave the waiter its turn, bounded by MAX_YIELD_S
+    live.unlink()
