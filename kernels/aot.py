@@ -1,0 +1,239 @@
+"""Ahead-of-time compile every kernel, at the configurations the dispatcher uses, for AMD and NVIDIA
+targets, on a machine with no GPU; read register, spill, shared-memory/LDS and occupancy figures.
+
+Targets: ("hip", "gfx90a", 64) MI210/MI250, ("hip", "gfx942", 64) MI300X, ("cuda", 80, 32) A100,
+("cuda", 90, 32) H100. Shapes are those of mamba-130m (d_inner 1536, N 16) and mamba2-130m (head_dim 64,
+N 128, 24 heads); block sizes and num_warps come from `kernels/launch.py` for the target's vendor.
+
+AMD figures come from the AMDGCN metadata (.vgpr_count, .sgpr_count, .vgpr_spill_count,
+.sgpr_spill_count, .group_segment_fixed_size = LDS bytes, "; Occupancy:" waves per SIMD). NVIDIA
+figures come from running Triton's bundled `ptxas -v` on the PTX (registers, spill stores/loads) and
+from the kernel metadata (shared bytes). `spills` counts spills to memory: NVIDIA spill stores + loads;
+AMD VGPR spills + scratch bytes. AMD SGPR spills land in VGPR lanes, not memory: shown, not counted.
+
+`python -m kernels.aot [--out FILE.jsonl] [--targets hip:gfx90a,cuda:90]` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+TARGETS = (("hip", "gfx90a", 64), ("hip", "gfx942", 64), ("cuda", 80, 32), ("cuda", 90, 32))
+
+
+@dataclass
+class Spec:
+    """One kernel at one configuration: pointer dtypes, constexpr flags, and a launch-config getter."""
+
+    op: str
+    variant: str
+    kernel: object
+    ptr_dtypes: dict  # arg name -> triton dtype string ("bf16", "fp32", ...); unlisted pointers: fp32
+    flags: dict  # constexpr flags that do not depend on the target
+    blocks: object  # target("cuda"|"hip") -> (dict of block constexprs, num_warps)
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def specs() -> list[Spec]:
+    import triton.language as tl
+
+    from kernels import causal_conv1d as conv
+    from kernels import launch
+    from kernels import selective_scan as scan
+    from kernels import selective_state_update as ssu
+    from kernels import ssd_chunk_scan as ssd
+
+    def ssu_blocks(dstate, dim, tied):
+        def f(t):
+            c = launch.ssu_config(dstate, dim, tied, t)
+            return {"BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, c.num_warps
+        return f
+
+    def scan_blocks(t):
+        c = launch.scan_config(16, t)
+        return {"BLOCK_D": c.block_d, "BLOCK_L": c.block_l, "BLOCK_N": c.block_n}, c.num_warps
+
+    def ssd_blocks(t):
+        c = launch.ssd_config(64, 128, t)
+        return {"BLOCK_Q": c.block_m, "BLOCK_P": c.block_p, "BLOCK_N": c.block_n}, c.num_warps
+
+    def conv_blocks(t):
+        c = launch.conv_config(t)
+        return {"BLOCK_L": c.block_l, "BLOCK_D": c.block_d}, c.num_warps
+
+    def conv_update_blocks(t):
+        c = launch.conv_update_config(t)
+        return {"BLOCK_D": c.block_d}, c.num_warps
+
+    act = dict.fromkeys(("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "x_ptr", "dt_ptr"), "bf16")
+    return [
+        Spec("selective_scan", "mamba-130m bf16 N=16", scan._selective_scan_kernel, act,
+             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False), scan_blocks),
+        Spec("selective_state_update", "mamba-130m N=16 per-channel A", ssu._selective_state_update_kernel,
+             {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "z_ptr": "bf16", "out_ptr": "bf16"},
+             dict(DT_SOFTPLUS=True, TIE_HDIM=False, HAS_DT_BIAS=True, HAS_D=True, HAS_Z=True),
+             ssu_blocks(16, 1536, False)),
+        Spec("selective_state_update", "mamba2-130m N=128 scalar A per head", ssu._selective_state_update_kernel,
+             {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "out_ptr": "bf16"},
+             dict(DT_SOFTPLUS=True, TIE_HDIM=True, HAS_DT_BIAS=True, HAS_D=True, HAS_Z=False),
+             ssu_blocks(128, 64, True)),
+        Spec("ssd_chunk_scan", "mamba2-130m bf16 P=64 N=128", ssd._ssd_chunk_scan_kernel, act,
+             dict(headdim=64, dstate=128, heads_per_group=24, DT_MIN=0.0, DT_MAX=3.0e38,
+                  DT_SOFTPLUS=True, HAS_D=True, D_HAS_HDIM=False, HAS_Z=False, HAS_DT_BIAS=True, HAS_H0=True, DOT_DTYPE=tl.bfloat16),
+             ssd_blocks),
+        Spec("causal_conv1d", "bf16 K=4 + SiLU", conv._causal_conv1d_kernel, {"x_ptr": "bf16", "out_ptr": "bf16"},
+             dict(K=4, HAS_BIAS=True, SILU=True), conv_blocks),
+        Spec("causal_conv1d_update", "bf16 K=4 S=4 + SiLU", conv._causal_conv1d_update_kernel,
+             {"x_ptr": "bf16", "state_ptr": "bf16", "out_ptr": "bf16"},
+             dict(K=4, S=4, S_P2=4, HAS_BIAS=True, SILU=True), conv_update_blocks),
+    ]
+
+
+def _signature(spec: Spec, constexprs: dict) -> dict:
+    sig = {}
+    for p in spec.kernel.params:
+        if p.is_constexpr or p.name in constexprs:
+            sig[p.name] = "constexpr"
+        elif p.name.endswith("_ptr"):
+            sig[p.name] = "*" + spec.ptr_dtypes.get(p.name, "fp32")
+        elif p.name in ("dt_min", "dt_max"):
+            sig[p.name] = "fp32"
+        else:
+            sig[p.name] = "i32"
+    return sig
+
+
+def _amd_stats(amdgcn: str) -> dict:
+    def grab(pattern, cast=int):
+        m = re.search(pattern, amdgcn)
+        return cast(m.group(1)) if m else None
+
+    return {
+        "vgpr": grab(r"\.vgpr_count:\s+(\d+)"),
+        "sgpr": grab(r"\.sgpr_count:\s+(\d+)"),
+        "agpr": grab(r"\.agpr_count:\s+(\d+)"),
+        "vgpr_spill": grab(r"\.vgpr_spill_count:\s+(\d+)"),
+        "sgpr_spill": grab(r"\.sgpr_spill_count:\s+(\d+)"),
+        "lds_bytes": grab(r"\.group_segment_fixed_size:\s+(\d+)"),
+        "scratch_bytes": grab(r"; ScratchSize:\s+(\d+)"),
+        "occupancy": grab(r"; Occupancy:\s+(\d+)"),
+    }
+
+
+def _ptxas_stats(ptx: str, arch: int) -> dict:
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    m = re.search(r"\.target\s+(sm_\w+)", ptx)
+    sm = m.group(1) if m else f"sm_{arch}"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    cmd = [get_ptxas(arch).path, f"-arch={sm}", "-v", f.name, "-o", "/dev/null"]
+    log = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    return {
+        "registers": int(regs.group(1)) if regs else None,
+        "spill_stores": int(spill.group(1)) if spill else None,
+        "spill_loads": int(spill.group(2)) if spill else None,
+    }
+
+
+def compile_one(spec: Spec, target: tuple) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    backend, arch, warp = target
+    vendor = "hip" if backend == "hip" else "cuda"
+    blocks, num_warps = spec.blocks(vendor)
+    blocks = dict(blocks)
+    options = {"num_warps": num_warps}
+    if blocks.get("num_stages"):
+        options["num_stages"] = blocks["num_stages"]
+    blocks.pop("num_stages", None)
+    constexprs = {**spec.flags, **blocks}
+    rec = {"op": spec.op, "variant": spec.variant, "kernel": spec.kernel.fn.__name__, "target": f"{backend}:{arch}",
+           "backend": backend, "arch": str(arch), "warp_size": warp, "num_warps": num_warps,
+           "config": json.dumps({**blocks, **options}, sort_keys=True), "triton": triton.__version__}
+    t0 = time.perf_counter()
+    try:
+        src = ASTSource(fn=spec.kernel, signature=_signature(spec, constexprs), constexprs=constexprs)
+        compiled = triton.compile(src, target=GPUTarget(backend, arch, warp), options=options)
+        rec["compile_s"] = round(time.perf_counter() - t0, 3)
+        rec["shared_bytes"] = getattr(compiled.metadata, "shared", None)
+        if backend == "hip":
+            rec.update(_amd_stats(compiled.asm["amdgcn"]))
+            # VGPR spills and scratch go to memory; SGPR spills go to VGPR lanes (v_writelane), so they
+            # are shown but do not count as a memory spill
+            rec["spills"] = (rec["vgpr_spill"] or 0) + (rec["scratch_bytes"] or 0)
+            rec["lds_bytes"] = max(rec["lds_bytes"] or 0, rec["shared_bytes"] or 0)
+        else:
+            rec.update(_ptxas_stats(compiled.asm["ptx"], arch))
+            rec["spills"] = (rec["spill_stores"] or 0) + (rec["spill_loads"] or 0)
+        rec["ok"] = True
+        rec["error"] = ""
+    except Exception as exc:  # a compile error is a result to report, not a crash of the table
+        rec.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:500]}", compile_s=round(time.perf_counter() - t0, 3))
+    return rec
+
+
+def run(targets=TARGETS, only: list[str] | None = None) -> list[dict]:
+    records = []
+    for spec in specs():
+        if only and spec.op not in only:
+            continue
+        for target in targets:
+            records.append(compile_one(spec, target))
+    return records
+
+
+COLUMNS = ("op", "variant", "target", "num_warps", "ok", "vgpr", "sgpr", "registers", "spills", "sgpr_spill", "lds_bytes",
+           "shared_bytes", "occupancy", "compile_s")
+
+
+def format_table(records: list[dict]) -> str:
+    rows = [[str(r.get(c, "")) if r.get(c) is not None else "-" for c in COLUMNS] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    for r in records:
+        if not r["ok"]:
+            lines.append(f"FAILED {r['op']} [{r['variant']}] on {r['target']}: {r['error']}")
+    return "\n".join(lines)
+
+
+def parse_targets(text: str | None) -> tuple:
+    if not text:
+        return TARGETS
+    out = []
+    for item in text.split(","):
+        backend, arch = item.strip().split(":")
+        out.append((backend, arch if backend == "hip" else int(arch), 64 if backend == "hip" else 32))
+    return tuple(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="write one JSON record per kernel x target to this JSONL file")
+    ap.add_argument("--targets", help="comma list like hip:gfx90a,cuda:90 (default: all four)")
+    args = ap.parse_args(argv)
+    records = run(parse_targets(args.targets))
+    print(format_table(records))
+    if args.out:
+        with open(args.out, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+    bad = [r for r in records if not r["ok"] or r.get("spills")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Pick the implementation of each SSM op for a device and report which one ran.
+
+Paths
+    "triton"     our kernels in this folder (CUDA and ROCm GPUs: `torch.cuda.is_available()`; also CPU
+                 tensors when TRITON_INTERPRET=1 and the path is forced, which is how CI tests them)
+    "reference"  the `*_ref` PyTorch functions beside each kernel (CPU, or forced)
+    "mamba-ssm"  state-spaces/mamba's Triton decode update and Mamba-2 chunk scan when the package
+                 imports (its CUDA extension is not needed); the ops it lacks without its CUDA build
+                 (Mamba-1 prefill scan, conv) still run ours. Only when asked for: it is a peer to
+                 measure against, not a dependency.
+
+Choose with the environment variable SSM_ARENA_KERNELS = auto (default) | triton | reference | mamba-ssm.
+Block sizes and num_warps per vendor live in `kernels/launch.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+import torch
+
+from kernels import causal_conv1d as _conv
+from kernels import selective_scan as _scan
+from kernels import selective_state_update as _ssu
+from kernels import ssd_chunk_scan as _ssd
+
+ENV = "SSM_ARENA_KERNELS"
+PATHS = ("triton", "reference", "mamba-ssm")
+
+_OPS = {
+    "triton": {
+        "selective_scan": _scan.selective_scan,
+        "selective_state_update": _ssu.selective_state_update,
+        "ssd_chunk_scan": _ssd.ssd_chunk_scan,
+        "causal_conv1d": _conv.causal_conv1d,
+        "causal_conv1d_update": _conv.causal_conv1d_update,
+    },
+    "reference": {
+        "selective_scan": _scan.selective_scan_ref,
+        "selective_state_update": _ssu.selective_state_update_ref,
+        "ssd_chunk_scan": _ssd.ssd_chunk_scan_ref,
+        "causal_conv1d": _conv.causal_conv1d_ref,
+        "causal_conv1d_update": _conv.causal_conv1d_update_ref,
+    },
+}
+
+
+def requested() -> str:
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", *PATHS):
+        raise ValueError(f"{ENV} must be one of auto, {', '.join(PATHS)}; got {value!r}. Unset it to choose automatically.")
+    return value
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def mamba_ssm_ops() -> dict | None:
+    """mamba-ssm's Triton ops wrapped to our signatures, or None when the package does not import."""
+    try:
+        if "selective_scan_cuda" not in sys.modules:
+            try:
+                import selective_scan_cuda  # noqa: F401
+            except ImportError:  # its CUDA build is optional for the Triton ops we use
+                sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update as m_ssu
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as m_ssd
+    except Exception:
+        return None
+
+    def ssu(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+        if A.dim() == 1:  # tied Mamba-2 form -> mamba-ssm's expanded (stride-0) form
+            nh, hd, ds = state.shape[1], state.shape[2], state.shape[3]
+            A = A[:, None, None].expand(nh, hd, ds)
+            dt = dt[:, :, None].expand(-1, -1, hd)
+            D = None if D is None else D[:, None].expand(nh, hd)
+            dt_bias = None if dt_bias is None else dt_bias[:, None].expand(nh, hd)
+        return m_ssu(state, x, dt, A, B, C, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
+
+    def ssd(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
+            initial_states=None, chunk_size=256):
+        return m_ssd(x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
+                     dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=True)
+
+    return {**_OPS["triton"], "selective_state_update": ssu, "ssd_chunk_scan": ssd}
+
+
+def path_for(device) -> str:
+    """The path ops on tensors of `device` take now."""
+    dev = torch.device(device)
+    want = requested()
+    on_gpu = dev.type == "cuda" and torch.cuda.is_available()
+    if want == "reference":
+        return "reference"
+    if want == "mamba-ssm":
+        if not on_gpu or mamba_ssm_ops() is None:
+            raise RuntimeError(f"{ENV}=mamba-ssm needs a GPU and an importable mamba-ssm package. "
+                               "Install mamba-ssm or unset the variable.")
+        return "mamba-ssm"
+    if want == "triton":
+        if on_gpu or (dev.type == "cpu" and _interpreting()):
+            return "triton"
+        raise RuntimeError(f"{ENV}=triton needs a CUDA/ROCm GPU (or TRITON_INTERPRET=1 for CPU tensors). "
+                           "Unset the variable to use the PyTorch reference.")
+    return "triton" if on_gpu else "reference"
+
+
+def op(name: str, device):
+    """The function implementing op `name` on `device`."""
+    path = path_for(device)
+    table = mamba_ssm_ops() if path == "mamba-ssm" else _OPS[path]
+    return table[name]
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None):
+    return op("selective_scan", u.device)(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state)
+
+
+def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    return op("selective_state_update", state.device)(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+def ssd_chunk_scan(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
+                   initial_states=None):
+    return op("ssd_chunk_scan", x.device)(x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_limit, initial_states)
+
+
+def causal_conv1d(x, weight, bias=None, activation=None):
+    return op("causal_conv1d", x.device)(x, weight, bias, activation)
+
+
+def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
+    return op("causal_conv1d_update", x.device)(x, conv_state, weight, bias, activation)
+
+
+def describe(device) -> dict:
+    """What would run on `device`: path, vendor target, triton version (for run records and the UI)."""
+    import triton
+
+    from kernels.launch import target_of
+
+    return {"path": path_for(device), "target": target_of(device), "triton": triton.__version__,
+            "requested": requested()}

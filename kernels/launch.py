@@ -1,0 +1,110 @@
+"""Launch configurations (block sizes, num_warps) per kernel and per GPU vendor.
+
+One place that both the runtime wrappers and `kernels/aot.py` read, so the ahead-of-time compile table
+shows exactly the configurations that run. `target` is "cuda" (NVIDIA), "hip" (AMD ROCm) or "cpu"
+(Triton interpreter, which takes the CUDA numbers).
+
+Where AMD differs:
+- a wavefront is 64 lanes, not 32: `num_warps` counts wavefronts there, so the same tile spread over
+  half as many "warps" keeps the elements-per-lane of the NVIDIA config;
+- LDS is 64 KiB per CU on MI200/MI300 (H100: up to 228 KiB shared memory per SM), so tiles that stage
+  through shared memory (the SSD chunk's tl.dot operands) are kept smaller there;
+- Triton's AMD backend warns above 16 wavefronts per block; we never ask for more than 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import triton
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    num_warps: int
+    block_m: int = 0  # rows of channels (state update) / chunk length (SSD)
+    block_n: int = 0  # padded state size
+    block_d: int = 0  # channels per program (scan, conv)
+    block_l: int = 0  # sequence positions per step (scan, conv)
+    block_p: int = 0  # head-dim slice per program (SSD)
+
+
+def target_of(device) -> str:
+    """'cuda', 'hip' or 'cpu' for a torch device (ROCm builds of torch report device type 'cuda')."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return "cpu"
+    return "hip" if getattr(torch.version, "hip", None) else "cuda"
+
+
+def _t(device_or_target) -> str:
+    if isinstance(device_or_target, str) and device_or_target in ("cuda", "hip", "cpu"):
+        return device_or_target
+    return target_of(device_or_target)
+
+
+def ssu_config(dstate: int, dim: int, tied: bool, device) -> LaunchConfig:
+    """Decode state update: a (BLOCK_M, dstate) tile of state per program, hand-tuned (no autotune:
+    the kernel writes the state in place). Rows follow mamba-ssm's defaults; for dstate 128 we take
+    vLLM's tuned H100 choice (4 rows, 1 warp)."""
+    n = max(16, triton.next_power_of_2(dstate))
+    if n <= 16:
+        m, w = 32, 4
+    elif n <= 32:
+        m, w = 16, 4
+    elif n <= 64:
+        m, w = 8, 4
+    elif n <= 128:
+        m, w = 4, 1
+    else:
+        m, w = 4, 4
+    m = min(m, max(4, triton.next_power_of_2(dim)))
+    if _t(device) == "hip":
+        w = max(1, w // 2)  # 64-lane wavefronts
+    return LaunchConfig(num_warps=w, block_m=m, block_n=n)
+
+
+def scan_config(dstate: int, device) -> LaunchConfig:
+    """Mamba-1 prefill scan: BLOCK_D channels x BLOCK_L positions x N states in registers per step.
+    B and C rows are loaded once per program for all BLOCK_D channels."""
+    n = max(16, triton.next_power_of_2(dstate))
+    t = _t(device)
+    if t == "cpu":  # interpreter: few, larger programs (the interpreter pays per program and per op)
+        return LaunchConfig(num_warps=4, block_d=32, block_l=16, block_n=n)
+    bl = 32 if n <= 16 else 16
+    if t == "hip":
+        return LaunchConfig(num_warps=2, block_d=4, block_l=bl, block_n=n)  # 2 x 64 lanes
+    return LaunchConfig(num_warps=4, block_d=4, block_l=bl, block_n=n)
+
+
+def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:
+    """Mamba-2 chunked scan: one program owns a (BLOCK_P, N) slice of one head's state and walks the
+    chunks of length BLOCK_M in order. The N-long contractions (C @ S^T, C @ B^T) keep (chunk x N)
+    dot operands in registers in every warp, so for N = 128 the tiles stay small: larger ones spill
+    (see `python -m kernels.aot`)."""
+    n = max(16, triton.next_power_of_2(dstate))
+    p = 16
+    t = _t(device)
+    if t == "cpu":
+        return LaunchConfig(num_warps=4, block_m=16, block_n=n, block_p=max(16, min(32, triton.next_power_of_2(headdim))))
+    if t == "hip":
+        # 64-lane wavefronts hold the replicated N-long operands in VGPRs: 16-long chunks avoid spills
+        return LaunchConfig(num_warps=4, block_m=16 if n >= 128 else 32, block_n=n, block_p=p)
+    return LaunchConfig(num_warps=4, block_m=32 if n >= 128 else 64, block_n=n, block_p=p)
+
+
+def conv_config(device) -> LaunchConfig:
+    """Depthwise causal conv: (BLOCK_L, BLOCK_D) tiles, channels contiguous."""
+    t = _t(device)
+    if t == "cpu":
+        return LaunchConfig(num_warps=4, block_d=64, block_l=32)
+    if t == "hip":
+        return LaunchConfig(num_warps=4, block_d=128, block_l=32)
+    return LaunchConfig(num_warps=4, block_d=128, block_l=32)
+
+
+def conv_update_config(device) -> LaunchConfig:
+    t = _t(device)
+    return LaunchConfig(num_warps=2 if t == "hip" else 4, block_d=256 if t != "cpu" else 64)

@@ -1,0 +1,180 @@
+"""Selective scan forward (Mamba-1 prefill), fused: delta bias + softplus, discretisation, scan, C
+contraction, D skip and z gating in one pass, returning y and the final fp32 state.
+
+Shape glossary
+    batch   sequences
+    dim     channels (d_inner)
+    seqlen  positions L
+    dstate  state size N
+
+Arguments (mamba-ssm `selective_scan_fn` layout; any strides)
+    u, delta    (batch, dim, seqlen)   fp32/bf16/fp16
+    A           (dim, dstate)          fp32 (negative reals)
+    B, C        (batch, dstate, seqlen)
+    D           (dim,) fp32 or None;   z (batch, dim, seqlen) or None;  delta_bias (dim,) fp32 or None
+    initial_state (batch, dim, dstate) fp32 or None
+Returns y (batch, dim, seqlen) in u's dtype, last_state (batch, dim, dstate) fp32.
+
+    dt_t  = softplus(delta_t + delta_bias)
+    h_t   = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t
+    y_t   = <h_t, C_t> + D * u_t;   y_t *= silu(z_t)
+
+Design: one program owns BLOCK_D channels of one sequence and walks the sequence in steps of BLOCK_L.
+Per step it loads (BLOCK_D, BLOCK_L) tiles of u/delta/z and one (BLOCK_L, N) tile each of B and C that
+all BLOCK_D channels share, runs a first-order associative scan over the BLOCK_L axis of a
+(BLOCK_D, BLOCK_L, N) register tile, and carries the (BLOCK_D, N) state to the next step. Nothing of
+size (batch, dim, seqlen, dstate) ever reaches memory: HBM traffic is u, delta, z, y (+ B, C once).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.launch import scan_config
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _first_order(a1, b1, a2, b2):
+    # compose h -> a1*h + b1 then h -> a2*h + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _selective_scan_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr,
+    dim, seqlen, dstate,
+    s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l,
+    s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
+    s_z_b, s_z_d, s_z_l, s_o_b, s_o_d, s_o_l,
+    DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_l = tl.arange(0, BLOCK_L)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+
+    # A pre-scaled by log2(e) so the discretisation is one exp2 per (d, l, n)
+    A = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    A = A * 1.4426950408889634
+    if HAS_DELTA_BIAS:
+        dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    st_off = (b * dim + offs_d[:, None]) * dstate + offs_n[None, :]
+    if HAS_H0:
+        h = tl.load(h0_ptr + st_off, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+
+    is_last = (offs_l == BLOCK_L - 1)[None, :, None]
+    for l0 in range(0, seqlen, BLOCK_L):
+        ls = l0 + offs_l
+        mask_l = ls < seqlen
+        mask_dl = mask_d[:, None] & mask_l[None, :]
+        u = tl.load(u_ptr + b * s_u_b + offs_d[:, None] * s_u_d + ls[None, :] * s_u_l, mask=mask_dl, other=0.0)
+        u = u.to(tl.float32)
+        dt = tl.load(delta_ptr + b * s_dt_b + offs_d[:, None] * s_dt_d + ls[None, :] * s_dt_l,
+                     mask=mask_dl, other=0.0).to(tl.float32)
+        if HAS_DELTA_BIAS:
+            dt += dbias[:, None]
+        if DELTA_SOFTPLUS:
+            dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
+        dt = tl.where(mask_dl, dt, 0.0)  # past the end: dA = 1, dBu = 0, so the state carries through
+        mask_ln = mask_l[:, None] & mask_n[None, :]
+        Bt = tl.load(B_ptr + b * s_B_b + offs_n[None, :] * s_B_n + ls[:, None] * s_B_l, mask=mask_ln, other=0.0)
+        Ct = tl.load(C_ptr + b * s_C_b + offs_n[None, :] * s_C_n + ls[:, None] * s_C_l, mask=mask_ln, other=0.0)
+        dA = tl.exp2(dt[:, :, None] * A[:, None, :])  # (BLOCK_D, BLOCK_L, BLOCK_N)
+        dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[None, :, :]
+        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=1, combine_fn=_first_order)
+        hs = a_cum * h[:, None, :] + b_cum
+        y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=2)  # (BLOCK_D, BLOCK_L)
+        h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
+        if HAS_D:
+            y += u * Dv[:, None]
+        if HAS_Z:
+            z = tl.load(z_ptr + b * s_z_b + offs_d[:, None] * s_z_d + ls[None, :] * s_z_l,
+                        mask=mask_dl, other=0.0).to(tl.float32)
+            y *= z * tl.sigmoid(z)
+        tl.store(out_ptr + b * s_o_b + offs_d[:, None] * s_o_d + ls[None, :] * s_o_l,
+                 y.to(out_ptr.dtype.element_ty), mask=mask_dl)
+    tl.store(hN_ptr + st_off, h, mask=mask_dn)
+
+
+def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    assert u.dtype in (torch.float32, torch.bfloat16, torch.float16), "u must be fp32, bf16 or fp16"
+    assert delta.shape == u.shape, f"delta must be {tuple(u.shape)}, got {tuple(delta.shape)}"
+    assert A.shape == (dim, dstate) and A.dtype == torch.float32, "A must be fp32 (dim, dstate)"
+    for name, t in (("B", B), ("C", C)):
+        assert t.shape == (batch, dstate, seqlen), f"{name} must be {(batch, dstate, seqlen)}, got {tuple(t.shape)}"
+    assert D is None or D.shape == (dim,), "D must be (dim,)"
+    assert delta_bias is None or delta_bias.shape == (dim,), "delta_bias must be (dim,)"
+    assert z is None or z.shape == u.shape, "z must have the shape of u"
+    assert initial_state is None or initial_state.shape == (batch, dim, dstate), "initial_state must be (batch, dim, dstate)"
+    for name, t in dict(D=D, delta_bias=delta_bias, A=A, initial_state=initial_state).items():
+        assert t is None or t.is_contiguous(), f"{name} must be contiguous"
+    for name, t in dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias).items():
+        assert t is None or t.device == u.device, f"{name} is on {t.device}, u on {u.device}"
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None):
+    """Triton selective scan forward; see the module docstring. Returns (y, last_state fp32)."""
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    # y in (batch, seqlen, dim) memory order, viewed as (batch, dim, seqlen): what out_proj wants next
+    out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
+    hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
+    cfg = scan_config(dstate, u.device)
+    zz = z if z is not None else u
+    grid = (batch, triton.cdiv(dim, cfg.block_d))
+    _selective_scan_kernel[grid](
+        u, delta, A, B, C, D, z, delta_bias, initial_state, out, hN,
+        dim, seqlen, dstate,
+        *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
+        DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_DELTA_BIAS=delta_bias is not None, HAS_H0=initial_state is not None,
+        BLOCK_D=cfg.block_d, BLOCK_L=cfg.block_l, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
+    )
+    return out, hN
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None,
+                       chunk: int = 256):
+    """PyTorch reference, same signature. Sequential over L inside chunks of `chunk` positions, so the
+    largest temporary is (batch, dim, chunk, dstate) rather than (batch, dim, seqlen, dstate)."""
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    batch, dim, seqlen = u.shape
+    uf, dt = u.float(), delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = torch.nn.functional.softplus(dt)
+    h = (initial_state.float().clone() if initial_state is not None
+         else torch.zeros(batch, dim, A.shape[1], device=u.device, dtype=torch.float32))
+    Af, Bf, Cf = A.float(), B.float(), C.float()
+    ys = []
+    for c0 in range(0, seqlen, chunk):
+        sl = slice(c0, min(seqlen, c0 + chunk))
+        dA = torch.exp(dt[:, :, sl, None] * Af[None, :, None, :])  # (batch, dim, chunk, dstate)
+        dBu = (dt[:, :, sl] * uf[:, :, sl])[..., None] * Bf[:, None, :, sl].transpose(2, 3)
+        for i in range(dA.shape[2]):
+            h = dA[:, :, i] * h + dBu[:, :, i]
+            ys.append((h * Cf[:, None, :, c0 + i]).sum(-1))
+    y = torch.stack(ys, dim=-1) if ys else uf.new_zeros(batch, dim, 0)
+    if D is not None:
+        y = y + uf * D.float()[:, None]
+    if z is not None:
+        y = y * torch.nn.functional.silu(z.float())
+    return y.to(u.dtype), h

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from kernels.selective_scan import selective_scan, selective_scan_ref
+from tests.kernels.conftest import DEVICE, REL_TOL, rel_err
+
+# The Triton interpreter runs tl.associative_scan's combine once per element in Python, so the odd
+# B2-D67-L33-N16 shape (3 channel blocks, 3 sequence steps, ragged ends) runs in fp32 only and the
+# low-precision dtypes use smaller odd shapes. Large bf16 shapes run in the `gpu` test.
+SHAPES_DTYPES = [
+    pytest.param((2, 67, 33, 16), torch.float32, id="B2-D67-L33-N16-fp32"),
+    pytest.param((1, 5, 1, 4), torch.float32, id="B1-D5-L1-N4-fp32"),
+    pytest.param((1, 37, 17, 8), torch.bfloat16, id="B1-D37-L17-N8-bf16"),
+    pytest.param((2, 5, 19, 16), torch.float16, id="B2-D5-L19-N16-fp16"),
+    pytest.param((1, 3, 5, 4), torch.bfloat16, id="B1-D3-L5-N4-bf16"),
+]
+
+
+def make(batch, dim, seqlen, dstate, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=g) * scale).to(DEVICE)
+
+    u = r(batch, dim, seqlen).to(dtype)
+    delta = r(batch, dim, seqlen, scale=0.5).to(dtype)
+    A = -torch.rand(dim, dstate, generator=g).to(DEVICE) * 2 - 0.1
+    B = r(batch, dstate, seqlen).to(dtype)
+    C = r(batch, dstate, seqlen).to(dtype)
+    D = r(dim)
+    z = r(batch, dim, seqlen).to(dtype)
+    bias = r(dim, scale=0.3)
+    return u, delta, A, B, C, D, z, bias
+
+
+@pytest.mark.parametrize("shape,dtype", SHAPES_DTYPES)
+def test_matches_reference(shape, dtype, poison):
+    u, delta, A, B, C, D, z, bias = make(*shape, dtype)
+    y, h = selective_scan(u, delta, A, B, C, D, z, bias, True)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
+    assert y.dtype == dtype and h.dtype == torch.float32
+    assert rel_err(y, y_ref) < REL_TOL[dtype]
+    assert rel_err(h, h_ref) < REL_TOL[torch.float32] * 10
+
+
+def test_optional_inputs_and_strided_layout(poison):
+    """No D, no z, no bias, no softplus; u/delta/z given position-major (as Hugging Face's views are)."""
+    batch, dim, seqlen, dstate = 1, 19, 18, 8
+    u, delta, A, B, C, *_ = make(batch, dim, seqlen, dstate, torch.float32, seed=1)
+    u_t = u.transpose(1, 2).contiguous().transpose(1, 2)  # stride(1) == 1
+    delta = delta.abs()
+    y, h = selective_scan(u_t, delta, A, B, C)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C)
+    assert rel_err(y, y_ref) < 1e-4 and rel_err(h, h_ref) < 1e-4
+
+
+def test_initial_state_continues_a_sequence(poison):
+    """Scanning L1 then L2 positions from the carried state equals scanning L1 + L2 at once."""
+    u, delta, A, B, C, D, z, bias = make(1, 12, 30, 8, torch.float32, seed=2)
+    y_full, h_full = selective_scan(u, delta, A, B, C, D, z, bias, True)
+    cut = 13
+    parts = [t[..., :cut].contiguous() for t in (u, delta, B, C, z)]
+    y1, h1 = selective_scan(parts[0], parts[1], A, parts[2], parts[3], D, parts[4], bias, True)
+    rest = [t[..., cut:].contiguous() for t in (u, delta, B, C, z)]
+    y2, h2 = selective_scan(rest[0], rest[1], A, rest[2], rest[3], D, rest[4], bias, True, initial_state=h1)
+    assert rel_err(torch.cat([y1, y2], dim=-1), y_full) < 1e-4
+    assert rel_err(h2, h_full) < 1e-4
+
+
+def test_rejects_bad_shapes():
+    u, delta, A, B, C, *_ = make(1, 8, 5, 4, torch.float32)
+    with pytest.raises(AssertionError, match="B must be"):
+        selective_scan(u, delta, A, B[:, :, :4], C)
+    with pytest.raises(AssertionError, match="A must be fp32"):
+        selective_scan(u, delta, A.half(), B, C)
