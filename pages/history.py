@@ -13,6 +13,9 @@ from pages import ui
 
 PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output token, median (ms)"),
          ("decode_tok_s", "Decode tokens/s"), ("peak_mem_mib", "Peak memory (MiB)")]
+FIRST_COLUMNS = ["created_at", "kind", "model", "family", "device", "dtype", "path", "batch", "prompt_tokens",
+                 "new_tokens", "ttft_ms", "prefill_ms", "tpot_ms", "tpot_p90_ms", "decode_tok_s", "peak_mem_bytes",
+                 "peak_mem_kind", "cache_bytes", "cache_kind", "metric", "value", "n"]
 
 
 def run_label(row) -> str:
@@ -99,6 +102,8 @@ else:
             st.plotly_chart(fig, key=f"history_plot_{metric}")
 
     st.subheader("Measurements")
+    first_cols = [c for c in FIRST_COLUMNS if c in view.columns]
+    view = view[first_cols + [c for c in view.columns if c not in first_cols]]
     st.dataframe(ui.exportable(view), hide_index=True, key="history_measurements")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     d1, d2, _ = st.columns([1, 1, 4])

@@ -144,6 +144,15 @@ def test_arena_generates_two_columns_with_metrics_in_a_real_browser(chromium, tm
             assert "cache bytes (conv + SSM state)" in body and "cache bytes (KV cache)" in body
             assert "Saved as run" in body, body[-2000:]
             assert "Traceback" not in body
+            # The saved run is on the History page, plotted and exportable.
+            page.get_by_role("link", name="History").click()
+            page.wait_for_selector("text=2 of 2 measurement rows match", timeout=60_000)
+            _wait_idle(page, 60_000)
+            assert page.locator("[data-testid='stPlotlyChart']").count() == 4
+            assert page.get_by_role("button", name="Export Parquet").count() == 1
+            page.locator("[data-testid='stDataFrame']").first.scroll_into_view_if_needed()
+            page.wait_for_timeout(1500)  # data frames paint on a canvas after they load
+            page.screenshot(path=str(shot.with_name("e2e_history.png")), full_page=True)
         except Exception:
             page.screenshot(path=str(shot.with_name("e2e_arena_failure.png")), full_page=True)
             print(log.read_text()[-4000:])
