@@ -14,7 +14,7 @@ H heads, Dh head dim, V vocab):
         (B, M) shape captures the step; later prefills of that shape reuse cache and graph.
     step(token_ids[B]) -> logits[B, V]
         copies the ids into the graph's static input and replays the graph. Inside the graph: mark slot
-        `pos` visible in the 4-D boolean mask [B, 1, 1, M], run the model on [B, 1] with
+        `pos` visible in the 4-D additive mask [B, 1, 1, M], run the model on [B, 1] with
         position_ids = pos (the StaticCache writes K/V at its own device-side counter), copy the logits
         out, advance `pos`. Nothing in the step reads a value back to the host.
     When the cache is full the stepper doubles its capacity (new cache, copy, re-capture), so callers that
@@ -37,7 +37,12 @@ from transformers.cache_utils import DynamicLayer
 log = logging.getLogger(__name__)
 
 DEFAULT_NEW_TOKENS = 256  # capacity reserved after the prompt when the caller does not say (grows on demand)
+SLOT_MULTIPLE = 16  # cache slots rounded up so SDPA's memory-efficient kernel needs no mask padding
 WARMUP_STEPS = 2  # eager steps on the capture stream before capturing (cuBLAS handles, allocator state)
+
+
+def _round_up(n: int, multiple: int = SLOT_MULTIPLE) -> int:
+    return -(-n // multiple) * multiple
 
 
 def _cache_kwarg(model) -> str:
@@ -79,7 +84,6 @@ class StaticGraphStepper:
         self._kw = _cache_kwarg(model)
         self._logits_kw = "logits_to_keep" in inspect.signature(model.forward).parameters
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
-        self._bool_mask = attn != "eager"  # SDPA / flash take a boolean mask; eager adds a float mask
         graph = "+cudagraph" if use_cuda_graph else ""
         self.path = f"{attn}+static{graph}"
         self.cache = None
@@ -99,7 +103,7 @@ class StaticGraphStepper:
         batch, length = input_ids.shape
         if self.cache is None or batch != self.batch or length + self.reserve > self.capacity:
             self.close()
-            self._allocate(batch, length + self.reserve)
+            self._allocate(batch, _round_up(length + self.reserve))
         writer = _dynamic_cache(self.model)
         writer.layers = [_WriteThrough(layer) for layer in self.cache.layers]
         kwargs = {self._kw: writer, "use_cache": True}
@@ -124,7 +128,7 @@ class StaticGraphStepper:
         else:
             self._body()
         self._pos_host += 1
-        return self._logits.clone()
+        return self._logits  # a static buffer: valid until the next step (callers pick a token at once)
 
     def cache_bytes(self) -> int:
         """Bytes held by the static K/V tensors (allocated capacity, deduplicated by storage)."""
@@ -153,13 +157,11 @@ class StaticGraphStepper:
         self.capacity = capacity
         self.batch = batch
         dev = self.device
-        if self._bool_mask:
-            self._mask = torch.zeros(batch, 1, 1, capacity, dtype=torch.bool, device=dev)
-            self._visible, self._hidden = True, False
-        else:
-            dtype = self.model.dtype
-            self._mask = torch.full((batch, 1, 1, capacity), torch.finfo(dtype).min, dtype=dtype, device=dev)
-            self._visible, self._hidden = 0.0, torch.finfo(dtype).min
+        # An additive float mask (0 visible, dtype-min hidden) serves SDPA and eager attention alike, and
+        # spares SDPA the per-layer conversion kernels a boolean mask costs.
+        dtype = self.model.dtype
+        self._visible, self._hidden = 0.0, torch.finfo(dtype).min
+        self._mask = torch.full((batch, 1, 1, capacity), self._hidden, dtype=dtype, device=dev)
         self._pos = torch.zeros(1, dtype=torch.long, device=dev)
         self._pos_host = 0
         self._ids = torch.zeros(batch, 1, dtype=torch.long, device=dev)
@@ -215,7 +217,7 @@ class StaticGraphStepper:
         self._graph = None
         self.reserve *= 2
         log.info("StaticGraphStepper: growing the KV cache to %d slots", length + self.reserve)
-        self._allocate(self.batch, length + self.reserve)
+        self._allocate(self.batch, _round_up(length + self.reserve))
         for dst, src in zip(self.cache.layers, old.layers, strict=True):
             k, v = src.keys[:, :, :length], src.values[:, :, :length]
             dst.lazy_initialization(k, v)

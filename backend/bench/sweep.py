@@ -15,6 +15,7 @@ batches) for that model are then skipped, since they would need more.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -72,18 +73,24 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _meta(device: torch.device) -> dict:
+    """backend.runinfo.run_meta plus a `versions` dict and a readable `device_name` (GPU or CPU model)."""
     try:
         from backend.runinfo import run_meta
 
-        return run_meta(device=str(device))
+        meta = dict(run_meta(device=str(device)))
     except ImportError:  # the core's run_meta not present: record the essentials ourselves
         import platform
 
         import transformers
 
-        return {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                             "python": platform.python_version()},
-                "device": M.device_name(device), "hostname": platform.node()}
+        meta = {"torch": torch.__version__, "transformers": transformers.__version__,
+                "python": platform.python_version(), "hostname": platform.node()}
+    if not meta.get("git_sha") and os.environ.get("SSM_ARENA_GIT_SHA"):
+        meta["git_sha"] = os.environ["SSM_ARENA_GIT_SHA"]  # copies without .git (GPU machines) pass it in
+    meta["versions"] = {k: meta.get(k) for k in ("torch", "transformers", "triton", "python", "cuda", "hip")}
+    if device.type == "cuda" or not meta.get("device_name"):
+        meta["device_name"] = M.device_name(device) if device.type == "cuda" else meta.get("device_name", "cpu")
+    return meta
 
 
 def _max_positions(model) -> int | None:
@@ -249,7 +256,7 @@ class Sweep:
         return {
             "model": shape.name,
             "family": shape.family,
-            "device": self.meta.get("device") or M.device_name(self.device),
+            "device": self.meta.get("device_name") or M.device_name(self.device),
             "device_kind": self.device.type,  # "cpu" rows are CPU timings, labelled as such on the page
             "dtype": str(self.dtype).replace("torch.", ""),
             "batch": plan.batch,

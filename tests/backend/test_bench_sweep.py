@@ -1,0 +1,149 @@
+"""Sweep logic, simulated out-of-memory handling and the records the benchmark writes (CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from backend.bench.shapes import Shape, _kw, expand_models
+from backend.bench.sweep import SweepConfig, Sweep, is_oom, plan_points, run_sweep
+from store import RecordWriter
+from store.records import iter_records
+
+TINY = {
+    "tiny-neox": Shape("tiny-neox", "transformer", "GPTNeoXConfig",
+                       _kw(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=96)),
+    "tiny-mamba": Shape("tiny-mamba", "mamba", "MambaConfig",
+                        _kw(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=4, expand=2)),
+}
+
+
+class FakeModel:
+    config = type("C", (), {"max_position_embeddings": None})()
+
+    def parameters(self):
+        return iter(())
+
+
+def fake_load(shape, device, dtype):
+    return FakeModel(), "fake-kernel"
+
+
+def fake_metrics(batch, prompt_len, new_tokens):
+    return {"batch": batch, "prompt_tokens": prompt_len, "new_tokens": new_tokens, "path": "fake", "cache_kind": "kv",
+            "prefill_ms": 1.0 * prompt_len, "ttft_ms": 1.0 * prompt_len, "tpot_ms": 2.0, "tpot_p90_ms": 3.0,
+            "decode_tok_s": 500.0, "decode_tok_s_batch": 500.0 * batch, "total_ms": 10.0, "e2e_tok_s": 1.0,
+            "peak_mem_bytes": 1, "peak_mem_kind": "cpu_rss", "cache_bytes": 1, "warmup": 1, "repeats": 1}
+
+
+def cfg(**kw):
+    base = dict(models=["tiny-neox", "tiny-mamba"], prompt_lens=[16, 32, 64, 128], new_tokens=[4], long_from=64,
+                batches=[1, 2, 4, 8], batch_prompt_len=16, batch_new_tokens=4, repeats=1, hf_baseline=False,
+                eager_baseline=False, device="cpu")
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def test_plan_order_puts_short_contexts_then_batches_then_long_then_baselines():
+    plans = plan_points(cfg(hf_baseline=True, eager_baseline=True))
+    phases = [p.phase for p in plans]
+    assert phases == ["context", "context", "batch", "batch", "batch", "batch", "long", "long", "hf-generate", "eager"]
+    assert [p.prompt_len for p in plans if p.phase == "context"] == [16, 32]
+    assert [p.batch for p in plans if p.phase == "batch"] == [1, 2, 4, 8]
+
+
+def test_simulated_oom_is_recorded_and_the_sweep_goes_on(tmp_path):
+    calls = []
+
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        calls.append((batch, prompt_len))
+        if batch >= 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if prompt_len >= 128:
+            raise RuntimeError("CUDA error: out of memory")
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    writer = RecordWriter(tmp_path / "b.jsonl")
+    sweep = Sweep(cfg(), writer, shapes=TINY, load_model=fake_load, measure_point=measure)
+    sweep.run()
+    rows = sweep.rows
+    for model in TINY:
+        mine = [r for r in rows if r["model"] == model]
+        batch = [(r["batch"], r["status"]) for r in mine if r["phase"] == "batch"]
+        assert batch == [(1, "ok"), (2, "ok"), (4, "oom")]  # 8 is never tried after 4 ran out of memory
+        (mb,) = [r for r in mine if r["metric"] == "max_batch"]
+        assert mb["value"] == 2 and mb["oom_at"] == 4 and mb["capped"] is False
+        long = [(r["prompt_tokens"], r["status"]) for r in mine if r["phase"] == "long"]
+        assert long == [(64, "ok"), (128, "oom")]
+        assert "out of memory" in [r for r in mine if r["status"] == "oom"][0]["error"].lower()
+    assert (8, 16) not in calls
+    recs = [rec for _, rec, _ in iter_records(tmp_path / "b.jsonl")]
+    assert recs[-1]["type"] == "run_end" and recs[-1]["status"] == "completed"
+    assert recs[-1]["summary"]["oom"] == 4
+
+
+def test_longer_prompts_are_skipped_after_an_oom_and_errors_do_not_stop_the_sweep(tmp_path):
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        if prompt_len == 32:
+            raise torch.cuda.OutOfMemoryError("out of memory")
+        if batch == 2:
+            raise ValueError("some other failure")
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    sweep = Sweep(cfg(models=["tiny-neox"]), RecordWriter(tmp_path / "b.jsonl"), shapes=TINY, load_model=fake_load,
+                  measure_point=measure)
+    sweep.run()
+    statuses = {(r["phase"], r["batch"], r["prompt_tokens"]): r["status"] for r in sweep.rows}
+    assert statuses[("context", 1, 32)] == "oom"
+    assert ("long", 1, 64) not in statuses  # longer than a prompt that ran out of memory
+    assert statuses[("batch", 2, 16)] == "error" and statuses[("batch", 4, 16)] == "ok"
+    assert any("shorter prompt ran out of memory" in s for s in sweep.not_run)
+
+
+def test_time_budget_stops_starting_points(tmp_path):
+    sweep = Sweep(cfg(budget_s=0.0), RecordWriter(tmp_path / "b.jsonl"), shapes=TINY, load_model=fake_load,
+                  measure_point=lambda *a, **k: pytest.fail("no point may start"))
+    sweep.run()
+    assert sweep.rows == [] and len(sweep.not_run) == 2
+
+
+def test_is_oom():
+    assert is_oom(torch.cuda.OutOfMemoryError("x"))
+    assert is_oom(RuntimeError("HIP out of memory"))
+    assert not is_oom(ValueError("out of memory"))
+    assert not is_oom(RuntimeError("shape mismatch"))
+
+
+def test_config_and_model_names_are_checked():
+    with pytest.raises(ValueError, match="at least 2 new tokens"):
+        cfg(new_tokens=[1]).validate()
+    with pytest.raises(ValueError, match="Unknown benchmark model"):
+        expand_models(["gpt-5"])
+    assert expand_models(["130m"]) == ["pythia-160m", "mamba-130m", "mamba2-130m"]
+
+
+def test_real_tiny_models_write_complete_rows(tmp_path):
+    """One real sweep on CPU: both families through the same loop, baselines labelled, metadata on rows."""
+    out = tmp_path / "bench.jsonl"
+    c = cfg(prompt_lens=[8, 24], long_from=1000, batches=[1, 2], batch_prompt_len=8, hf_baseline=True,
+            eager_baseline=True, baseline_prompt_len=8, baseline_new_tokens=3)
+    run_id, rows = run_sweep(c, RecordWriter(out), shapes=TINY)
+    ok = [r for r in rows if r["status"] == "ok" and r["metric"] == "point"]
+    assert {r["phase"] for r in ok} == {"context", "batch", "hf-generate", "eager"}
+    for r in ok:
+        assert r["device_kind"] == "cpu" and r["peak_mem_kind"] == "cpu_rss"
+        assert r["versions"] and r["path"] and r["repeats"] >= 1 and r["warmup"] == 1
+        assert r["prefill_ms"] > 0 and r["tpot_ms"] > 0 and r["decode_tok_s"] > 0
+        assert r["decode_tok_s_batch"] == pytest.approx(r["decode_tok_s"] * r["batch"])
+    own = {r["model"]: r["path"] for r in ok if r["phase"] == "context"}
+    assert own["tiny-neox"] == "sdpa+static"
+    assert {r["path"] for r in ok if r["phase"] == "hf-generate"} == {"hf-generate"}
+    assert {r["path"] for r in ok if r["phase"] == "eager"} == {"eager:sdpa"}  # transformers only
+    ctx = {(r["model"], r["prompt_tokens"]): r["cache_bytes"] for r in ok if r["phase"] == "context"}
+    assert ctx[("tiny-neox", 24)] > ctx[("tiny-neox", 8)]  # KV cache grows with context
+    assert ctx[("tiny-mamba", 24)] == ctx[("tiny-mamba", 8)]  # SSM state does not
+    recs = [rec for _, rec, _ in iter_records(out)]
+    assert recs[0]["type"] == "run" and recs[0]["kind"] == "bench" and recs[0]["run_id"] == run_id
+    assert sum(r["type"] == "measurement" for r in recs) == len(rows)
+    json.dumps(recs)  # everything written is plain JSON

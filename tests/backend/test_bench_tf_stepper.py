@@ -1,0 +1,66 @@
+"""The transformer's static-cache stepper on CPU (no CUDA graph): same logits as a full forward."""
+
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from backend.tf_stepper import StaticGraphStepper, factory
+
+
+def _neox():
+    torch.manual_seed(0)
+    return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                            intermediate_size=64, max_position_embeddings=256, rotary_pct=0.25)).eval()
+
+
+def _llama():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=64,
+                                        max_position_embeddings=256)).eval()
+
+
+def _check_decode(model, stepper, prompt, steps):
+    logits, seq = stepper.prefill(prompt), prompt
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(seq).logits[:, -1], atol=1e-4, rtol=1e-4)
+        for _ in range(steps):
+            tok = logits.argmax(-1)
+            seq = torch.cat([seq, tok[:, None]], 1)
+            logits = stepper.step(tok)
+            torch.testing.assert_close(logits, model(seq).logits[:, -1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("build", [_neox, _llama], ids=["gpt-neox", "llama-gqa"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_static_steps_match_full_forward_and_grow(build, attn):
+    model = build()
+    model.set_attn_implementation(attn)
+    stepper = StaticGraphStepper(model, max_new_tokens=3, use_cuda_graph=False)
+    assert stepper.path == f"{attn}+static" and stepper.cache_kind == "kv"
+    _check_decode(model, stepper, torch.randint(0, 97, (3, 7)), steps=8)  # 8 > 3 reserved: the cache grows
+    assert stepper.capacity >= 7 + 8
+
+
+def test_cache_is_reused_across_prompts_and_sized_by_capacity():
+    model = _neox()
+    stepper = StaticGraphStepper(model, max_new_tokens=4, use_cuda_graph=False)
+    stepper.prefill(torch.randint(0, 97, (2, 12)))
+    cache = stepper.cache
+    # 2 layers x (K and V) x [B=2, H=4, M=16, Dh=8] float32
+    assert stepper.cache_bytes() == 2 * 2 * (2 * 4 * 16 * 8) * 4
+    _check_decode(model, stepper, torch.randint(0, 97, (2, 9)), steps=3)
+    assert stepper.cache is cache  # same batch, fits: no new allocation
+    stepper.prefill(torch.randint(0, 97, (1, 9)))
+    assert stepper.cache is not cache  # another batch size: a new cache
+
+
+def test_factory_declines_cpu_and_ssms():
+    model = _neox()
+    assert factory(model, "transformer", "cpu") is None
+    assert factory(model, "mamba", "cuda") is None
+
+
+def test_graph_mode_needs_cuda():
+    with pytest.raises(ValueError, match="CUDA"):
+        StaticGraphStepper(_neox(), use_cuda_graph=True)
