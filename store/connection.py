@@ -16,6 +16,7 @@ then StoreLockedError names that program and PID as DuckDB reported them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ from filelock import FileLock, Timeout
 
 from store.errors import StoreError, StoreLockedError
 
+_LOG = logging.getLogger(__name__)
 _REGISTRY_LOCK = threading.Lock()
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _FILE_LOCKS: dict[str, FileLock] = {}
@@ -188,7 +190,10 @@ class Connector:
                     raise
                 finally:
                     del active[key]
-                    con.close()
+                    try:
+                        con.close()  # checkpoints the WAL; if that fails the WAL stays and is replayed later
+                    except duckdb.Error as e:
+                        _LOG.warning("closing %s failed (its WAL is replayed on the next open): %s", self.path, e)
             finally:
                 flock.release()
         finally:
