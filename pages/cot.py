@@ -88,5 +88,5 @@ def show_chain(output: str, r) -> None:
 
 
 if inst_id:
-    kit.side_by_side(preds, inst_id, show_chain)
+    kit.side_by_side(preds, inst_id, show_chain, models=row["config"].get("models"))
 kit.compare_section(store, runs, KEY)

@@ -89,5 +89,5 @@ def show_output(output: str, r) -> None:
         st.dataframe(pd.DataFrame({"choice": list(lp), "log-likelihood": list(lp.values())}), hide_index=True)
 
 
-kit.side_by_side(preds, inst_id, show_output)
+kit.side_by_side(preds, inst_id, show_output, models=row["config"].get("models"))
 kit.compare_section(store, runs, KEY)

@@ -64,33 +64,38 @@ table = accuracy_table(preds, ["length", "depth"], filt)
 table = table.dropna(subset=["length", "depth"]) if not table.empty else table
 run_models = list(dict.fromkeys(preds["model"]))
 
-left, right = st.columns([3, 2])
-with left:
-    if table.empty:
-        st.info("This run has no length x depth grid (a data file without lengths); see the table below.")
-    for m in run_models:
-        grid = heatmap_grid(table, m) if not table.empty else pd.DataFrame()
-        if grid.empty:
-            continue
-        st.plotly_chart(heatmap_figure(grid, f"{m}: passkey accuracy", train_ctx.get(m)), key=f"{KEY}_hm_{m}")
-    if len(run_models) >= 2 and not table.empty:
-        c1, c2 = st.columns(2)
-        a = c1.selectbox("Difference: model A", run_models, index=0, key=f"{KEY}_diff_a")
-        b = c2.selectbox("minus model B", run_models, index=len(run_models) - 1, key=f"{KEY}_diff_b")
-        ga, gb = heatmap_grid(table, a), heatmap_grid(table, b)
-        if a != b and not ga.empty and not gb.empty:
+if table.empty:
+    st.info("This run has no length x depth grid (a data file without lengths); see the table below.")
+else:
+    all_lengths, all_depths = sorted(set(table["length"])), sorted(set(table["depth"]))
+    # cells a model could not run (e.g. beyond its position limit) stay blank instead of disappearing
+    grids = {m: heatmap_grid(table, m).reindex(index=all_depths, columns=all_lengths) for m in run_models}
+    grids = {m: g for m, g in grids.items() if g.notna().any().any()}
+    for col, (m, grid) in zip(st.columns(max(1, len(grids))), grids.items(), strict=False):
+        with col:
+            st.plotly_chart(heatmap_figure(grid, f"{m}: passkey accuracy", train_ctx.get(m)), key=f"{KEY}_hm_{m}")
+    if len(grids) >= 2:
+        names = list(grids)
+        c1, c2, c3 = st.columns([1, 1, 2])
+        a = c1.selectbox("Difference: model A", names, index=0, key=f"{KEY}_diff_a")
+        b = c2.selectbox("minus model B", names, index=len(names) - 1, key=f"{KEY}_diff_b")
+        if a != b:
             ctx = min([c for c in (train_ctx.get(a), train_ctx.get(b)) if c] or [0]) or None
-            st.plotly_chart(heatmap_figure(ga - gb, f"{a} minus {b}", ctx, diff=True), key=f"{KEY}_hm_diff")
-with right:
-    meas = store.measurements(run_ids=[row["run_id"]])
-    fig = efficiency_figure(meas)
-    if fig is None:
-        st.caption("No timing rows in this run.")
-    else:
-        st.plotly_chart(fig, key=f"{KEY}_eff")
-        dev = ", ".join(sorted(set(meas["device"].dropna().astype(str))))
-        st.caption(f"Measured on {dev or 'an unknown device'}. Medians over the instances of each length; "
-                   "CPU timings are CPU timings (absolute speed comes from GPU runs).")
+            with c3:
+                st.plotly_chart(heatmap_figure(grids[a] - grids[b], f"{a} minus {b}", ctx, diff=True),
+                                key=f"{KEY}_hm_diff")
+
+st.subheader("What each length costs")
+meas = store.measurements(run_ids=[row["run_id"]])
+fig = efficiency_figure(meas)
+if fig is None:
+    st.caption("No timing rows in this run.")
+else:
+    st.plotly_chart(fig, key=f"{KEY}_eff")
+    dev = ", ".join(sorted(set(meas["device"].dropna().astype(str))))
+    st.caption(f"Measured on {dev or 'an unknown device'}; medians over the instances of each length. Peak "
+               "memory is GPU allocated memory on a GPU and the process's RSS on a CPU; timings from a CPU are "
+               "CPU timings (absolute speed comes from GPU runs).")
 errors = preds[preds["score"].isna()]
 if not errors.empty:
     st.warning(f"{len(errors)} instance(s) were not scored, e.g. beyond a model's position limit: "
@@ -101,5 +106,6 @@ with st.expander("Accuracy table"):
 st.subheader("Instances side by side")
 ids = list(dict.fromkeys(preds["instance_id"]))
 inst_id = st.selectbox("Instance", ids, key=f"{KEY}_browse_inst")
-kit.side_by_side(preds, inst_id, lambda out, r: st.code(out or " ", language=None, wrap_lines=True))
+kit.side_by_side(preds, inst_id, lambda out, r: st.code(out or " ", language=None, wrap_lines=True),
+                 models=row["config"].get("models"))
 kit.compare_section(store, runs, KEY)

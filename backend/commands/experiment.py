@@ -14,7 +14,7 @@ import signal
 import sys
 
 from backend.experiments.config import (EXPERIMENTS, PROFILES, SWEEP_FLAGS, SWEEP_KEYS, ConfigError,
-                                        ExperimentConfig, default_config, parse_list)
+                                        ExperimentConfig, default_config, default_models, parse_list)
 
 HELP = "run the few-shot, long-context or chain-of-thought experiment"
 
@@ -23,7 +23,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("experiment", help=HELP, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=EXPERIMENTS)
-    p.add_argument("--models", metavar="A,B,...", help="comma-separated model names (default: the registry's SSM/transformer pair)")
+    p.add_argument("--models", metavar="A,B,...",
+                   help="comma-separated model names (default: the bundled Mamba, Mamba-2 and transformer)")
     p.add_argument("--n", type=int, help="instances per sweep point (same instances for every model)")
     p.add_argument("--seed", type=int, default=0)
     for key, (flag, typ) in SWEEP_FLAGS.items():
@@ -52,9 +53,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.models:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
     else:
-        from backend.registry import default_pair
-
-        models = list(default_pair())
+        models = default_models()
     cfg = default_config(args.experiment, models, args.profile)
     for key in SWEEP_KEYS[args.experiment]:
         raw = getattr(args, f"sweep_{key}", None)

@@ -19,7 +19,7 @@ from backend.interface import GenSettings
 
 EXPERIMENTS = ("fewshot", "long-context", "cot")
 RUN_KIND = {e: f"experiment-{e}" for e in EXPERIMENTS}
-DEFAULT_TASK = {"fewshot": "", "long-context": "passkey", "cot": "arithmetic"}
+DEFAULT_TASK = {"fewshot": "sentiment", "long-context": "passkey", "cot": "arithmetic"}
 DATA_SCHEMA = {"fewshot": "classification", "long-context": "passkey", "cot": "gsm8k"}
 
 # (sweep key, CLI flag, element type)
@@ -144,6 +144,14 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float) and v == int(v):
         return f"{v:.1f}"
     return str(v)
+
+
+def default_models() -> list[str]:
+    """The bundled models (Mamba, Mamba-2, transformer) when the registry has them, else its default pair."""
+    from backend import registry
+
+    bundled = [s.name for s in registry.list_specs() if s.source == "bundled"]
+    return bundled if len(bundled) >= 2 else list(registry.default_pair())
 
 
 def default_config(experiment: str, models: list[str], profile: str = "quick") -> ExperimentConfig:

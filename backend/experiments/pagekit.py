@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.experiments.config import PROFILES, RUN_KIND, ConfigError, ExperimentConfig
+from backend.experiments.config import default_models as config_default_models
 from backend.experiments.jobs import ExperimentJob
 from backend.experiments.views import compare_runs, compare_summary, filters_of
 
@@ -22,13 +23,10 @@ FILTER_LABELS = {"strict": "strict (stated answer)", "flexible": "flexible (any 
 
 
 def default_models() -> tuple[list[str], list[str]]:
-    """(all registry names, default selection: the bundled SSMs and transformer, else the default pair)."""
+    """(all registry names, the default selection: the same as the CLI's)."""
     from backend import registry
 
-    specs = registry.list_specs()
-    names = [s.name for s in specs]
-    bundled = [s.name for s in specs if s.source == "bundled"]
-    return names, (bundled if len(bundled) >= 2 else list(registry.default_pair()))
+    return [s.name for s in registry.list_specs()], config_default_models()
 
 
 def common_widgets(experiment: str, key: str) -> tuple[list[str], int, int]:
@@ -51,7 +49,7 @@ def build_config(experiment: str, models: list[str], n: int, seed: int, sweep: d
         st.warning(str(e))
         return None
     st.caption("Equivalent command (runs the same configuration headless and writes to the same store):")
-    st.code(cfg.to_cli(), language="bash")
+    st.code(cfg.to_cli(), language="bash", wrap_lines=True)
     return cfg
 
 
@@ -185,9 +183,12 @@ def compare_section(store, runs: pd.DataFrame, key: str) -> None:
         st.dataframe(changed, hide_index=True, key=f"{key}_cmp_changed")
 
 
-def side_by_side(preds: pd.DataFrame, instance_id: str, render_output: Callable[[str, pd.Series], None]) -> None:
+def side_by_side(preds: pd.DataFrame, instance_id: str, render_output: Callable[[str, pd.Series], None],
+                 models: list[str] | None = None) -> None:
     """Prompt and reference once, then one column per model with its output, extracted answer and score."""
     rows = preds[preds["instance_id"] == instance_id]
+    order = {m: i for i, m in enumerate(models or [])}
+    rows = rows.sort_values("model", key=lambda s: s.map(lambda m: order.get(m, len(order))), kind="stable")
     if rows.empty:
         st.caption("No predictions for this instance.")
         return

@@ -61,11 +61,15 @@ def filters_of(preds: pd.DataFrame) -> list[str]:
     return names
 
 
-def _band(fig, x, lo, hi, color, name, row=None, col=None):
-    kw = {"row": row, "col": col} if row else {}
-    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], fill="toself",
-                             fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip",
-                             showlegend=False, legendgroup=name), **kw)
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def _band(fig, x, lo, hi, color, name):
+    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], fill="toself", mode="lines",
+                             fillcolor=_rgba(color, 0.13), line={"width": 0}, hoverinfo="skip",
+                             showlegend=False, legendgroup=name))
 
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -73,28 +77,38 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 def accuracy_lines(table: pd.DataFrame, x: str, title: str, dash_by: str | None = None,
                    x_title: str | None = None) -> go.Figure:
-    """Accuracy against `x`, one line per model (and per `dash_by` value), with 95% CI bands."""
+    """Accuracy against `x`, one line per model (and per `dash_by` value) with its 95% interval: a band
+    for single lines, error bars when lines come in pairs (bands would pile up)."""
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot"]
     models = list(dict.fromkeys(table["model"]))
     groups = [(m, None) for m in models] if not dash_by else [
         (m, d) for m in models for d in dict.fromkeys(table[dash_by])]
-    for m, d in groups:
+    for gi, (m, d) in enumerate(groups):
         g = table[table["model"] == m] if d is None else table[(table["model"] == m) & (table[dash_by] == d)]
         if g.empty:
             continue
         g = g.sort_values(x)
+        if d is not None:  # dodge paired lines sideways a little so their error bars do not overlap
+            g = g.assign(**{x: g[x] + (gi - (len(groups) - 1) / 2) * 0.04})
         color = PALETTE[models.index(m) % len(PALETTE)]
         name = m if d is None else f"{m} · {d}"
-        _band(fig, g[x], g["ci_low"], g["ci_high"], color, name)
+        error_y = None
+        if d is None:
+            _band(fig, g[x], g["ci_low"], g["ci_high"], color, name)
+        else:
+            error_y = {"type": "data", "symmetric": False, "array": g["ci_high"] - g["accuracy"],
+                       "arrayminus": g["accuracy"] - g["ci_low"], "thickness": 1, "width": 4}
         dash = "solid" if d is None else dashes[list(dict.fromkeys(table[dash_by])).index(d) % len(dashes)]
         fig.add_trace(go.Scatter(x=g[x], y=g["accuracy"], mode="lines+markers", name=name, legendgroup=name,
-                                 line={"color": color, "dash": dash},
+                                 line={"color": color, "dash": dash}, error_y=error_y,
                                  customdata=g[["n", "ci_low", "ci_high"]].to_numpy(),
                                  hovertemplate="%{y:.3f} (n=%{customdata[0]}, 95% CI %{customdata[1]:.3f}–"
                                                "%{customdata[2]:.3f})<extra>" + name + "</extra>"))
+    ticks = sorted(set(table[x].dropna())) if not table.empty else []
     fig.update_layout(title=title, yaxis={"title": "accuracy", "range": [-0.02, 1.02]},
-                      xaxis={"title": x_title or x}, height=420, legend={"orientation": "h", "y": -0.2})
+                      xaxis={"title": x_title or x, "tickvals": ticks}, height=420,
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 
@@ -123,7 +137,7 @@ def heatmap_figure(grid: pd.DataFrame, title: str, train_context: int | None = N
         fig.add_annotation(text=f"† beyond training length ({train_context})", showarrow=False, xref="paper",
                            yref="paper", x=1, y=1.08, xanchor="right")
     fig.update_layout(title=title, xaxis_title="context length (tokens)", yaxis_title="passkey depth",
-                      height=360)
+                      height=360, xaxis_type="category", yaxis_type="category")
     return fig
 
 
@@ -131,14 +145,23 @@ EFFICIENCY = [("prefill_ms", "prefill (ms)"), ("tpot_ms", "decode time per token
               ("peak_mem_bytes", "peak memory (MiB)"), ("cache_bytes", "cache (MiB)")]
 
 
+def _target_length(extra, prompt_tokens) -> float:
+    """The sweep's target length of a measurement row (its prompt length when it has none)."""
+    params = (extra or {}).get("params") if isinstance(extra, dict) else None
+    length = (params or {}).get("length")
+    return float(length) if length is not None else float(prompt_tokens)
+
+
 def efficiency_figure(meas: pd.DataFrame) -> go.Figure | None:
     """Prefill time, decode time per token, peak memory and cache bytes against prompt length per model
-    (medians over the instances of each target length)."""
+    (medians of prompt length and value over the instances of each target length)."""
     d = meas[meas["metric"].isna()] if "metric" in meas.columns else meas
     d = d.dropna(subset=["prompt_tokens"])
     if d.empty:
         return None
-    d = d.assign(peak_mem_bytes=d["peak_mem_bytes"] / 2**20, cache_bytes=d["cache_bytes"] / 2**20)
+    d = d.assign(peak_mem_bytes=d["peak_mem_bytes"] / 2**20, cache_bytes=d["cache_bytes"] / 2**20,
+                 point=[_target_length(e, t) for e, t in zip(d.get("extra", [None] * len(d)), d["prompt_tokens"],
+                                                             strict=True)])
     kinds = {r["model"]: (r.get("peak_mem_kind") or "", r.get("cache_kind") or "", r.get("device") or "")
              for _, r in d.iterrows()}
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in EFFICIENCY])
@@ -149,7 +172,7 @@ def efficiency_figure(meas: pd.DataFrame) -> go.Figure | None:
             g = d[(d["model"] == m)].dropna(subset=[col])
             if g.empty:
                 continue
-            g = g.groupby("prompt_tokens", as_index=False)[col].median().sort_values("prompt_tokens")
+            g = g.groupby("point", as_index=False)[["prompt_tokens", col]].median().sort_values("prompt_tokens")
             mem, cache, dev = kinds.get(m, ("", "", ""))
             label = f"{m} ({cache}, {mem}, {dev})" if cache or mem else m
             fig.add_trace(go.Scatter(x=g["prompt_tokens"], y=g[col], mode="lines+markers", name=label,
