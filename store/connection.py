@@ -159,13 +159,15 @@ class Connector:
             )
         try:
             try:
+                if not self.path.parent.is_dir():  # the data folder was removed while the app ran
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._acquire_politely(flock, deadline)
             except Timeout:
                 raise StoreLockedError(self._app_lock_message()) from None
             except OSError as e:
                 raise StoreError(
                     f"Cannot create the lock file {self.lock_path} ({e.strerror}); the folder of the results "
-                    "database must be writable."
+                    "database must exist and be writable."
                 ) from None
             try:
                 created = not self.path.exists() or self.path.stat().st_size == 0

@@ -71,8 +71,12 @@ def test_database_errors_become_store_errors_and_roll_back(store):
 
 
 def test_file_deleted_while_running_comes_back_with_its_tables(store, db_path):
+    import shutil
+
     store.start_run("bench", {}, {})
     db_path.unlink()
+    assert store.runs().empty
+    shutil.rmtree(db_path.parent)  # the whole data folder, too
     assert store.runs().empty
     store.start_run("bench", {}, {})
     assert len(store.runs()) == 1
