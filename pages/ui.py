@@ -39,6 +39,25 @@ CACHE_LABELS = {"kv": "KV cache", "ssm_state": "conv + SSM state", "none": "cach
 MEM_LABELS = {"cuda_allocated": "GPU allocated", "cpu_rss": "CPU RSS"}
 
 
+def _leave_legacy_pages_mode() -> None:
+    """Our pages live in a folder named pages/, so a fresh server starts in Streamlit's legacy "pages
+    directory" mode until app.py has run st.navigation in some session. A first visit straight to a page's
+    URL (a bookmark of /history) would run that page alone: legacy menu (listing ui.py too), no frame, no
+    wide layout. Every page imports this module, so switch the legacy mode off here (what st.navigation
+    itself does) and rerun, which now goes through app.py and lands on the same page (same url_path)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+    except ImportError:  # a Streamlit without this internal: nothing to fix
+        return
+    if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()
+
+
 # ---------------------------------------------------------------- shared resources (one per process)
 @st.cache_resource(show_spinner=False)
 def _manager(fake: str, fake_delay: str):
