@@ -39,7 +39,11 @@ def open_store(path: str | os.PathLike | None = None, lock_timeout: float | None
     p = Path(path).expanduser() if path is not None else default_db_path()
     p = p.absolute()
     if lock_timeout is None:
-        lock_timeout = float(os.environ.get("SSM_ARENA_DB_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S))
+        raw = os.environ.get("SSM_ARENA_DB_LOCK_TIMEOUT", str(DEFAULT_LOCK_TIMEOUT_S))
+        try:
+            lock_timeout = float(raw)
+        except ValueError:
+            raise StoreError(f"SSM_ARENA_DB_LOCK_TIMEOUT must be a number of seconds, not {raw!r}.") from None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -56,6 +60,12 @@ def _as_list(v) -> list | None:
 
 
 class Store(RetrievalTablesMixin):
+    """Handle on one results database; cheap, stateless between calls and safe to share across threads.
+
+    Writes: start_run, finish_run, add_measurements, add_predictions, import_jsonl, import_results_dir
+    (+ retrieval tables). Reads: runs, measurements, predictions, done_instances, counts.
+    """
+
     def __init__(self, path: Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S):
         self.path = path
         self._conn = Connector(path, lock_timeout)
