@@ -99,20 +99,29 @@ def results_dir() -> Path:
 
 
 @st.cache_resource(show_spinner=False)
-def _import_once(db: str, folder: str) -> dict:
+def _import_once(db: str, folder: str) -> str | None:
+    """Import results/*.jsonl into an empty store; returns the import's problems (bad lines) or None."""
+    from store import StoreImportError
+
     store = get_store()
     if len(store.runs()) or not sorted(Path(folder).glob("*.jsonl")):
-        return {}
+        return None
     with st.spinner(f"First start: importing committed results from {folder} ..."):
-        return store.import_results_dir(folder)
+        try:
+            store.import_results_dir(folder)
+        except StoreImportError as e:  # the good lines went in; remember the sentence, don't retry each run
+            return str(e)
+    return None
 
 
 def ensure_results_imported() -> None:
     """On first start, fill an empty store from results/*.jsonl (once per process and store)."""
     try:
-        _import_once(os.environ.get("SSM_ARENA_DB", ""), str(results_dir()))
-    except Exception as e:
-        st.warning(f"Could not import the committed results: {error_sentence(e)}")
+        problems = _import_once(os.environ.get("SSM_ARENA_DB", ""), str(results_dir()))
+    except Exception as e:  # e.g. the store is locked by another program: retried on the next run
+        problems = error_sentence(e)
+    if problems:
+        st.warning(f"Some committed results could not be imported: {problems}")
 
 
 def error_sentence(e: BaseException) -> str:

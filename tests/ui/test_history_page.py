@@ -90,3 +90,19 @@ def test_first_start_imports_committed_results(arena_env):
     at = _page()
     assert not at.error, [e.value for e in at.error]
     assert "3 of 3 measurement rows match" in at.caption[0].value
+
+
+def test_a_malformed_committed_line_is_a_warning_and_the_good_rows_are_imported(arena_env):
+    from store import RecordWriter
+
+    path = arena_env / "results" / "bench_cpu.jsonl"
+    w = RecordWriter(path)
+    run = w.start_run("bench", {}, {"device": "cpu"})
+    w.add_measurements(run, _rows("toy-mamba", "mamba", "cpu", [32, 64]))
+    w.finish_run(run)
+    with path.open("a") as f:
+        f.write("{not json\n")
+    at = _page()
+    assert "2 of 2 measurement rows match" in at.caption[0].value
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "bench_cpu.jsonl" in warnings[0], warnings
