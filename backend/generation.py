@@ -162,7 +162,9 @@ class HFGenerator(Generator):
         self, prompt: str, settings: GenSettings, should_stop: Callable[[], bool] | None = None
     ) -> Iterator[TokenEvent | GenerationResult]:
         settings.validate()
-        with self.lock, torch.inference_mode():
+        # inference_mode is entered around each model call below, never across a yield: a grad-mode
+        # context held open by a suspended generator would leak into the consumer's thread.
+        with self.lock:
             yield from self._loop(prompt, settings, should_stop)
 
     def _loop(self, prompt, settings, should_stop):
@@ -186,16 +188,23 @@ class HFGenerator(Generator):
         else:
             n_steps = settings.max_new_tokens
             try:
-                logits = stepper.prefill(input_ids)
+                with torch.inference_mode():
+                    logits = stepper.prefill(input_ids)
             except torch.OutOfMemoryError as e:
                 raise GenerationError(
                     f"'{self.info.name}' ran out of memory on the prompt ({len(ids)} tokens). Shorten the prompt "
                     "or use a smaller model.") from e
             t_logits = clock.now()
         for i in range(n_steps):
-            if i:
-                logits = stepper.step(torch.tensor([out_ids[-1]], dtype=torch.long, device=self.device))
-            tok = sample(logits)
+            try:
+                with torch.inference_mode():
+                    if i:
+                        logits = stepper.step(torch.tensor([out_ids[-1]], dtype=torch.long, device=self.device))
+                    tok = sample(logits)
+            except torch.OutOfMemoryError as e:
+                raise GenerationError(
+                    f"'{self.info.name}' ran out of memory after {i} new tokens. Lower max new tokens or use a "
+                    "smaller model.") from e
             stamps.append(clock.now())
             out_ids.append(tok)
             mem.sample()
@@ -217,7 +226,7 @@ class HFGenerator(Generator):
             prompt_tokens=len(ids),
             new_tokens=len(out_ids),
             ttft_ms=(stamps[0] - t_req) * 1e3 if stamps else None,
-            prefill_ms=(t_logits - t_submit) * 1e3,
+            prefill_ms=(t_logits - t_submit) * 1e3 if n_steps else None,
             tpot_ms=percentile(gaps, 50),
             tpot_p90_ms=percentile(gaps, 90),
             decode_tok_s=(len(stamps) - 1) / decode_s if decode_s > 0 else None,

@@ -158,5 +158,17 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
     gen = HFGenerator(model, tokenizer, info, dev)
     info.path = gen.stepper.path  # e.g. "sdpa+static+cudagraph" when a GPU stepper took the model
     if warmup:
-        gen.warmup()
+        try:
+            gen.warmup()
+        except Exception as e:
+            if path == "hf-torch" or family not in ("mamba", "mamba2"):
+                raise
+            # our SSM kernels failed on this model: keep it usable on Hugging Face's own path, labelled so
+            log.warning("the %s SSM path failed on %s (%s: %s); falling back to the Hugging Face torch path",
+                        path, spec.name, type(e).__name__, e)
+            importlib.import_module("backend.ssm_fast").disable(model)
+            model.arena_path = "hf-torch"
+            gen = HFGenerator(model, tokenizer, info, dev)
+            info.path = gen.stepper.path
+            gen.warmup()
     return gen

@@ -72,3 +72,29 @@ def test_ssm_fast_hook_sets_path(tiny_dirs, monkeypatch):
     spec = registry.ModelSpec("m", "mamba", "local", str(tiny_dirs["mamba"]))
     g = loading.load_generator(spec, device="cpu")
     assert calls == ["MambaForCausalLM"] and g.info.path == "reference"
+
+
+def test_failing_ssm_kernels_fall_back_to_hf_path(tiny_dirs, monkeypatch):
+    import sys
+    import types
+
+    def broken(*a, **k):
+        raise RuntimeError("kernel exploded")
+
+    def enable(model):
+        for layer in model.backbone.layers:
+            layer.mixer.forward = broken
+        return "triton"
+
+    def disable(model):
+        for layer in model.backbone.layers:
+            del layer.mixer.forward
+
+    fake_mod = types.ModuleType("backend.ssm_fast")
+    fake_mod.enable, fake_mod.disable = enable, disable
+    monkeypatch.setitem(sys.modules, "backend.ssm_fast", fake_mod)
+    spec = registry.ModelSpec("m2", "mamba2", "local", str(tiny_dirs["mamba2"]))
+    g = loading.load_generator(spec, device="cpu")
+    assert g.info.path == "hf-torch"
+    res = g.generate("Hello", GenSettings(max_new_tokens=3, stop_at_eos=False))
+    assert res.metrics.path == "hf-torch" and res.metrics.new_tokens == 3
