@@ -111,8 +111,23 @@ def _bundled_view(spec: ModelSpec) -> ModelSpec:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return spec
-    ctx = cfg.get("train_context") or cfg.get("max_position_embeddings")
-    return replace(spec, train_context=int(ctx) if ctx else None)
+    return replace(spec, train_context=train_context_of(folder, cfg))
+
+
+def train_context_of(folder: Path, cfg: dict) -> int | None:
+    """Training sequence length of a model folder: config "train_context", else the trainer's
+    train_summary.json (config.seq_len), else max_position_embeddings (transformers)."""
+    ctx = cfg.get("train_context")
+    if not ctx:
+        try:
+            ctx = json.loads((Path(folder) / "train_summary.json").read_text()).get("config", {}).get("seq_len")
+        except (OSError, ValueError, AttributeError):
+            ctx = None
+    ctx = ctx or cfg.get("max_position_embeddings")
+    try:
+        return int(ctx) if ctx else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _read_local() -> list[ModelSpec]:
@@ -197,8 +212,7 @@ def add_local_model(folder: str | Path, name: str | None = None) -> ModelSpec:
         raise CorruptModelError("The model needs a name. Type one next to the folder path.")
     if any(s.name == name for s in _builtin_specs()):
         raise CorruptModelError(f"'{name}' is the name of a built-in model. Choose another name for this folder.")
-    ctx = cfg.get("train_context") or cfg.get("max_position_embeddings")
-    spec = ModelSpec(name, family, "local", str(folder), train_context=int(ctx) if ctx else None,
+    spec = ModelSpec(name, family, "local", str(folder), train_context=train_context_of(folder, cfg),
                      description=f"Local folder {folder} ({cfg.get('model_type')}).")
     path = _local_file()
     path.parent.mkdir(parents=True, exist_ok=True)

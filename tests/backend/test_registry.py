@@ -99,3 +99,15 @@ def test_hf_id_unavailable_offline(monkeypatch, tmp_path):
     ok, why = registry.availability(spec)
     assert not ok
     assert "HF_HUB_OFFLINE" in why and "huggingface-cli download state-spaces/mamba-130m-hf" in why
+
+
+def test_bundled_folder_reads_train_context(tiny_dirs, monkeypatch, tmp_path):
+    bundled = tmp_path / "models"
+    shutil.copytree(tiny_dirs["mamba"], bundled / "toy-mamba")
+    (bundled / "toy-mamba" / "train_summary.json").write_text(json.dumps({"config": {"seq_len": 1024}}))
+    monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
+    spec = registry.get_spec("toy-mamba")
+    assert not spec.placeholder and spec.train_context == 1024
+    assert spec.location == str(bundled / "toy-mamba")
+    assert registry.availability(spec) == (True, f"Bundled with the dashboard ({bundled / 'toy-mamba'}).")
+    assert registry.get_spec("toy-transformer").placeholder  # its folder is still missing
