@@ -31,11 +31,14 @@ def test_processes_write_while_another_reads(store, db_path):
 
     with ThreadPoolExecutor(2) as threads:
         thread_reads = [threads.submit(dashboard_thread) for _ in range(2)]
-        with CTX.Pool(n_writers) as pool:
-            run_ids = pool.starmap(workers.write_rows, [(str(db_path), w, n_batches, batch) for w in range(n_writers)])
-        done.set()
+        try:
+            with CTX.Pool(n_writers) as pool:
+                args = [(str(db_path), w, n_batches, batch) for w in range(n_writers)]
+                run_ids = pool.starmap(workers.write_rows, args)
+        finally:  # stop the readers even when a writer failed
+            done.set()
+            stop.set()
         assert all(f.result() > 0 for f in thread_reads)  # .result() re-raises any error of a thread
-    stop.set()
     reads, _seen, errors = out.get(timeout=60)
     reader.join(30)
     assert errors == []
