@@ -89,7 +89,7 @@ def pairs_in(df: pd.DataFrame) -> list[tuple[str, str]]:
 def paper_ratio(df: pd.DataFrame, ssm: str, tf: str, prompt_len: int = 2048, new_tokens: int = 128) -> dict:
     """Throughput at the paper's setting, each model at the largest batch that ran there."""
     d = points(df)
-    out = {"ssm": ssm, "tf": tf, "prompt_len": prompt_len, "new_tokens": new_tokens}
+    out = {"ssm_model": ssm, "tf_model": tf, "prompt_len": prompt_len, "new_tokens": new_tokens}
     for side, model in (("ssm", ssm), ("tf", tf)):
         rows = d[(d["model"] == model) & (d["prompt_tokens"] == prompt_len) & (d["new_tokens"] == new_tokens)]
         rows = rows.dropna(subset=["e2e_tok_s"]) if "e2e_tok_s" in rows.columns else rows.iloc[0:0]
@@ -97,14 +97,18 @@ def paper_ratio(df: pd.DataFrame, ssm: str, tf: str, prompt_len: int = 2048, new
             out[side] = None
             continue
         best = rows.sort_values("batch").iloc[-1]
-        capped = None
+        capped, stopped_by = None, None
         if "metric" in df.columns:
             mb = df[(df["metric"] == "max_batch") & (df["model"] == model)]
             if not mb.empty and "capped" in mb.columns:
                 capped = bool(mb.iloc[-1]["capped"])
+            if not mb.empty and "stopped_by" in mb.columns and isinstance(mb.iloc[-1]["stopped_by"], str):
+                stopped_by = mb.iloc[-1]["stopped_by"]
+            elif capped is not None:
+                stopped_by = "end_of_list" if capped else "oom"
         out[side] = {"batch": int(best["batch"]), "e2e_tok_s": float(best["e2e_tok_s"]),
                      "decode_tok_s_batch": _f(best.get("decode_tok_s_batch")), "path": best.get("path"),
-                     "capped": capped}
+                     "capped": capped, "stopped_by": stopped_by}
     if out["ssm"] and out["tf"]:
         out["ratio"] = out["ssm"]["e2e_tok_s"] / out["tf"]["e2e_tok_s"]
         ds, dt = out["ssm"]["decode_tok_s_batch"], out["tf"]["decode_tok_s_batch"]
@@ -112,6 +116,12 @@ def paper_ratio(df: pd.DataFrame, ssm: str, tf: str, prompt_len: int = 2048, new
     else:
         out["ratio"] = out["decode_ratio"] = None
     return out
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
 
 
 def _f(v):
@@ -125,19 +135,24 @@ def _f(v):
 def claim_sentence(r: dict, device: str = "") -> str:
     """Whether the 4-5x throughput claim holds for this pair, stated with the numbers."""
     where = f" on {device}" if device else ""
+    sm, tm = r["ssm_model"], r["tf_model"]
     if r.get("ratio") is None:
-        missing = [m for side, m in (("ssm", r["ssm"]), ("tf", r["tf"])) if not r.get(side)]
-        return (f"The 4-5x claim cannot be judged for {r['ssm']} vs {r['tf']}{where}: no rows at prompt "
+        missing = [m for side, m in (("ssm", sm), ("tf", tm)) if not r.get(side)]
+        return (f"The 4-5x claim cannot be judged for {sm} vs {tm}{where}: no rows at prompt "
                 f"{r['prompt_len']} + {r['new_tokens']} new tokens for {', '.join(missing)}.")
     s, t = r["ssm"], r["tf"]
 
+    notes = {"end_of_list": " (the largest batch tried; it did not run out of memory)",
+             "time_budget": " (larger batches not tried: the run's time budget ended)",
+             "oom": " (the next batch ran out of memory)"}
+
     def side(name, v):
-        cap = " (the largest batch tried; it did not run out of memory)" if v.get("capped") else ""
+        cap = notes.get(v.get("stopped_by") or "", "")
         return f"{name} {v['e2e_tok_s']:,.0f} tok/s at batch {v['batch']}{cap} on path {v['path']}"
 
     verdict = ("holds" if r["ratio"] >= CLAIM_LOW else "does not hold")
-    return (f"At prompt {r['prompt_len']} + {r['new_tokens']} new tokens{where}: {side(r['ssm'], s)}, vs "
-            f"{side(r['tf'], t)}: {r['ratio']:.2f}x. The paper's 4-5x throughput claim {verdict} for this pair "
+    return (f"At prompt {r['prompt_len']} + {r['new_tokens']} new tokens{where}: {side(sm, s)}, vs "
+            f"{side(tm, t)}: {fmt_ratio(r['ratio'])}. The paper's 4-5x throughput claim {verdict} for this pair "
             f"in this run.")
 
 

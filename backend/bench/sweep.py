@@ -192,7 +192,7 @@ class Sweep:
             return
         limit = _max_positions(model) if shape.family == "transformer" else None
         oom_len: dict[int, int] = {}  # new_tokens -> shortest prompt that ran out of memory
-        batch_ok, batch_oom = 0, None
+        batch_ok, batch_oom, batch_stop = 0, None, "end_of_list"
         try:
             for plan in plan_points(self.cfg):
                 label = f"{model_name} {plan.phase} B={plan.batch} L={plan.prompt_len} N={plan.new_tokens}"
@@ -211,6 +211,8 @@ class Sweep:
                     continue
                 if self._over_budget(model_t0):
                     self.not_run.append(f"{label} (time budget spent)")
+                    if plan.phase == "batch" and batch_stop == "end_of_list":
+                        batch_stop = "time_budget"
                     continue
                 self.progress(label)
                 row = self._measure(shape, model, kernel_path, plan)
@@ -218,11 +220,11 @@ class Sweep:
                     if plan.phase in ("context", "long"):
                         oom_len[plan.new_tokens] = min(plan.prompt_len, oom_len.get(plan.new_tokens, 1 << 62))
                     elif plan.phase == "batch":
-                        batch_oom = plan.batch
+                        batch_oom, batch_stop = plan.batch, "oom"
                 elif row["status"] == "ok" and plan.phase == "batch":
                     batch_ok = max(batch_ok, plan.batch)
             if any(p.phase == "batch" for p in plan_points(self.cfg)):
-                self._record_max_batch(shape, kernel_path, batch_ok, batch_oom)
+                self._record_max_batch(shape, kernel_path, batch_ok, batch_oom, batch_stop)
         finally:
             del model
             M.free_memory(self.device)
@@ -293,11 +295,13 @@ class Sweep:
         self.writer.add_measurements(self.run_id, [row])
         return row
 
-    def _record_max_batch(self, shape: Shape, kernel_path: str, ok: int, oom_at: int | None) -> None:
+    def _record_max_batch(self, shape: Shape, kernel_path: str, ok: int, oom_at: int | None, stopped_by: str) -> None:
+        """The largest batch that ran at the paper setting; `stopped_by`: "oom" (the next batch ran out of
+        memory), "end_of_list" (every batch tried ran: the true maximum is higher), "time_budget"."""
         plan = _Plan("max_batch", ok, self.cfg.batch_prompt_len, self.cfg.batch_new_tokens)
         row = self._base_row(shape, plan, kernel_path)
         row.update({"metric": "max_batch", "value": float(ok), "status": "ok",
-                    "oom_at": oom_at, "capped": oom_at is None,
+                    "oom_at": oom_at, "capped": stopped_by == "end_of_list", "stopped_by": stopped_by,
                     "path": next((r.get("path") for r in reversed(self.rows)
                                   if r["model"] == shape.name and r["phase"] == "batch" and r["status"] == "ok"), None)})
         self.rows.append(row)

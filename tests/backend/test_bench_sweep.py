@@ -73,7 +73,7 @@ def test_simulated_oom_is_recorded_and_the_sweep_goes_on(tmp_path):
         batch = [(r["batch"], r["status"]) for r in mine if r["phase"] == "batch"]
         assert batch == [(1, "ok"), (2, "ok"), (4, "oom")]  # 8 is never tried after 4 ran out of memory
         (mb,) = [r for r in mine if r["metric"] == "max_batch"]
-        assert mb["value"] == 2 and mb["oom_at"] == 4 and mb["capped"] is False
+        assert mb["value"] == 2 and mb["oom_at"] == 4 and mb["capped"] is False and mb["stopped_by"] == "oom"
         long = [(r["prompt_tokens"], r["status"]) for r in mine if r["phase"] == "long"]
         assert long == [(64, "ok"), (128, "oom")]
         assert "out of memory" in [r for r in mine if r["status"] == "oom"][0]["error"].lower()
@@ -147,3 +147,24 @@ def test_real_tiny_models_write_complete_rows(tmp_path):
     assert recs[0]["type"] == "run" and recs[0]["kind"] == "bench" and recs[0]["run_id"] == run_id
     assert sum(r["type"] == "measurement" for r in recs) == len(rows)
     json.dumps(recs)  # everything written is plain JSON
+
+
+def test_batch_sweep_cut_by_the_time_budget_is_labelled(tmp_path, monkeypatch):
+    import types
+
+    import backend.bench.sweep as sweep_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(sweep_mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        clock[0] += 10.0  # each point "takes" 10 s
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    sweep = Sweep(cfg(models=["tiny-neox"], budget_per_model_s=25.0), RecordWriter(tmp_path / "b.jsonl"),
+                  shapes=TINY, load_model=fake_load, measure_point=measure)
+    sweep.run()
+    ran = [(r["phase"], r["batch"]) for r in sweep.rows if r["metric"] == "point"]
+    assert ran == [("context", 1), ("context", 1), ("batch", 1)]  # at 30 s the budget is spent
+    (mb,) = [r for r in sweep.rows if r["metric"] == "max_batch"]
+    assert mb["value"] == 1 and mb["stopped_by"] == "time_budget" and mb["capped"] is False

@@ -1,0 +1,73 @@
+"""The page's analysis: crossovers, the paper-setting throughput ratio and the sentences stating them."""
+
+import pandas as pd
+import pytest
+
+from backend.bench import analysis as A
+
+
+def _row(model, partner, phase, batch, L, N=128, **m):
+    base = {"metric": "point", "status": "ok", "model": model, "partner": partner, "phase": phase, "batch": batch,
+            "prompt_tokens": L, "new_tokens": N, "path": "p", "run_id": "r1"}
+    return {**base, **m}
+
+
+def frame():
+    rows = []
+    for L, tf_tpot in ((512, 0.5), (2048, 0.7), (8192, 1.4), (32768, 4.0)):
+        rows.append(_row("ssm", "tf", "context", 1, L, tpot_ms=1.0, prefill_ms=L / 100))
+        rows.append(_row("tf", None, "context", 1, L, tpot_ms=tf_tpot, prefill_ms=L / 200))
+    for b, ssm_tps, tf_tps in ((1, 100.0, 120.0), (64, 5000.0, 3000.0), (256, 20000.0, None)):
+        rows.append(_row("ssm", "tf", "batch", b, 2048, e2e_tok_s=ssm_tps, decode_tok_s_batch=ssm_tps * 1.1))
+        if tf_tps:
+            rows.append(_row("tf", None, "batch", b, 2048, e2e_tok_s=tf_tps, decode_tok_s_batch=tf_tps * 1.1))
+        else:
+            rows.append(_row("tf", None, "batch", b, 2048, status="oom"))
+    rows.append(_row("tf", None, "hf-generate", 1, 512, e2e_tok_s=1e9, decode_tok_s=1e9))  # baseline, ignored
+    rows.append({"metric": "max_batch", "model": "ssm", "value": 256.0, "capped": True, "status": "ok"})
+    rows.append({"metric": "max_batch", "model": "tf", "value": 64.0, "capped": False, "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_crossover_is_interpolated_in_log_space():
+    df = frame()
+    c = A.crossover(A.curve(df, "ssm", "tpot_ms"), A.curve(df, "tf", "tpot_ms"), "tpot_ms")
+    assert c["kind"] == "crossing" and 2048 < c["x"] < 8192 and c["max_x"] == 32768
+    # log-log interpolation: log ratio goes from log(1/0.7) to log(1/1.4)
+    import math
+    t = math.log(1 / 0.7) / (math.log(1 / 0.7) - math.log(1 / 1.4))
+    assert c["x"] == pytest.approx(math.exp(math.log(2048) + t * (math.log(8192) - math.log(2048))))
+    assert "becomes faster" in A.crossover_sentence(c, "ssm", "tf")
+
+
+def test_crossover_never_always_unknown():
+    df = frame()
+    never = A.crossover(A.curve(df, "ssm", "prefill_ms"), A.curve(df, "tf", "prefill_ms"), "prefill_ms")
+    assert never["kind"] == "never" and "not faster" in A.crossover_sentence(never, "ssm", "tf")
+    always = A.crossover(A.curve(df, "tf", "prefill_ms"), A.curve(df, "ssm", "prefill_ms"), "prefill_ms")
+    assert always["kind"] == "always"
+    assert A.crossover(A.curve(df, "nope", "tpot_ms"), A.curve(df, "tf", "tpot_ms"), "tpot_ms")["kind"] == "unknown"
+
+
+def test_paper_ratio_uses_largest_batch_each_fits_and_ignores_baselines():
+    r = A.paper_ratio(frame(), "ssm", "tf")
+    assert r["ssm"]["batch"] == 256 and r["tf"]["batch"] == 64  # tf ran out of memory at 256
+    assert r["ratio"] == pytest.approx(20000 / 3000)
+    assert r["ssm"]["capped"] is True and r["tf"]["capped"] is False
+    text = A.claim_sentence(r, "H100")
+    assert "6.67x" in text and "holds" in text and "did not run out of memory" in text
+
+
+def test_claim_does_not_hold_and_cannot_be_judged():
+    df = frame()
+    df.loc[(df["model"] == "ssm") & (df["batch"] == 256), "status"] = "oom"
+    r = A.paper_ratio(df, "ssm", "tf")
+    assert r["ratio"] == pytest.approx(5000 / 3000)
+    assert "does not hold" in A.claim_sentence(r)
+    missing = A.paper_ratio(df[df["model"] != "tf"], "ssm", "tf")
+    assert missing["ratio"] is None and "cannot be judged" in A.claim_sentence(missing)
+
+
+def test_pairs_in():
+    assert A.pairs_in(frame()) == [("ssm", "tf")]
+    assert A.pairs_in(frame()[lambda d: d["model"] != "tf"]) == []

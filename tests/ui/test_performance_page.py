@@ -1,0 +1,98 @@
+"""Performance page through AppTest with fixture benchmark rows in a temporary store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "performance.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _row(model, family, partner, phase, batch, L, N=128, device="NVIDIA H100 80GB HBM3", kind="cuda", **m):
+    row = {"metric": "point", "status": "ok", "model": model, "family": family, "partner": partner,
+           "phase": phase, "batch": batch, "prompt_tokens": L, "new_tokens": N, "device": device,
+           "device_kind": kind, "dtype": "bfloat16", "warmup": 1, "repeats": 3,
+           "path": "sdpa+static+cudagraph" if family == "transformer" else "triton+cudagraph",
+           "peak_mem_kind": "cuda_allocated", "cache_kind": "kv" if family == "transformer" else "ssm_state"}
+    row.update(m)
+    return row
+
+
+def _bench_rows(tf_scale: float = 1.0, kind: str = "cuda") -> list[dict]:
+    rows = []
+    for L, tf_tpot in ((512, 0.6), (2048, 0.8), (8192, 1.6), (32768, 5.0)):
+        rows.append(_row("mamba-130m", "mamba", "pythia-160m", "context" if L < 16384 else "long", 1, L, kind=kind,
+                         tpot_ms=1.0, decode_tok_s=1000.0, prefill_ms=L / 100, peak_mem_bytes=10**9, cache_bytes=2 * 10**6))
+        rows.append(_row("pythia-160m", "transformer", None, "context" if L < 16384 else "long", 1, L, kind=kind,
+                         tpot_ms=tf_tpot * tf_scale,
+                         decode_tok_s=1000 / (tf_tpot * tf_scale), prefill_ms=L / 300, peak_mem_bytes=10**9 + L * 10**5,
+                         cache_bytes=L * 36864))
+    for b, s_tps, t_tps in ((1, 900.0, 950.0), (64, 40000.0, 12000.0), (256, 120000.0, None)):
+        rows.append(_row("mamba-130m", "mamba", "pythia-160m", "batch", b, 2048, kind=kind, e2e_tok_s=s_tps,
+                         decode_tok_s_batch=s_tps * 1.2, decode_tok_s=s_tps / b))
+        rows.append(_row("pythia-160m", "transformer", None, "batch", b, 2048, kind=kind,
+                         **({"e2e_tok_s": t_tps, "decode_tok_s_batch": t_tps * 1.2, "decode_tok_s": t_tps / b}
+                            if t_tps else {"status": "oom", "error": "OutOfMemoryError: CUDA out of memory"})))
+    rows.append(_row("pythia-160m", "transformer", None, "hf-generate", 1, 512, 32, kind=kind, path="hf-generate",
+                     decode_tok_s=36.0))
+    rows.append({"metric": "max_batch", "model": "mamba-130m", "family": "mamba", "value": 256.0, "capped": True,
+                 "oom_at": None, "status": "ok", "phase": "max_batch", "batch": 256})
+    rows.append({"metric": "max_batch", "model": "pythia-160m", "family": "transformer", "value": 64.0,
+                 "capped": False, "oom_at": 256, "status": "ok", "phase": "max_batch", "batch": 64})
+    return rows
+
+
+def _fill(runs: list[tuple[str, str, list[dict]]]) -> list[str]:
+    from store import open_store
+
+    store = open_store()
+    ids = []
+    for name, device, rows in runs:
+        run = store.start_run("bench", {"models": ["mamba-130m", "pythia-160m"]}, {"device_name": device}, name=name)
+        store.add_measurements(run, rows)
+        store.finish_run(run)
+        ids.append(run)
+    return ids
+
+
+def test_empty_store_says_how_to_run_the_benchmark(arena_env):
+    at = _page()
+    assert "No benchmark runs" in at.info[0].value
+    assert "python -m backend bench" in at.code[0].value
+
+
+def test_page_states_the_claim_and_crossover_from_the_data(arena_env):
+    _fill([("h100", "NVIDIA H100 80GB HBM3", _bench_rows())])
+    at = _page()
+    text = " ".join(m.value for m in at.markdown)
+    assert "120,000 tok/s at batch 256" in text and "12,000 tok/s at batch 64" in text
+    assert "10.00x" in text and "claim holds" in text
+    assert "becomes faster than pythia-160m's at about" in text  # decode crossover between 512 and 2048
+    assert at.metric[0].value == "10.00x"
+    assert not at.warning  # GPU rows: no CPU warning
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5  # prefill, TPOT, peak memory, cache bytes, throughput vs batch
+    tables = [df.value for df in at.dataframe]
+    (maxb,) = [t for t in tables if "ran out of memory at" in t.columns]
+    assert maxb["ran out of memory at"].dropna().tolist() == [256]
+    (base,) = [t for t in tables if "baseline path" in t.columns]
+    assert base["baseline path"].tolist() == ["hf-generate"] and base["own tok/s (batch 1)"].notna().all()
+
+
+def test_two_runs_compared_and_cpu_rows_labelled(arena_env):
+    gpu, cpu = _fill([("h100", "NVIDIA H100 80GB HBM3", _bench_rows()),
+                      ("laptop", "cpu", _bench_rows(tf_scale=0.1, kind="cpu"))])
+    at = _page()
+    at.multiselect(key="perf_runs").set_value([gpu, cpu]).run()
+    assert not at.exception, at.exception
+    assert any("CPU timings" in w.value for w in at.warning)
+    text = " ".join(m.value for m in at.markdown)
+    assert "not faster than pythia-160m's at any measured context" in text  # the CPU run: transformer 10x faster
+    assert len(at.metric) == 2
