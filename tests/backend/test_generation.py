@@ -156,3 +156,19 @@ def test_manager_loads_placeholder_once():
     assert m.get("toy-mamba", device="cpu") is g and [i.name for i in m.loaded()] == ["toy-mamba"]
     assert g.generate("Hello", GenSettings(max_new_tokens=3)).metrics.new_tokens >= 1
     assert m.unload("toy-mamba") and m.loaded() == []
+
+
+def test_consumer_time_is_not_model_time(tiny_dirs):
+    """A slow consumer (a UI redrawing between tokens) must not inflate TPOT / total: the clock pauses
+    while a TokenEvent is out. elapsed_s on the events stays wall-clock."""
+    import time
+
+    g = tiny_generator(tiny_dirs, "llama")
+    events = []
+    for ev in g.stream(PROMPT, GenSettings(max_new_tokens=5, stop_at_eos=False)):
+        events.append(ev)
+        if isinstance(ev, TokenEvent):
+            time.sleep(0.4)
+    m = events[-1].metrics
+    assert events[-2].elapsed_s >= 4 * 0.4  # wall clock saw the sleeps
+    assert m.total_ms < 1600 and m.tpot_ms < 400  # model clock did not (5 x 0.4 s of sleeping)
