@@ -44,6 +44,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
     p.add_argument("--jsonl", metavar="OUT", help="write JSONL records to OUT instead of DuckDB "
                                                   "(for GPU machines; load with `python -m backend import-results`)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes, each running a share of the models (overlaps per-token overhead on "
+                        "one GPU; timings then share the device, so speed comparisons should use 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
     return p
@@ -158,8 +161,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"# {cfg.to_cli()}", file=sys.stderr)
         old = signal.signal(signal.SIGINT, on_sigint)
         try:
-            out = run_experiment(cfg, get, writer, progress=progress, should_stop=lambda: stopping["flag"],
-                                 resume_run_id=args.resume, name=args.name)
+            if args.workers > 1:
+                from backend.experiments.parallel import run_parallel
+
+                out = run_parallel(cfg, writer, workers=args.workers, device=device, progress=progress,
+                                   should_stop=lambda: stopping["flag"], resume_run_id=args.resume, name=args.name)
+            else:
+                out = run_experiment(cfg, get, writer, progress=progress, should_stop=lambda: stopping["flag"],
+                                     resume_run_id=args.resume, name=args.name)
         finally:
             signal.signal(signal.SIGINT, old)
             if bar is not None:

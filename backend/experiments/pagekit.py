@@ -109,8 +109,10 @@ def run_label(row) -> str:
     when = pd.Timestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(row["created_at"]) else ""
     cfg = row["config"] if isinstance(row["config"], dict) else {}
     dev = ""
-    meta = row["meta"] if isinstance(row.get("meta"), dict) else {}
-    infos = meta.get("model_info") or {}
+    infos = {}
+    for part in ("meta", "summary"):
+        d = row.get(part) if isinstance(row.get(part), dict) else {}
+        infos.update(d.get("model_info") or {})
     devices = sorted({str(i.get("device")) for i in infos.values() if isinstance(i, dict)})
     if devices:
         dev = " · " + "/".join(devices)
@@ -153,8 +155,13 @@ def filter_choice(preds: pd.DataFrame, key: str, default: str = "strict") -> str
 
 
 def train_contexts(row) -> dict[str, int | None]:
-    meta = row["meta"] if isinstance(row["meta"], dict) else {}
-    return {m: (i or {}).get("train_context") for m, i in (meta.get("model_info") or {}).items()}
+    """Each model's training context length, from the run's meta (or its summary, for parallel runs)."""
+    out: dict[str, int | None] = {}
+    for part in ("summary", "meta"):
+        d = row.get(part) if isinstance(row.get(part), dict) else {}
+        for m, i in (d.get("model_info") or {}).items():
+            out[m] = out.get(m) or (i or {}).get("train_context")
+    return out
 
 
 def compare_section(store, runs: pd.DataFrame, key: str) -> None:

@@ -45,6 +45,13 @@ class RunOutcome:
     aggregates: list[dict] = field(default_factory=list)  # the accuracy measurements written at the end
 
 
+def model_info(gen: Generator) -> dict[str, Any]:
+    """What a run records about each model (meta.model_info): the pages read train_context from it."""
+    i = gen.info
+    return {"family": i.family, "device": i.device, "dtype": i.dtype, "path": i.path, "n_params": i.n_params,
+            "train_context": i.train_context, "placeholder": i.placeholder}
+
+
 def _generate_until(gen: Generator, prompt: str, settings, stops: list[str],
                     should_stop: Callable[[], bool] | None) -> tuple[GenerationResult, bool]:
     """Greedy generation that ends as soon as the text contains a stop string (lm-eval's `until`).
@@ -208,10 +215,7 @@ def run_experiment(config: ExperimentConfig, generators: Mapping[str, Generator]
 
             meta = run_meta()
         meta = {**meta, "models": list(config.models), "seed": config.seed, "n_instances": len(plan.instances),
-                "model_info": {m: {"family": g.info.family, "device": g.info.device, "dtype": g.info.dtype,
-                                   "path": g.info.path, "n_params": g.info.n_params,
-                                   "train_context": g.info.train_context, "placeholder": g.info.placeholder}
-                               for m, g in gens.items()}}
+                "model_info": {m: model_info(g) for m, g in gens.items()}}
         run_id = store.start_run(config.kind, config.to_dict(), meta, name=name)
     total = len(plan.instances) * len(config.models)
     done_ids = {m: set(store.done_instances(run_id, m)) if resume_run_id else set() for m in config.models}
