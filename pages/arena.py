@@ -91,13 +91,14 @@ default = [n for n in registry.default_pair() if n in names]
 
 st.selectbox("Example prompts", example_prompts(), index=None, key="arena_example", on_change=use_example,
              placeholder="Pick an example to fill the prompt")
+# persist_state="session": the prompt, models and settings survive a visit to another page.
 prompt = st.text_area("Prompt", key="arena_prompt", height=120, max_chars=200_000,
-                      placeholder="Type a prompt, then press Generate.")
-models = st.multiselect("Models", names, default=default, key="arena_models",
+                      placeholder="Type a prompt, then press Generate.", persist_state="session")
+models = st.multiselect("Models", names, default=default, key="arena_models", persist_state="session",
                         help="Default: one SSM and one transformer of matched size.")
 with st.expander("Settings", expanded=False):
     ui.settings_widgets("arena")
-    st.toggle("Run the models at the same time", value=False, key="arena_parallel",
+    st.toggle("Run the models at the same time", value=False, key="arena_parallel", persist_state="session",
               help="Off (default): one after the other, so their timings do not share the CPU/GPU.")
 
 job = st.session_state.get(JOB)

@@ -173,14 +173,14 @@ def settings_widgets(key: str) -> GenSettings:
 
     Widget keys are `<key>_max_new`, `<key>_decoding`, ... so callbacks can rebuild the settings with
     `settings_from_state(key)`."""
-    d = SETTING_DEFAULTS
+    d, keep = SETTING_DEFAULTS, {"persist_state": "session"}  # kept across page switches
     c1, c2, c3 = st.columns(3)
-    c1.number_input("Max new tokens", 1, 4096, d["max_new"], key=f"{key}_max_new")
-    sampling = c2.radio("Decoding", ["greedy", "sampling"], horizontal=True, key=f"{key}_decoding")
-    c3.number_input("Seed", 0, 2**31 - 1, d["seed"], key=f"{key}_seed")
+    c1.number_input("Max new tokens", 1, 4096, d["max_new"], key=f"{key}_max_new", **keep)
+    sampling = c2.radio("Decoding", ["greedy", "sampling"], horizontal=True, key=f"{key}_decoding", **keep)
+    c3.number_input("Seed", 0, 2**31 - 1, d["seed"], key=f"{key}_seed", **keep)
     c4, c5 = st.columns(2)
-    c4.slider("Temperature", 0.05, 2.0, d["temp"], 0.05, key=f"{key}_temp", disabled=sampling == "greedy")
-    c5.slider("Top-p", 0.05, 1.0, d["top_p"], 0.05, key=f"{key}_top_p", disabled=sampling == "greedy")
+    c4.slider("Temperature", 0.05, 2.0, d["temp"], 0.05, key=f"{key}_temp", disabled=sampling == "greedy", **keep)
+    c5.slider("Top-p", 0.05, 1.0, d["top_p"], 0.05, key=f"{key}_top_p", disabled=sampling == "greedy", **keep)
     return settings_from_state(key)
 
 

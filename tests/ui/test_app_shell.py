@@ -26,3 +26,16 @@ def test_every_existing_page_can_be_switched_to(arena_env):
         assert not at.error, (page, [e.value for e in at.error])
     at.switch_page("pages/arena.py").run()
     assert at.title[0].value == "Arena"
+
+
+def test_arena_inputs_survive_a_visit_to_another_page(arena_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.text_area(key="arena_prompt").set_value("Tell me about the mill")
+    at.multiselect(key="arena_models").set_value(["toy-mamba2"])
+    at.number_input(key="arena_max_new").set_value(7).run()
+    at.switch_page("pages/models.py").run()
+    at.switch_page("pages/arena.py").run()
+    assert not at.exception, at.exception
+    assert at.text_area(key="arena_prompt").value == "Tell me about the mill"
+    assert at.multiselect(key="arena_models").value == ["toy-mamba2"]
+    assert at.number_input(key="arena_max_new").value == 7
