@@ -42,6 +42,13 @@ def _handle(header: dict, data: bytes) -> dict:
 
 def main() -> None:
     _limit_resources(int(sys.argv[1]), int(sys.argv[2]))
+    try:  # load the parsers up front, under the limits: if they cannot load, no file can be parsed here
+        import docx  # noqa: F401
+        import pypdf  # noqa: F401
+
+        from retrieval.parse import parse_bytes  # noqa: F401
+    except BaseException:  # noqa: BLE001 - e.g. MemoryError / ImportError under RLIMIT_AS
+        sys.exit(3)  # the parent reads EOF and reports the file as "crashed"
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         line = stdin.readline()
