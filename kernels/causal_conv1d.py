@@ -130,7 +130,7 @@ def causal_conv1d_ref(x, weight, bias=None, activation=None):
                                      padding=K - 1, groups=dim)[..., :seqlen]
     if silu:
         out = torch.nn.functional.silu(out)
-    return out.to(x.dtype)
+    return out.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)  # position-major, like the kernel
 
 
 def _check_update(x, conv_state, weight, bias):
