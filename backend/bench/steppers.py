@@ -68,8 +68,14 @@ def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
             from backend import ssm_fast
         except ImportError:
             ssm_fast = None
+        except Exception as e:  # noqa: BLE001 - a broken optional module must not stop the benchmark
+            log.warning("backend.ssm_fast failed to import (%s); %s runs on the HF torch path", e, shape.name)
+            ssm_fast = None
         if ssm_fast is not None:
-            path = str(ssm_fast.enable(model))
+            try:
+                path = str(ssm_fast.enable(model))
+            except Exception as e:  # noqa: BLE001 - recorded as the HF path, with the reason in the log
+                log.warning("ssm_fast.enable failed for %s (%s); using the HF torch path", shape.name, e)
     model.arena_path = path  # the label backend.steppers gives eager runs of this model
     return model, path
 
@@ -78,10 +84,13 @@ def _registered_stepper(model, family: str, device: torch.device):
     """The stepper `backend.steppers` chooses for this model and device (registered GPU steppers first)."""
     from backend import steppers
 
-    try:  # importing registers the SSM CUDA-graph stepper when it exists
-        import backend.ssm_stepper  # noqa: F401
-    except ImportError:
-        pass
+    try:  # the SSM CUDA-graph stepper, when it exists, registers itself with backend.steppers
+        from backend import ssm_stepper
+
+        if callable(getattr(ssm_stepper, "register", None)):
+            ssm_stepper.register()
+    except Exception as e:  # noqa: BLE001 - absent or broken: the shared eager loop is used (path recorded)
+        log.info("no SSM CUDA-graph stepper (%s)", e)
     return steppers.make_stepper(model, family, device)
 
 
