@@ -38,10 +38,12 @@ with st.container(border=True):
     st.subheader("Run")
     models, n, seed = kit.common_widgets("cot", KEY)
     c1, c2 = st.columns(2)
-    steps = c1.multiselect("Reasoning steps", [1, 2, 3, 4, 5, 6], default=[1, 2, 3, 4], key=f"{KEY}_steps")
-    modes = c2.multiselect("Modes", ["direct", "cot"], default=["direct", "cot"], key=f"{KEY}_modes")
+    steps = c1.multiselect("Reasoning steps", [1, 2, 3, 4, 5, 6], default=[1, 2, 3, 4], key=f"{KEY}_steps",
+                           **kit.KEEP)
+    modes = c2.multiselect("Modes", ["direct", "cot"], default=["direct", "cot"], key=f"{KEY}_modes",
+                           **kit.KEEP)
     data = st.text_input("Optional: a GSM8K-style JSONL file ({\"question\": ..., \"answer\": \"... #### N\"}) "
-                         "instead of the toy-world problems", key=f"{KEY}_data").strip() or None
+                         "instead of the toy-world problems", key=f"{KEY}_data", **kit.KEEP).strip() or None
     cfg = kit.build_config("cot", models, n, seed, {"steps": sorted(steps), "mode": modes},
                            "" if data else "arithmetic", data)
     job = kit.run_controls(KEY, cfg, get_generator, store)

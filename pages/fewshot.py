@@ -41,13 +41,13 @@ with st.container(border=True):
     c1, c2 = st.columns(2)
     tasks = task_names("fewshot")
     task = c1.selectbox("Task", [*tasks, USER_DATA], index=tasks.index("sentiment") if "sentiment" in tasks else 0,
-                        key=f"{KEY}_task")
+                        key=f"{KEY}_task", **kit.KEEP)
     ks = c2.multiselect("k (examples in the prompt)", [0, 1, 2, 4, 8, 16, 32], default=[0, 1, 2, 4, 8],
-                        key=f"{KEY}_ks")
+                        key=f"{KEY}_ks", **kit.KEEP)
     data = None
     if task == USER_DATA:
         data = st.text_input("Path of a JSONL file, one {\"text\": ..., \"label\": ...} object per line",
-                             key=f"{KEY}_data").strip() or None
+                             key=f"{KEY}_data", **kit.KEEP).strip() or None
     cfg = kit.build_config("fewshot", models, n, seed, {"k": sorted(ks)}, "" if task == USER_DATA else task,
                            data) if (task != USER_DATA or data) else None
     if task == USER_DATA and not data:

@@ -3,11 +3,10 @@ heatmap; beside it prefill time, decode time per token, peak memory and cache by
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from backend.experiments import pagekit as kit
-from backend.experiments.views import (accuracy_table, efficiency_figure, heatmap_figure, heatmap_grid)
+from backend.experiments.views import accuracy_table, efficiency_figure, heatmap_figure, heatmap_grid
 from pages import ui
 
 KEY = "longctx"
@@ -38,10 +37,11 @@ with st.container(border=True):
     models, n, seed = kit.common_widgets("long-context", KEY)
     c1, c2 = st.columns(2)
     lengths = c1.multiselect("Context lengths (tokens)", [128, 256, 512, 1024, 2048, 4096, 8192, 16384],
-                             default=[256, 512, 1024, 2048], key=f"{KEY}_lengths")
-    depths = c2.multiselect("Depths", [0.0, 0.25, 0.5, 0.75, 1.0], default=[0.0, 0.5, 1.0], key=f"{KEY}_depths")
+                             default=[256, 512, 1024, 2048], key=f"{KEY}_lengths", **kit.KEEP)
+    depths = c2.multiselect("Depths", [0.0, 0.25, 0.5, 0.75, 1.0], default=[0.0, 0.5, 1.0], key=f"{KEY}_depths",
+                            **kit.KEEP)
     data = st.text_input("Optional: a JSONL file of your own ({\"context\", \"question\", \"answer\"} per line)",
-                         key=f"{KEY}_data").strip() or None
+                         key=f"{KEY}_data", **kit.KEEP).strip() or None
     cfg = kit.build_config("long-context", models, n, seed, {"length": sorted(lengths), "depth": sorted(depths)},
                            "" if data else "passkey", data)
     job = kit.run_controls(KEY, cfg, get_generator, store)

@@ -13,8 +13,17 @@ import json
 import signal
 import sys
 
-from backend.experiments.config import (EXPERIMENTS, PROFILES, SWEEP_FLAGS, SWEEP_KEYS, ConfigError,
-                                        ExperimentConfig, default_config, default_models, parse_list)
+from backend.experiments.config import (
+    EXPERIMENTS,
+    PROFILES,
+    SWEEP_FLAGS,
+    SWEEP_KEYS,
+    ConfigError,
+    ExperimentConfig,
+    default_config,
+    default_models,
+    parse_list,
+)
 
 HELP = "run the few-shot, long-context or chain-of-thought experiment"
 

@@ -18,6 +18,8 @@ from backend.experiments.config import default_models as config_default_models
 from backend.experiments.jobs import ExperimentJob
 from backend.experiments.views import compare_runs, compare_summary, filters_of
 
+KEEP = {"persist_state": "session"}  # widget values survive a visit to another page
+
 FILTER_LABELS = {"strict": "strict (stated answer)", "flexible": "flexible (any number / looser rule)",
                  "acc": "accuracy over choices"}
 
@@ -31,11 +33,12 @@ def default_models() -> tuple[list[str], list[str]]:
 
 def common_widgets(experiment: str, key: str) -> tuple[list[str], int, int]:
     names, default = default_models()
-    models = st.multiselect("Models", names, default=[m for m in default if m in names], key=f"{key}_models")
+    models = st.multiselect("Models", names, default=[m for m in default if m in names], key=f"{key}_models",
+                            **KEEP)
     c1, c2 = st.columns(2)
     n = c1.number_input("Instances per point (same instances for every model)", 1, 10_000,
-                        PROFILES["quick"][experiment]["n"], key=f"{key}_n")
-    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed")
+                        PROFILES["quick"][experiment]["n"], key=f"{key}_n", **KEEP)
+    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed", **KEEP)
     return models, int(n), int(seed)
 
 

@@ -20,8 +20,17 @@ from typing import Any
 
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.plans import Plan, build_plan
-from backend.experiments.runner import (Progress, RunOutcome, _Buffer, _finish, _model_summary, _stored_predictions,
-                                        aggregate, evaluate, model_info)
+from backend.experiments.runner import (
+    Progress,
+    RunOutcome,
+    _Buffer,
+    _finish,
+    _model_summary,
+    _stored_predictions,
+    aggregate,
+    evaluate,
+    model_info,
+)
 
 
 def _store_spec(store) -> tuple[str, str]:

@@ -126,7 +126,7 @@ def _data_plan(config: ExperimentConfig) -> Plan:
         plan = fewshot_plan(config, USER_FEWSHOT, pool)
     elif config.experiment == "long-context":
         instances = []
-        for i, r in enumerate(recs[: config.n]):
+        for r in recs[: config.n]:
             params = {"length": None, "depth": r.get("depth"), "line": r["_line"]}
             instances.append(Instance(id=f"line={r['_line']}", doc=r, reference=r["answer"], params=params,
                                       task=USER_PASSKEY.name))

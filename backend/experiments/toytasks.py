@@ -18,8 +18,7 @@ from collections.abc import Callable
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.plans import Plan, fewshot_plan, register_task
 from backend.experiments.tasks import Instance, TaskSpec, stable_seed
-from backend.toyworld import (FEWSHOT_TASKS, TEMPLATES, arithmetic_problems, fewshot_pool,
-                              passkey_documents)
+from backend.toyworld import FEWSHOT_TASKS, TEMPLATES, arithmetic_problems, fewshot_pool, passkey_documents
 
 _query = TEMPLATES["fewshot_query"]
 _example = TEMPLATES["fewshot_example"]

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from backend.experiments.metrics import (exact_match, extract, highlight_segments, normalize_number, token_f1,
-                                         truncate_at_stop, wilson_interval)
+from backend.experiments.metrics import (
+    exact_match,
+    extract,
+    highlight_segments,
+    normalize_number,
+    token_f1,
+    truncate_at_stop,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize("text, strict, flexible", [
