@@ -145,6 +145,7 @@ class Sweep:
                 raise ValueError(f"Unknown benchmark model {name!r}. Choose from {', '.join(self.shapes)}.")
         self.rows: list[dict] = []
         self.not_run: list[str] = []
+        self._eager_only: set[str] = set()  # models whose fast path failed: the shared eager loop from then on
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self, name: str | None = None) -> str:
@@ -216,6 +217,11 @@ class Sweep:
                     continue
                 self.progress(label)
                 row = self._measure(shape, model, kernel_path, plan)
+                if row["status"] == "error" and shape.family != "transformer" and kernel_path != "hf-torch":
+                    # our SSM fast path failed: say so, fall back to Hugging Face's torch path for the rest
+                    kernel_path = self._fall_back(model, shape, row)
+                    self.progress(f"{label}: fast path failed ({row['error']}); again on {kernel_path}")
+                    row = self._measure(shape, model, kernel_path, plan)
                 if row["status"] == "oom":
                     if plan.phase in ("context", "long"):
                         oom_len[plan.new_tokens] = min(plan.prompt_len, oom_len.get(plan.new_tokens, 1 << 62))
@@ -229,6 +235,19 @@ class Sweep:
             del model
             M.free_memory(self.device)
 
+    def _fall_back(self, model, shape: Shape, failed_row: dict) -> str:
+        try:
+            from backend import ssm_fast
+
+            ssm_fast.disable(model)
+        except Exception as e:  # noqa: BLE001 - nothing more to undo
+            log.warning("could not disable the fast SSM path: %s", e)
+        model.arena_path = "hf-torch"
+        self._eager_only.add(shape.name)
+        self.not_run.append(f"{shape.name}: fast path failed at {failed_row['phase']} B={failed_row['batch']} "
+                            f"L={failed_row['prompt_tokens']} ({failed_row.get('error')}); later points use hf-torch")
+        return "hf-torch"
+
     def _measure(self, shape: Shape, model, kernel_path: str, plan: _Plan) -> dict:
         cfg = self.cfg
         try:
@@ -236,7 +255,7 @@ class Sweep:
                 metrics = self.measure_hf(model, prompt_len=plan.prompt_len, new_tokens=plan.new_tokens,
                                           device=self.device, warmup=cfg.warmup, repeats=cfg.repeats, seed=cfg.seed)
             else:
-                kind = "eager" if plan.phase == "eager" else "best"
+                kind = "eager" if plan.phase == "eager" or shape.name in self._eager_only else "best"
 
                 def make():
                     return self.make_stepper(kind, model, shape.family, self.device, plan.new_tokens)

@@ -168,3 +168,29 @@ def test_batch_sweep_cut_by_the_time_budget_is_labelled(tmp_path, monkeypatch):
     assert ran == [("context", 1), ("context", 1), ("batch", 1)]  # at 30 s the budget is spent
     (mb,) = [r for r in sweep.rows if r["metric"] == "max_batch"]
     assert mb["value"] == 1 and mb["stopped_by"] == "time_budget" and mb["capped"] is False
+
+
+def test_a_failing_ssm_fast_path_falls_back_to_the_eager_loop_and_says_so(tmp_path):
+    kinds = []
+
+    def make_stepper(kind, model, family, device, new_tokens):
+        kinds.append(kind)
+        return kind
+
+    def measure(model, make, *, batch, prompt_len, new_tokens, device, **kw):
+        if make() == "best":
+            raise RuntimeError("triton kernel failed to compile")
+        return {**fake_metrics(batch, prompt_len, new_tokens), "path": "hf-torch"}
+
+    def load(shape, device, dtype):
+        return FakeModel(), "triton"
+
+    sweep = Sweep(cfg(models=["tiny-mamba"]), RecordWriter(tmp_path / "b.jsonl"), shapes=TINY, load_model=load,
+                  make_stepper=make_stepper, measure_point=measure)
+    sweep.run()
+    first, retry = sweep.rows[0], sweep.rows[1]
+    assert first["status"] == "error" and "triton kernel" in first["error"] and first["kernel_path"] == "triton"
+    assert retry["status"] == "ok" and retry["kernel_path"] == "hf-torch" and retry["path"] == "hf-torch"
+    assert all(r["status"] == "ok" for r in sweep.rows[1:])
+    assert kinds[0] == "best" and set(kinds[1:]) == {"eager"}
+    assert any("fast path failed" in s for s in sweep.not_run)
