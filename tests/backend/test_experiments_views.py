@@ -1,0 +1,80 @@
+"""Plot data for the experiment pages: accuracy tables from predictions, run comparison, safe text."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from backend.experiments.metrics import wilson_interval
+from backend.experiments.views import (
+    accuracy_lines,
+    accuracy_table,
+    compare_runs,
+    compare_summary,
+    efficiency_figure,
+    heatmap_figure,
+    heatmap_grid,
+    markdown_escape,
+)
+
+
+def pred(iid, model, score, k=0, strict=None, extracted="x", prompt="p", error=None):
+    scores = {} if score is None else {"strict": score if strict is None else strict, "flexible": score}
+    extra = {"scores": scores, **({"error": error} if error else {})}
+    return {"instance_id": iid, "model": model, "score": score, "extracted": extracted, "output": extracted,
+            "prompt": prompt, "params": {"k": k, "query": iid}, "extra": extra}
+
+
+def test_accuracy_table_uses_the_chosen_filter_and_skips_unscored():
+    df = pd.DataFrame([pred("a", "m", 1.0, strict=0.0), pred("b", "m", 1.0), pred("c", "m", 0.0),
+                       pred("d", "m", None, error="too long"), pred("a", "n", 0.0, k=2)])
+    t = accuracy_table(df, ["k"], "flexible").set_index("model")
+    assert t.loc["m", "n"] == 3 and t.loc["m", "accuracy"] == pytest.approx(2 / 3)
+    assert (t.loc["m", "ci_low"], t.loc["m", "ci_high"]) == pytest.approx(wilson_interval(2, 3))
+    strict = accuracy_table(df, ["k"], "strict").set_index("model")
+    assert strict.loc["m", "accuracy"] == pytest.approx(1 / 3)
+    fig = accuracy_lines(accuracy_table(df, ["k"], "flexible"), "k", "t")
+    assert {tr.name for tr in fig.data if tr.showlegend is not False} == {"m", "n"}
+
+
+def test_compare_runs_finds_changed_instances():
+    a = pd.DataFrame([pred("1", "m", 1.0, extracted="4"), pred("2", "m", 0.0, extracted="3"),
+                      pred("3", "m", 1.0, extracted="7"), pred("4", "m", 0.0, extracted="1")])
+    b = pd.DataFrame([pred("1", "m", 0.0, extracted="5"), pred("2", "m", 1.0, extracted="2"),
+                      pred("3", "m", 1.0, extracted="7"), pred("4", "m", 0.0, extracted="9", prompt="other")])
+    ch = compare_runs(a, b).set_index("instance_id")
+    assert ch.loc["1", "change"] == "broke" and ch.loc["2", "change"] == "fixed"
+    assert ch.loc["4", "change"] == "answer changed" and not ch.loc["4", "same_prompt"]
+    assert "3" not in ch.index
+    s = compare_summary(a, b).iloc[0]
+    assert (s["instances in both"], s["changed"], s["fixed"], s["broke"]) == (4, 3, 1, 1)
+
+
+def test_heatmap_marks_lengths_beyond_training():
+    table = pd.DataFrame({"model": ["m"] * 4, "length": [512, 2048, 512, 2048], "depth": [0.0, 0.0, 1.0, 1.0],
+                          "accuracy": [1.0, 0.5, 1.0, 0.0], "n": 2, "ci_low": 0.0, "ci_high": 1.0})
+    grid = heatmap_grid(table, "m")
+    assert grid.loc[1.0, 2048] == 0.0
+    fig = heatmap_figure(grid, "m", train_context=1024)
+    assert list(fig.data[0].x) == ["512", "2048†"]
+    assert any("beyond training length (1024)" in a.text for a in fig.layout.annotations)
+    assert fig.layout.shapes  # the dashed boundary line
+    plain = heatmap_figure(grid, "m", train_context=None)
+    assert list(plain.data[0].x) == ["512", "2048"] and not plain.layout.annotations
+
+
+def test_efficiency_figure_groups_by_target_length():
+    rows = [{"model": "s", "metric": None, "prompt_tokens": 500 + i, "prefill_ms": 1.0 + i, "tpot_ms": 1.0,
+             "peak_mem_bytes": 2**20, "cache_bytes": 2**20, "peak_mem_kind": "cpu_rss", "cache_kind": "ssm_state",
+             "device": "cpu", "extra": {"params": {"length": 512}}} for i in range(3)]
+    rows.append({**rows[0], "metric": "accuracy[strict]", "prompt_tokens": None})
+    fig = efficiency_figure(pd.DataFrame(rows))
+    prefill = fig.data[0]
+    assert list(prefill.x) == [501.0] and list(prefill.y) == [2.0]  # medians over the 512-token instances
+
+
+def test_markdown_escape_keeps_model_text_literal():
+    text = "<script>x</script> **bold** $x$ :smile: [link](http://a) # h\nnext"
+    out = markdown_escape(text)
+    assert "<" not in out.replace("\\<", "") and "**" not in out and "](" not in out
+    assert out.endswith("h  \nnext")
