@@ -130,8 +130,14 @@ def upload(collection: str, files) -> None:
         bar.progress(min(1.0, lo + (hi - lo) * (done / total if total else 1.0)),
                      text=f"{labels[stage]} ... {done}/{total}")
 
-    report = _LazyRetriever().add_files(collection, [(f.name, f.getvalue()) for f in files], progress=progress)
-    bar.empty()
+    try:
+        report = _LazyRetriever().add_files(collection, [(f.name, f.getvalue()) for f in files], progress=progress)
+    except Exception as e:  # store locked, disk full, ...: a sentence, never a traceback
+        st.session_state.pop(REPORT, None)
+        st.error(f"The files were not added: {ui.error_sentence(e)}")
+        return
+    finally:
+        bar.empty()
     st.session_state[REPORT] = report
 
 
@@ -184,8 +190,16 @@ if collection:
         upload(collection, files)
     show_report()
     lr = _LazyRetriever()
-    docs = lr.documents(collection)
-    if len(docs):
+    broken = None
+    try:
+        docs = lr.documents(collection)
+        status = lr.status(collection) if len(docs) else None
+    except Exception as e:  # e.g. an unreadable index file: say so and offer the rebuild
+        docs, status, broken = pd.DataFrame(), None, ui.error_sentence(e)
+    if broken:
+        st.error(broken)
+        st.button("Rebuild index", key="rag_rebuild_broken", on_click=rebuild, args=(collection,))
+    elif len(docs):
         table = docs[[c for c in ("filename", "n_chunks", "n_pages", "n_chars", "doc_id") if c in docs]]
         st.dataframe(table.rename(columns={"n_chunks": "chunks", "n_pages": "pages", "n_chars": "characters"}),
                      hide_index=True, key="rag_docs_table")
@@ -193,7 +207,6 @@ if collection:
         labels = {row["doc_id"]: f"{row['filename']} ({row['doc_id']})" for row in docs.to_dict("records")}
         chosen = d1.selectbox("Document", list(labels), format_func=labels.get, key="rag_delete_choice")
         d2.button("Delete document", key="rag_delete", on_click=delete_document, args=(collection, chosen))
-        status = lr.status(collection)
         if not status["consistent"]:
             st.warning(f"The index has {status['index']} chunks but the store has {status['store']}; "
                        "rebuild the index to bring them back in line.")

@@ -121,17 +121,22 @@ class Retriever:
     def documents(self, collection: str):
         """The store's documents of `collection` with an `n_chunks` column."""
         self._require(collection)
-        docs = self.store.documents(collection)
-        chunks = self.store.chunks(collection)
-        counts = chunks.groupby("doc_id").size() if len(chunks) else {}
-        docs = docs.copy()
-        docs["n_chunks"] = [int(counts.get(d, 0)) for d in docs["doc_id"]] if len(docs) else []
+        docs = self.store.documents(collection).copy()
+        if "n_chunks" not in docs:  # the DuckDB store counts them itself
+            ids = self.store.chunks(collection)["doc_id"]
+            counts = ids.value_counts() if len(ids) else {}
+            docs["n_chunks"] = [int(counts.get(d, 0)) for d in docs["doc_id"]] if len(docs) else []
         return docs
 
-    def status(self, collection: str) -> dict:
-        """Index vs store consistency: {"index": n, "store": n, "consistent": bool}."""
+    def status(self, collection: str, full: bool = False) -> dict:
+        """Index vs store: {"index": n, "store": n, "consistent": bool}. Counts only (cheap, for every page
+        view) unless `full`, which compares the id sets (reads every chunk id)."""
         self._require(collection)
-        in_index = set(ids_of(self._index(collection).cached()).tolist())
+        index = self._index(collection).cached()
+        if not full:
+            n_store = int(self.documents(collection)["n_chunks"].sum())
+            return {"index": int(index.ntotal), "store": n_store, "consistent": int(index.ntotal) == n_store}
+        in_index = set(ids_of(index).tolist())
         in_store = set(int(i) for i in self.store.chunks(collection)["chunk_id"].tolist())
         return {"index": len(in_index), "store": len(in_store), "consistent": in_index == in_store}
 
@@ -188,26 +193,43 @@ class Retriever:
         return report
 
     def _add(self, collection, docs, progress: Progress | None) -> None:
-        texts = [c.text for _, _, chunks, _ in docs for c in chunks]
         for fr, _, chunks, _ in docs:
             if not chunks:
                 _fail(fr, IngestError("no_text", fr.filename, f"{fr.filename} contains no extractable text."))
         docs = [d for d in docs if d[2]]
-        if not texts:
+        if not docs:
             return
+        spans, start = [], 0
+        for _, _, chunks, _ in docs:
+            spans.append((start, start + len(chunks)))
+            start += len(chunks)
         vectors = self.embedder.encode(
-            texts, progress=(lambda done, total: progress("embed", done, total)) if progress else None
+            [c.text for _, _, chunks, _ in docs for c in chunks],
+            progress=(lambda done, total: progress("embed", done, total)) if progress else None,
         )
         idx = self._index(collection)
         with idx.locked():
+            # checked again under the lock: another session may have added the same file meanwhile
+            present = set(self.store.documents(collection)["doc_id"].astype(str))
+            keep = []
+            for doc, span in zip(docs, spans, strict=True):
+                fr = doc[0]
+                if fr.doc_id in present:
+                    _fail(fr, IngestError("duplicate", fr.filename,
+                                          f"{fr.filename} is already in collection {collection!r}; skipped."))
+                    continue
+                present.add(fr.doc_id)
+                keep.append((doc, span))
+            if not keep:
+                return
             index = idx.load()
-            n_new = sum(len(chunks) for _, _, chunks, _ in docs)
+            n_new = sum(b - a for _, (a, b) in keep)
             if hasattr(self.store, "reserve_chunk_ids"):  # atomic in the store (also across processes)
                 next_id = int(self.store.reserve_chunk_ids(collection, n_new))
             else:
                 next_id = int(self.store.next_chunk_id(collection))
             all_ids = []
-            for fr, parsed, chunks, sha in docs:
+            for (fr, parsed, chunks, sha), _ in keep:
                 ids = list(range(next_id, next_id + len(chunks)))
                 next_id += len(chunks)
                 self.store.add_document(collection, fr.doc_id, fr.filename, parsed.n_pages, parsed.n_chars, sha,
@@ -219,10 +241,11 @@ class Retriever:
                 ])
                 fr.n_chunks = len(chunks)
                 all_ids += ids
-            index.add_with_ids(vectors, np.asarray(all_ids, dtype=np.int64))
+            rows = np.concatenate([vectors[a:b] for _, (a, b) in keep])
+            index.add_with_ids(rows, np.asarray(all_ids, dtype=np.int64))
             idx.save(index)
         if progress:
-            progress("index", len(texts), len(texts))
+            progress("index", n_new, n_new)
 
     # --- deleting / rebuilding -----------------------------------------------------------------
     def delete_document(self, collection: str, doc_id: str) -> int:

@@ -44,7 +44,7 @@ def test_round_trip_after_restart_and_delete(any_retriever):
     before = {q: _hits(retriever, q) for q in ("lighthouse 1822", "copper bells", "barley windmill")}
     restarted = _fresh(retriever)
     assert {q: _hits(restarted, q) for q in before} == before
-    assert restarted.status("c1")["consistent"]
+    assert restarted.status("c1")["consistent"] and restarted.status("c1", full=True)["consistent"]
 
     docs = restarted.documents("c1")
     velm = docs[docs["filename"] == "velm.docx"]["doc_id"].iloc[0]
@@ -53,7 +53,8 @@ def test_round_trip_after_restart_and_delete(any_retriever):
     assert restarted.delete_document("c1", velm) >= 1
 
     after = _fresh(restarted)
-    assert after.status("c1") == {"index": len(kept_ids), "store": len(kept_ids), "consistent": True}
+    for full in (False, True):
+        assert after.status("c1", full) == {"index": len(kept_ids), "store": len(kept_ids), "consistent": True}
     assert {h.source for h in after.search("c1", "copper bells", k=10)} == {"orra.pdf", "kest.md"}
     assert _hits(after, "lighthouse 1822")[0] == before["lighthouse 1822"][0]  # same id, same score
     # new chunks never reuse the deleted ids
@@ -108,3 +109,20 @@ def test_orphan_index_ids_are_skipped(any_retriever):
     retriever.store.delete_document("c1", orra)  # store only, as if the index write never happened
     hits = retriever.search("c1", "lighthouse 1822", k=3)
     assert hits and all(h.source != "orra.pdf" for h in hits) and [h.rank for h in hits] == [1, 2, 3][: len(hits)]
+
+
+def test_same_file_from_two_sessions_at_once_goes_in_once(retriever):
+    import threading
+
+    other = Retriever(retriever.store, data_dir=retriever.data_dir, embedder=retriever.embedder)
+    retriever.create_collection("c1")
+    reports = []
+    threads = [threading.Thread(target=lambda r=r: reports.append(r.add_files("c1", FILES[:1])))
+               for r in (retriever, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kinds = sorted(str(rep.files[0].error_kind) for rep in reports)
+    assert kinds == ["None", "duplicate"]
+    assert len(retriever.documents("c1")) == 1 and retriever.status("c1", full=True)["consistent"]

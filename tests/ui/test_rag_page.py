@@ -85,3 +85,17 @@ def test_upload_ask_and_record(arena_env):
     at.button(key="rag_delete").click().run()
     assert not at.exception, at.exception
     assert sorted(at.dataframe[-1].value["filename"]) == ["evil.md", "velm.docx"]
+
+
+def test_unreadable_index_offers_a_rebuild(arena_env):
+    from retrieval import Retriever
+    from store import open_store
+
+    r = Retriever(open_store())
+    r.add_files("notes", [("a.md", b"The mill at Kest grinds barley.")])
+    r._index("notes").path.write_bytes(b"garbage")
+    at = _page()
+    assert any("unreadable" in e.value and "Rebuild" in e.value for e in at.error)
+    at.button(key="rag_rebuild_broken").click().run()
+    assert not at.exception and not at.error
+    assert list(at.dataframe[-1].value["filename"]) == ["a.md"]
