@@ -203,7 +203,10 @@ def side_by_side(preds: pd.DataFrame, instance_id: str, render_output: Callable[
         st.caption("No predictions for this instance.")
         return
     first = rows.iloc[0]
-    with st.expander(f"Prompt ({len(first['prompt'])} characters)", expanded=len(first["prompt"]) < 1500):
+    extra = first["extra"] if isinstance(first["extra"], dict) else {}
+    n_chars = extra.get("prompt_chars") or len(first["prompt"])
+    shown = "" if n_chars == len(first["prompt"]) else ", head and tail shown"
+    with st.expander(f"Prompt ({n_chars:,} characters{shown})", expanded=len(first["prompt"]) < 1500):
         st.code(first["prompt"], language=None, wrap_lines=True)
     st.text(f"Reference: {first['reference']}")
     cols = st.columns(len(rows))

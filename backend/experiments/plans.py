@@ -105,7 +105,8 @@ USER_FEWSHOT = TaskSpec(name="user-classification", template="Text: {text}\nLabe
                         output_type="choices", choices_field="choices", reference_field="label")
 USER_PASSKEY = TaskSpec(name="user-passkey", template="{context}\n\nQuestion: {question}\nAnswer:",
                         target=" {answer}", extract={"strict": "first_line", "flexible": "first_line"},
-                        metric="token_f1", primary="flexible", stop=["\n"], max_new_tokens=32)
+                        metric="token_f1", primary="flexible", stop=["\n"], max_new_tokens=32,
+                        store_prompt_chars=3000)
 USER_COT = TaskSpec(name="user-cot", template="Question: {question}\nAnswer: Let's think step by step.",
                     target=" {solution} The answer is {answer}.",
                     extract={"strict": "answer_is", "flexible": "last_number"}, primary="strict",

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import defaultdict
@@ -27,7 +28,7 @@ from typing import Any
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.metrics import METRICS, extract, truncate_at_stop, wilson_interval
 from backend.experiments.plans import Plan, build_plan
-from backend.experiments.tasks import Instance, TaskSpec, render_prompt
+from backend.experiments.tasks import Instance, TaskSpec, elide, render_prompt
 from backend.interface import GenerationError, GenerationResult, Generator
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
@@ -118,7 +119,10 @@ def evaluate(task: TaskSpec, inst: Instance, gen: Generator, config: ExperimentC
         extra["error"] = str(e)
         meas.update(total_ms=(time.perf_counter() - t0) * 1e3)
     params["prompt_tokens"] = meas.get("prompt_tokens")
-    pred = {"instance_id": inst.id, "model": gen.info.name, "prompt": prompt, "output": output,
+    if task.store_prompt_chars is not None and len(prompt) > task.store_prompt_chars:
+        extra.update(prompt_chars=len(prompt), prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest())
+    pred = {"instance_id": inst.id, "model": gen.info.name, "prompt": elide(prompt, task.store_prompt_chars),
+            "output": output,
             "extracted": extracted, "reference": inst.reference, "score": score, "params": params, "extra": extra}
     meas["extra"] = {"instance_id": inst.id, "params": params, "experiment": config.experiment}
     return pred, meas

@@ -66,6 +66,7 @@ class TaskSpec:
     metric: str = "exact_match"
     stop: list[str] = field(default_factory=lambda: ["\n\n"])
     max_new_tokens: int = 32
+    store_prompt_chars: int | None = None  # keep only the head and tail of longer prompts in the store
 
     def __post_init__(self) -> None:
         if self.output_type not in ("generate", "choices"):
@@ -102,6 +103,17 @@ def render_prompt(task: TaskSpec, inst: Instance) -> str:
     shots = [fill(task.template, ex, task.name) + fill(task.target, ex, task.name) for ex in inst.examples]
     query = fill(task.template, inst.doc, task.name)
     return task.description + task.fewshot_delimiter.join([*shots, query])
+
+
+def elide(text: str, limit: int | None) -> str:
+    """`text` itself, or its head and tail with the number of characters left out in between.
+
+    Long-context prompts are regenerated exactly from the run's config and seed, so the store keeps only
+    enough of them to read (a results file of 8k-token documents per model would weigh megabytes)."""
+    if limit is None or len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters left out ...]\n{text[-half:]}"
 
 
 def stable_seed(*parts: Any) -> int:

@@ -37,7 +37,7 @@ def fewshot_task(name: str) -> TaskSpec:
 
 PASSKEY = TaskSpec(name="passkey", template=TEMPLATES["passkey"], target=" {answer}\n",
                    extract={"strict": "first_line", "flexible": "first_number"}, primary="strict",
-                   stop=["\n"], max_new_tokens=12)
+                   stop=["\n"], max_new_tokens=12, store_prompt_chars=3000)
 COT = TaskSpec(name="arithmetic-cot", template=TEMPLATES["cot"], target="{solution}\n",
                extract={"strict": "answer_is", "flexible": "last_number"}, primary="strict",
                stop=["\n\n", "Question:"], max_new_tokens=112)

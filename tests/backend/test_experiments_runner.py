@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from backend.experiments.config import ExperimentConfig, default_config
 from backend.experiments.plans import Plan, build_plan, fewshot_plan, register_task
 from backend.experiments.runner import run_experiment
-from backend.experiments.tasks import Instance, TaskSpec
+from backend.experiments.tasks import Instance, TaskSpec, render_prompt
 from backend.fake import FakeGenerator
 from backend.interface import GenerationResult, Generator, GenMetrics, ModelInfo
 from store import RecordWriter, open_store
@@ -92,6 +94,15 @@ def test_each_experiment_end_to_end_on_fake(experiment, gens, store):
         assert too_long["extra"].map(lambda e: "positions" in e["error"]).all()
         ssm = per_instance[per_instance["model"] == "toy-mamba"]
         assert ssm["cache_bytes"].nunique() == 1  # SSM state does not grow with context
+        # long prompts are stored head + tail, with the length and hash of the full prompt
+        plan = build_plan(cfg, count_tokens=gens["toy-mamba"].count_tokens)
+        full = {i.id: render_prompt(plan.tasks[i.task], i) for i in plan.instances}
+        row = preds[preds["instance_id"].str.startswith("length=4096")].iloc[0]
+        assert "characters left out" in row["prompt"] and len(row["prompt"]) < 3200
+        assert row["extra"]["prompt_chars"] == len(full[row["instance_id"]])
+        assert row["extra"]["prompt_sha256"] == hashlib.sha256(full[row["instance_id"]].encode()).hexdigest()
+        short = preds[preds["instance_id"].str.startswith("length=128")].iloc[0]
+        assert short["prompt"] == full[short["instance_id"]]
     if experiment == "fewshot":
         assert preds["params"].map(lambda p: p["k"]).max() == 8
 
