@@ -40,13 +40,13 @@ class TrainConfig:
     preset: str = "small"
     out_dir: str = "assets/models"
     seq_len: int = 1024
-    batch_size: int = 16
+    batch_size: int = 8
     steps: int = 0  # fixed number of steps; 0 = timed run (time_budget_s)
     time_budget_s: float = 300.0
-    n_tokens: int = 40_000_000  # length of the generated token stream (reused from the start if exhausted)
+    n_tokens: int = 12_000_000  # length of the generated token stream (reused from the start if exhausted)
     lr: float = 2e-3
     min_lr_frac: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 60
     decay_frac: float = 0.2
     weight_decay: float = 0.1
     grad_clip: float = 1.0
