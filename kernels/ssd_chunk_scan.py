@@ -46,7 +46,7 @@ def _ssd_chunk_scan_kernel(
     headdim: tl.constexpr, dstate: tl.constexpr, heads_per_group: tl.constexpr,
     DT_MIN: tl.constexpr, DT_MAX: tl.constexpr,
     DT_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, D_HAS_HDIM: tl.constexpr, HAS_Z: tl.constexpr,
-    HAS_DT_BIAS: tl.constexpr, HAS_H0: tl.constexpr, DOT_DTYPE: tl.constexpr,
+    HAS_DT_BIAS: tl.constexpr, HAS_H0: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
@@ -102,10 +102,10 @@ def _ssd_chunk_scan_kernel(
         Bm = Bm.to(DOT_DTYPE)
         Cm = Cm.to(DOT_DTYPE)
 
-        y = tl.dot(Cm, tl.trans(S.to(x.dtype))) * tl.exp(cs)[:, None]  # (Q, P) from the carried state
-        CB = tl.dot(Cm, tl.trans(Bm))  # (Q, Q) fp32
+        y = tl.dot(Cm, tl.trans(S.to(x.dtype)), input_precision=PRECISION) * tl.exp(cs)[:, None]  # (Q, P) from the carried state
+        CB = tl.dot(Cm, tl.trans(Bm), input_precision=PRECISION)  # (Q, Q) fp32
         decay = tl.where(causal, tl.exp(cs[:, None] - cs[None, :]), 0.0)
-        y += tl.dot((CB * decay * dt[None, :]).to(x.dtype), x)
+        y += tl.dot((CB * decay * dt[None, :]).to(x.dtype), x, input_precision=PRECISION)
         if HAS_D:
             if D_HAS_HDIM:
                 y += x.to(tl.float32) * Dv[None, :]
@@ -120,7 +120,8 @@ def _ssd_chunk_scan_kernel(
                  y.to(out_ptr.dtype.element_ty), mask=mask_qp)
 
         w = tl.exp(cs_last - cs) * dt  # (Q,)
-        S = S * tl.exp(cs_last) + tl.dot(tl.trans((x.to(tl.float32) * w[:, None]).to(x.dtype)), Bm)
+        S = S * tl.exp(cs_last) + tl.dot(tl.trans((x.to(tl.float32) * w[:, None]).to(x.dtype)), Bm,
+                                          input_precision=PRECISION)
     tl.store(hN_ptr + st_off, S, mask=mask_pn)
 
 
@@ -166,6 +167,7 @@ def ssd_chunk_scan(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
         DT_MIN=float(dt_limit[0]), DT_MAX=min(float(dt_limit[1]), 3.0e38),
         # the Triton interpreter (CPU) computes bf16 tl.dot wrongly (triton 3.9), so dots run in fp32 there
         DOT_DTYPE=tl.float32 if x.device.type == "cpu" else _TL_DTYPES[x.dtype],
+        PRECISION="ieee" if x.dtype == torch.float32 else None,  # fp32 inputs: no silent TF32 rounding
         DT_SOFTPLUS=dt_softplus, HAS_D=D is not None, D_HAS_HDIM=D is not None and D.dim() == 2,
         HAS_Z=z is not None, HAS_DT_BIAS=dt_bias is not None, HAS_H0=initial_states is not None,
         BLOCK_Q=cfg.block_m, BLOCK_P=cfg.block_p, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,

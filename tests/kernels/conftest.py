@@ -1,4 +1,4 @@
-"""Kernel tests run our Triton kernels on CPU through the Triton interpreter.
+"""Kernel tests run our Triton kernels on CPU through the Triton interpreter (on a GPU: compiled).
 
 TRITON_INTERPRET must be set before any `@triton.jit` function is decorated (i.e. before `kernels.*` is
 imported), so it is set here, at collection time.
@@ -6,11 +6,13 @@ imported), so it is set here, at collection time.
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch  # importing torch does not decorate our kernels, so the variable can still be set after it
+
+if not torch.cuda.is_available():  # on a GPU machine the same tests run the compiled kernels
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
