@@ -218,7 +218,6 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from backend.runinfo import run_meta
-    from kernels import dispatch
     from store import RecordWriter
 
     gpu = torch.cuda.is_available()
@@ -233,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
                               run_meta())
     ceiling = copy_bandwidth_gbps(dev, n=1 << (16 if args.smoke else 30))
     print(f"{device}: copy bandwidth {ceiling:.0f} GB/s")
-    common = dict(device=device, family="kernel", path=dispatch.path_for(dev), batch=None)
+    common = dict(device=device, family="kernel", path="triton", batch=None)  # our kernels, called directly
     rows = [{**common, "model": "hbm_copy", "metric": "copy_gbps", "value": ceiling, "dtype": "bfloat16"}]
     summary = {"device": device, "copy_gbps": round(ceiling, 1)}
     for op, shape, fn, nb, baselines, sweep_kind in cases(m_ssm, slow=not args.no_slow, dev=dev, smoke=args.smoke):
