@@ -61,7 +61,11 @@ def build_plan(config: ExperimentConfig, count_tokens: Callable[[str], int] | No
             f"No built-in {config.experiment} task named {name!r}. Available: {', '.join(names) or 'none'} "
             "(or pass a JSONL file with --data)."
         )
-    return builder(config, count_tokens=count_tokens)
+    plan = builder(config, count_tokens=count_tokens)
+    # query-major order: query 0 at every sweep point, then query 1, ... so a run stopped early (cancel, time
+    # limit) still covers every point with about the same n
+    plan.instances.sort(key=lambda i: i.params.get("query", 0))
+    return plan
 
 
 # ----------------------------------------------------------------------------------------------------

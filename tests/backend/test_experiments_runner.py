@@ -210,3 +210,12 @@ def test_interrupt_marks_run_cancelled_and_keeps_rows(gens, store):
     run = store.runs().iloc[0]
     assert run["status"] == "cancelled" and run["summary"]["done"] == 4
     assert len(store.predictions(run_id=run["run_id"])) == 4
+
+
+def test_instances_are_query_major_so_early_stops_stay_balanced():
+    cfg = default_config("long-context", ["m"])
+    cfg.n, cfg.sweep = 3, {"length": [128, 256], "depth": [0.0, 1.0]}
+    first_four = build_plan(cfg).instances[:4]
+    assert {i.params["query"] for i in first_four} == {0}
+    assert {(i.params["length"], i.params["depth"]) for i in first_four} == {(128, 0.0), (128, 1.0), (256, 0.0),
+                                                                              (256, 1.0)}
