@@ -185,3 +185,123 @@ def record_rag(store, question: str, collection: str, k: int, hits: Sequence,
             "errors": {c.label: c.error for c in columns if c.error},
         })
     return run_id
+
+
+# ------------------------------------------------------------------------------ evaluation (experiments)
+def faithfulness(answer: str, context: str) -> float:
+    """Share of the answer's word tokens that occur in the retrieved context (no LLM judge).
+
+    Tokens are lower-cased words and numbers; an empty answer scores 0.0."""
+    import re
+
+    words = re.findall(r"\w+", answer.lower())
+    if not words:
+        return 0.0
+    have = set(re.findall(r"\w+", context.lower()))
+    return sum(w in have for w in words) / len(words)
+
+
+def rag_tasks():
+    """The two TaskSpecs of the RAG experiment: open-book (retrieved context) and closed-book (k = 0)."""
+    from backend.experiments.tasks import TaskSpec
+
+    common = dict(target=" {answer}\n", extract={"strict": "first_line", "flexible": "first_line"},
+                  primary="strict", metric="exact_match", stop=["\n"], max_new_tokens=16)
+    return (TaskSpec(name="rag-open", template=rag_template(), **common),
+            TaskSpec(name="rag-closed", template=closed_book_template(), **common))
+
+
+def rag_plan(config, count_tokens=None, n_entities: int | None = None):
+    """Plan builder for the experiments framework (`register_task("rag", "toy-rag", rag_plan)`).
+
+    The toy world's RAG corpus (documents whose facts the models never saw) is indexed in a throw-away
+    collection; each of `config.n` questions is asked at every k of `config.sweep["k"]` with its top-k
+    retrieved passages as context (k = 0: closed-book). Instance params are the sweep point only
+    ({"k", "query"}: the runner groups by them); the retrieval outcome rides in each instance's doc
+    ("gold_doc_id", "retrieved_doc_ids") for `retrieval_measurements` and `answer_measurements`.
+    """
+    import tempfile
+
+    from backend.experiments.plans import Plan
+    from backend.experiments.tasks import Instance
+    from backend.toyworld import rag_corpus
+    from retrieval.evaluate import index_corpus, retrieve
+    from retrieval.memory_store import MemoryStore
+    from retrieval.service import Retriever
+
+    ks = sorted({int(k) for k in config.sweep.get("k", [0, 1, 3, 5])})
+    corpus = rag_corpus(seed=config.seed, n_entities=n_entities or max(50, config.n))
+    questions = corpus["questions"][: config.n]
+    open_task, closed_task = rag_tasks()
+    with tempfile.TemporaryDirectory(prefix="rag-plan-") as tmp:
+        r = Retriever(MemoryStore(), data_dir=tmp)
+        index_corpus(r, "toy-rag", corpus["documents"])
+        rows = retrieve(r, "toy-rag", questions, k=max([*ks, 1]))
+    instances = []
+    for i, row in enumerate(rows):
+        ranked = [h["doc_id"] for h in row["retrieved"]]
+        for k in ks:
+            top = row["retrieved"][:k]
+            doc = {"question": row["question"], "answer": str(row["answer"]),
+                   "context": format_context([_Passage(h["text"]) for h in top]),
+                   "gold_doc_id": row["doc_id"], "retrieved_doc_ids": ranked[:k]}
+            instances.append(Instance(id=f"k={k}/q={i}", doc=doc, reference=doc["answer"],
+                                      params={"k": k, "query": i}, task=(open_task if k else closed_task).name))
+    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances)
+
+
+RETRIEVER_LABEL = "retriever:all-MiniLM-L6-v2"
+
+
+def retrieval_measurements(plan) -> list[dict]:
+    """recall@k (gold document among the top k, Wilson 95% CI) and MRR@k per k > 0 of a rag_plan, as
+    measurement rows for the store (model = RETRIEVER_LABEL)."""
+    from backend.experiments.metrics import wilson_interval
+    from retrieval.metrics import recall_at_k, reciprocal_rank
+
+    by_k: dict[int, list] = {}
+    for inst in plan.instances:
+        k = inst.params["k"]
+        if k:
+            by_k.setdefault(k, []).append((inst.doc["retrieved_doc_ids"], {inst.doc["gold_doc_id"]}))
+    out = []
+    for k, runs in sorted(by_k.items()):
+        n = len(runs)
+        hits = sum(recall_at_k(r, rel, k) for r, rel in runs)
+        lo, hi = wilson_interval(hits, n)
+        out.append({"model": RETRIEVER_LABEL, "family": "retriever", "metric": "recall@k", "value": hits / n,
+                    "n": n, "ci_low": lo, "ci_high": hi, "extra": {"params": {"k": k}}})
+        out.append({"model": RETRIEVER_LABEL, "family": "retriever", "metric": "mrr@k",
+                    "value": sum(reciprocal_rank(r, rel, k) for r, rel in runs) / n, "n": n,
+                    "extra": {"params": {"k": k}}})
+    return out
+
+
+def answer_measurements(plan, predictions: list[dict], families: dict | None = None) -> list[dict]:
+    """Mean token F1 (extracted answer vs reference) and faithfulness (share of the answer's tokens found
+    in the retrieved context; k > 0 only) per (model, k), from the runner's prediction rows."""
+    from backend.experiments.metrics import token_f1
+
+    insts = {i.id: i for i in plan.instances}
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for p in predictions:
+        inst = insts.get(p.get("instance_id"))
+        if inst is None or p.get("score") is None:
+            continue
+        g = groups.setdefault((p["model"], inst.params["k"]), {"token_f1": [], "faithfulness": []})
+        answer = str(p.get("extracted") or "")
+        g["token_f1"].append(token_f1(answer, inst.reference))
+        if inst.params["k"]:
+            g["faithfulness"].append(faithfulness(answer, inst.doc["context"]))
+    out = []
+    for (model, k), metrics in sorted(groups.items()):
+        for metric, vals in metrics.items():
+            if vals:
+                out.append({"model": model, "family": (families or {}).get(model), "metric": metric,
+                            "value": sum(vals) / len(vals), "n": len(vals), "extra": {"params": {"k": k}}})
+    return out
+
+
+@dataclass
+class _Passage:
+    text: str

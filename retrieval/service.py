@@ -74,7 +74,7 @@ class Retriever:
     def __init__(self, store, data_dir: Path | None = None, embedder=None,
                  limits: IngestLimits | None = None, chunking: ChunkConfig | None = None):
         self.store = store
-        self.data_dir = data_dir
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self._embedder = embedder
         self.limits = limits or IngestLimits()
         self.chunking = chunking or ChunkConfig()
