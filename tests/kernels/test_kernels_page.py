@@ -1,0 +1,79 @@
+"""The Kernels page renders from a store holding kernel_aot / kernel_bench / ssm_e2e runs, and says what to
+run when the store is empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "kernels.py")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("SSM_ARENA_DB", str(tmp_path / "arena.duckdb"))
+    monkeypatch.setenv("SSM_ARENA_DATA", str(tmp_path / "data"))
+    (tmp_path / "results").mkdir()
+    monkeypatch.setenv("SSM_ARENA_RESULTS", str(tmp_path / "results"))
+    yield tmp_path
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def write_results(folder: Path) -> None:
+    from store import RecordWriter
+
+    w = RecordWriter(folder / "kernels_test.jsonl")
+    dev = "NVIDIA H100 80GB HBM3"
+    run = w.start_run("kernel_bench", {}, {})
+    w.add_measurements(run, [
+        {"model": "hbm_copy", "metric": "copy_gbps", "value": 3000.0, "device": dev, "family": "kernel"},
+        {"model": "selective_scan", "metric": "kernel_ms", "value": 0.2, "shape": "B8 D1536 L4096 N16 bf16",
+         "gbps": 2000.0, "pct_of_copy": 66.7, "reference_ms": 50.0, "speedup_vs_reference": 250.0, "device": dev,
+         "family": "kernel", "path": "triton"},
+        {"model": "selective_scan", "metric": "sweep_ms", "value": 0.25, "config": "LaunchConfig(...)",
+         "pct_of_copy": 50.0, "device": dev, "family": "kernel"},
+    ])
+    w.finish_run(run)
+    run = w.start_run("ssm_e2e", {}, {})
+    rows = []
+    for L in (512, 2048):
+        rows.append({"model": "mamba-130m-shape", "family": "mamba", "path": "triton", "prompt_tokens": L,
+                     "prefill_ms": L / 500, "peak_mem_bytes": 3 * 10**8, "device": dev})
+        rows.append({"model": "mamba-130m-shape", "family": "mamba", "path": "hf-torch", "prompt_tokens": L,
+                     "prefill_ms": L * 3.0, "peak_mem_bytes": 10**9, "device": dev})
+        rows.append({"model": "mamba-130m-shape", "family": "mamba", "path": "triton+cudagraph", "prompt_tokens": L,
+                     "new_tokens": 128, "decode_tok_s": 1500.0, "tpot_ms": 0.66, "device": dev})
+    w.add_measurements(run, rows)
+    w.finish_run(run)
+    run = w.start_run("kernel_aot", {}, {})
+    w.add_measurements(run, [
+        {"model": "selective_scan", "variant": "v", "device": t, "ok": True, "spills": 0, "vgpr": 100,
+         "metric": "compile_s", "value": 1.0, "family": "kernel"} for t in ("hip:gfx90a", "cuda:90")])
+    w.finish_run(run)
+
+
+def test_page_renders_stored_results(env):
+    from streamlit.testing.v1 import AppTest
+
+    write_results(env / "results")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    headers = [h.value for h in at.header]
+    assert any("End to end" in h for h in headers) and any("roofline" in h for h in headers)
+    assert any("Ahead-of-time" in h for h in headers)
+    assert any("no errors, no spills" in s.value for s in at.success)
+    assert len(at.dataframe) >= 3
+
+
+def test_page_explains_an_empty_store(env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert any("No kernel results" in i.value for i in at.info)
