@@ -1,0 +1,107 @@
+"""Benchmark of the retrieval path: `python -m retrieval.bench [--docs 200] [--queries 100] [--device cpu]`.
+
+Measures on a generated corpus (toy world's RAG set when available): parsing in the parser process (a
+PDF of --pdf-pages pages), chunking + embedding throughput, index build, search latency (batched and one
+query at a time, median/p90), and recall@5 / MRR. Human-readable lines first; the last stdout line is one
+JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+
+
+def _corpus(n: int, seed: int):
+    from backend.toyworld import rag_corpus
+
+    return rag_corpus(seed=seed, n_entities=n)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--pdf-pages", type=int, default=50)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: SSM_ARENA_DEVICE or auto)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    from retrieval.config import IngestLimits
+    from retrieval.embed import get_embedder
+    from retrieval.evaluate import index_corpus, retrieval_metrics, retrieve
+    from retrieval.memory_store import MemoryStore
+    from retrieval.sandbox import parse_isolated
+    from retrieval.service import Retriever
+
+    rec: dict = {"bench": "retrieval", "host_cpu": platform.processor() or platform.machine()}
+    t = time.perf_counter()
+    emb = get_embedder(args.device)
+    rec.update(device=emb.device, embedder=emb.name, embedder_load_s=round(time.perf_counter() - t, 2))
+
+    corpus = _corpus(args.docs, args.seed)
+    docs, questions = corpus["documents"], corpus["questions"][: args.queries]
+    pdf = _make_pdf([d["text"] for d in docs[: args.pdf_pages]])
+    t = time.perf_counter()
+    [parsed] = parse_isolated([("bench.pdf", "pdf", pdf)], IngestLimits())
+    rec["pdf_pages"] = args.pdf_pages
+    rec["pdf_parse_s"] = round(time.perf_counter() - t, 3)  # includes starting the parser process
+    assert not isinstance(parsed, Exception), parsed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = Retriever(MemoryStore(), data_dir=tmp, embedder=emb)
+        t = time.perf_counter()
+        report = index_corpus(r, "bench", docs)
+        dt = time.perf_counter() - t
+        n_chunks = sum(f.n_chunks for f in report.files)
+        rec.update(docs=len(docs), chunks=n_chunks, ingest_s=round(dt, 2), ingest_chunks_per_s=round(n_chunks / dt, 1))
+        t = time.perf_counter()
+        rows = retrieve(r, "bench", questions, k=5)
+        dt = time.perf_counter() - t
+        rec.update(queries=len(questions), batched_search_ms_per_query=round(1e3 * dt / len(questions), 2))
+        single = []
+        for q in questions[:30]:
+            t = time.perf_counter()
+            r.search("bench", q["question"], 5)
+            single.append(1e3 * (time.perf_counter() - t))
+        rec["search_ms_p50"] = round(statistics.median(single), 2)
+        rec["search_ms_p90"] = round(statistics.quantiles(single, n=10)[-1], 2)
+        rec.update({k: round(v, 4) if isinstance(v, float) else v for k, v in retrieval_metrics(rows, (1, 5)).items()})
+    for k, v in rec.items():
+        print(f"{k:>28}: {v}")
+    print(json.dumps(rec))
+    return rec
+
+
+def _make_pdf(pages: list[str]) -> bytes:
+    """A text PDF, one passage per page (pypdf writer, Helvetica; long lines wrapped every 90 chars)."""
+    import io
+
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    w = PdfWriter()
+    font = w._add_object(DictionaryObject({NameObject("/Type"): NameObject("/Font"),
+                                           NameObject("/Subtype"): NameObject("/Type1"),
+                                           NameObject("/BaseFont"): NameObject("/Helvetica")}))
+    for text in pages:
+        page = w.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+        safe = text.encode("latin-1", "replace").decode("latin-1").replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        lines = [safe[i : i + 90] for i in range(0, len(safe), 90)]
+        ops = "BT /F1 10 Tf 40 750 Td 12 TL " + " ".join(f"({ln}) Tj T*" for ln in lines) + " ET"
+        s = DecodedStreamObject()
+        s.set_data(ops.encode("latin-1"))
+        page[NameObject("/Contents")] = w._add_object(s)
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    main()
