@@ -278,11 +278,12 @@ class HFGenerator(Generator):
                 batch = torch.full((len(chunk), width), pad, dtype=torch.long)
                 for row, i in enumerate(chunk):
                     batch[row, :len(pairs[i][0])] = torch.tensor(pairs[i][0])
-                logprobs = torch.log_softmax(self.model(input_ids=batch.to(self.device), use_cache=False).logits.float(), dim=-1)
+                logits = self.model(input_ids=batch.to(self.device), use_cache=False).logits  # [B, T, V]
                 for row, i in enumerate(chunk):
                     whole, n_ctx = pairs[i]
                     target = torch.tensor(whole[n_ctx:], device=self.device)
-                    lp = logprobs[row, n_ctx - 1:len(whole) - 1]  # position t predicts token t+1
+                    # position t predicts token t+1; only the continuation's rows go to float32
+                    lp = torch.log_softmax(logits[row, n_ctx - 1:len(whole) - 1].float(), dim=-1)
                     total = float(lp.gather(-1, target[:, None]).sum())
                     results[i] = (total, bool((lp.argmax(-1) == target).all()))
         return results  # type: ignore[return-value]
