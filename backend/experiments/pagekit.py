@@ -76,6 +76,8 @@ def run_controls(key: str, cfg: ExperimentConfig | None, get_generator: Callable
     c2.button("Cancel", disabled=not running, key=f"{key}_cancel", on_click=_cancel, args=(key,))
     if job is not None:
         show_job(job, key, get_generator, store)
+        if running:  # it finished while this script waited: draw the buttons (and results) once more
+            st.rerun()
     return job
 
 
@@ -103,9 +105,6 @@ def show_job(job: ExperimentJob, key: str, get_generator: Callable, store, poll_
             st.error(f"The experiment stopped with an error: {job.error}")
     for w in (job.outcome.warnings if job.outcome else [])[:20]:
         st.warning(f"Skipped a malformed line: {w}")
-    if job.status == "cancelled" and job.run_id:
-        st.button("Resume this run", key=f"{key}_resume_job", on_click=_start,
-                  args=(key, job.config, get_generator, store, job.run_id))
 
 
 def run_label(row) -> str:
@@ -131,11 +130,16 @@ def stored_runs(store, experiment: str) -> pd.DataFrame:
 
 
 def pick_run(runs: pd.DataFrame, key: str, label: str = "Stored run", prefer: str | None = None):
-    """Select box over stored runs (newest first); returns the chosen row."""
+    """Select box over stored runs (newest first); returns the chosen row. A new `prefer` (the run this
+    page just made) is selected once; after that the user's choice stands."""
     ids = list(runs["run_id"])
     labels = dict(zip(runs["run_id"], runs["label"], strict=True))
-    index = ids.index(prefer) if prefer in ids else 0
-    chosen = st.selectbox(label, ids, index=index, format_func=lambda r: labels[r], key=key)
+    if prefer in ids and st.session_state.get(f"{key}_preferred") != prefer:
+        st.session_state[f"{key}_preferred"] = prefer
+        st.session_state[key] = prefer
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = prefer if prefer in ids else ids[0]
+    chosen = st.selectbox(label, ids, format_func=lambda r: labels[r], key=key)
     return runs[runs["run_id"] == chosen].iloc[0]
 
 

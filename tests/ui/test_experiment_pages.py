@@ -139,3 +139,19 @@ def test_a_cancelled_run_resumes_from_the_page(arena_env):
     run = open_store().runs().iloc[0]
     assert run["run_id"] == first.run_id and run["status"] == "completed"
     assert len(open_store().predictions(run_id=first.run_id)) == 8
+
+
+def test_a_finished_page_run_is_selected_and_the_buttons_reset(arena_env):
+    from store import open_store
+
+    cfg = ExperimentConfig("fewshot", MODELS, n=1, sweep={"k": [0]}, task="sentiment")
+    gens = {m: FakeGenerator(m, fam) for m, fam in zip(MODELS, ["mamba", "transformer"], strict=True)}
+    older = run_experiment(cfg, gens, open_store())
+    at = configure(page("fewshot"), "fewshot")
+    at.button(key="fewshot_run").click().run()
+    assert not at.exception, at.exception
+    newest = open_store().runs().iloc[0]["run_id"]
+    assert newest != older.run_id
+    assert at.selectbox(key="fewshot_pick").value == newest
+    assert not at.button(key="fewshot_run").disabled and at.button(key="fewshot_cancel").disabled
+    assert not at.warning, [w.value for w in at.warning]
