@@ -51,3 +51,19 @@ def test_timing_fields_are_consistent(tiny_dirs):
     assert 0 < m.tpot_ms <= m.tpot_p90_ms and m.decode_tok_s > 0
     assert m.peak_mem_kind == "cpu_rss" and m.peak_mem_bytes > 0 and m.dtype == "float32"
     assert m.path == "sdpa"
+
+
+def test_incremental_detokeniser_holds_split_utf8_and_matches_decode():
+    from backend.generation import IncrementalDecoder
+    from backend.placeholders import build_tokenizer
+
+    tok = build_tokenizer()
+    text = "héllo wörld 日本 42 ok"
+    ids = tok(text)["input_ids"]
+    assert len(ids) > len(text.split())  # byte-level pieces: some tokens are half a character
+    dec = IncrementalDecoder(tok)
+    deltas = [dec.push(i) for i in ids]
+    assert "".join(deltas) == text == dec.text()
+    assert not any("\ufffd" in d for d in deltas)
+    assert "" in deltas  # a token holding half of a multi-byte character emits nothing yet
+    assert deltas[0] == "h"  # the first token's text comes out at once, not at the first space
