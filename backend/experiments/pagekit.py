@@ -75,13 +75,14 @@ def run_controls(key: str, cfg: ExperimentConfig | None, get_generator: Callable
               on_click=_start, args=(key, cfg, get_generator, store))
     c2.button("Cancel", disabled=not running, key=f"{key}_cancel", on_click=_cancel, args=(key,))
     if job is not None:
-        show_job(job, key, get_generator, store)
+        show_job(job)
         if running:  # it finished while this script waited: draw the buttons (and results) once more
             st.rerun()
     return job
 
 
-def show_job(job: ExperimentJob, key: str, get_generator: Callable, store, poll_s: float = 0.25) -> None:
+def show_job(job: ExperimentJob, poll_s: float = 0.25) -> None:
+    """Live progress of a job until it ends (every redraw is a point where a click can rerun the page)."""
     label = f"{job.config.experiment}: {', '.join(job.config.models)}"
     with st.status(f"Running {label}", expanded=job.running) as status:
         bar = st.progress(0.0)
