@@ -14,6 +14,9 @@ from backend import registry
 from backend.interface import Generator, ModelInfo
 
 
+UNLOAD_WAIT_S = 60.0
+
+
 def fake_mode() -> bool:
     return os.environ.get("SSM_ARENA_FAKE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -77,9 +80,9 @@ class ModelManager:
         with self._lock:
             keys = [k for k in self._models if k[0] == name]
             gens = [self._models.pop(k) for k in keys]
-        for g in gens:
-            with g.lock:  # let an in-flight generation finish before the weights go
-                pass
+        for g in gens:  # let an in-flight generation finish before the weights go (bounded wait)
+            if g.lock.acquire(timeout=UNLOAD_WAIT_S):
+                g.lock.release()
         if gens and not self.fake:
             import gc
 

@@ -47,8 +47,9 @@ def device_label(device: str | None = None) -> str:
     try:
         import torch
 
-        if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
-            return torch.cuda.get_device_name(torch.device(device or "cuda"))
+        auto = device is None or str(device) == "auto"
+        if (auto or str(device).startswith("cuda")) and torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device("cuda" if auto else device))
     except Exception:  # no torch / broken driver: fall back to the CPU name
         pass
     return cpu_name()

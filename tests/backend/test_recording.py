@@ -37,3 +37,13 @@ def test_record_generation_rows():
         assert {k: m[k] for k in r.metrics.to_dict()} == r.metrics.to_dict() and m["source"] == "cli"
     assert [(p["model"], p["prompt"], p["output"]) for p in st.predictions] == [
         ("a", "The cat", results[0].text), ("b", "The cat", results[1].text)]
+
+
+def test_run_meta_fields():
+    from backend.runinfo import run_meta
+
+    meta = run_meta("auto")
+    for key in ("git_sha", "hostname", "python", "torch", "transformers", "device_name"):
+        assert key in meta
+    assert meta["device_name"] and meta["python"].count(".") == 2
+    assert meta["git_sha"] is None or len(meta["git_sha"]) == 40
