@@ -133,9 +133,7 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, local_files_only=local_only)
-    except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
-        raise _load_error(spec, e) from e
-    except Exception as e:  # safetensors / tokenizers raise their own types on damaged files
+    except Exception as e:  # hub errors are OSErrors; safetensors / tokenizers raise their own types
         raise _load_error(spec, e) from e
     family = registry.MODEL_TYPE_FAMILY.get(getattr(model.config, "model_type", None))
     if family is None:
