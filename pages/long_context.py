@@ -6,7 +6,13 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.experiments import pagekit as kit
-from backend.experiments.views import accuracy_table, efficiency_figure, heatmap_figure, heatmap_grid
+from backend.experiments.views import (
+    accuracy_lines,
+    accuracy_table,
+    efficiency_figure,
+    heatmap_figure,
+    heatmap_grid,
+)
 from pages import ui
 
 KEY = "longctx"
@@ -84,6 +90,18 @@ else:
             with c3:
                 st.plotly_chart(heatmap_figure(grids[a] - grids[b], f"{a} minus {b}", ctx, diff=True),
                                 key=f"{KEY}_hm_diff")
+
+    by_length = accuracy_table(preds, ["length"], filt).dropna(subset=["length"])
+    if not by_length.empty:
+        fig = accuracy_lines(by_length, "length", "Where each model extrapolates and where it breaks "
+                             "(accuracy over all depths)", x_title="context length (tokens)")
+        fig.update_xaxes(type="log", tickvals=sorted(set(by_length["length"])))
+        ctxs = sorted({c for c in train_ctx.values() if c})
+        for ctx in ctxs:
+            fig.add_vline(x=ctx, line_dash="dash", line_color="grey")
+        st.plotly_chart(fig, key=f"{KEY}_by_length")
+        if ctxs:
+            st.caption(f"Dashed line: the models' training length ({', '.join(map(str, ctxs))} tokens).")
 
 st.subheader("What each length costs")
 meas = store.measurements(run_ids=[row["run_id"]])
