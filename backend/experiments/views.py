@@ -225,3 +225,21 @@ def highlighted_markdown(text: str, rule: str) -> str:
         esc = markdown_escape(piece)
         parts.append(f":orange-background[**{esc}**]" if hit and esc.strip() else esc)
     return "".join(parts)
+
+
+def accuracy_history(meas: pd.DataFrame) -> pd.DataFrame:
+    """Experiment accuracies over time, for the History page: one row per stored aggregate of a task's
+    primary filter (run, time, experiment kind, model, sweep point as text, value, n, 95% interval)."""
+    cols = ["created_at", "run_id", "kind", "model", "task", "point", "value", "n", "ci_low", "ci_high"]
+    if meas.empty or "metric" not in meas.columns:
+        return pd.DataFrame(columns=cols)
+    m = meas[meas["metric"].fillna("").str.startswith("accuracy[")]
+    rows = []
+    for _, r in m.iterrows():
+        extra = r["extra"] if isinstance(r.get("extra"), dict) else {}
+        if not extra.get("primary"):
+            continue
+        point = ", ".join(f"{k}={v}" for k, v in sorted((extra.get("params") or {}).items()))
+        rows.append([r.get("created_at"), r["run_id"], r.get("kind"), r["model"], extra.get("task"), point,
+                     r["value"], r["n"], r["ci_low"], r["ci_high"]])
+    return pd.DataFrame(rows, columns=cols)

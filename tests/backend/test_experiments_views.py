@@ -78,3 +78,18 @@ def test_markdown_escape_keeps_model_text_literal():
     out = markdown_escape(text)
     assert "<" not in out.replace("\\<", "") and "**" not in out and "](" not in out
     assert out.endswith("h  \nnext")
+
+
+def test_accuracy_history_lists_primary_aggregates(tmp_path):
+    from backend.experiments.config import ExperimentConfig
+    from backend.experiments.runner import run_experiment
+    from backend.experiments.views import accuracy_history
+    from backend.fake import FakeGenerator
+    from store import open_store
+
+    st = open_store(tmp_path / "h.duckdb")
+    cfg = ExperimentConfig("cot", ["m"], n=1, sweep={"steps": [1], "mode": ["direct", "cot"]}, task="arithmetic")
+    run_experiment(cfg, {"m": FakeGenerator("m", "mamba")}, st, meta={})
+    h = accuracy_history(st.measurements())
+    assert sorted(h["point"]) == ["mode=cot, steps=1", "mode=direct, steps=1"]
+    assert (h["kind"] == "experiment-cot").all() and (h["n"] == 1).all()
