@@ -76,7 +76,14 @@ def specs() -> list[Spec]:
     act = dict.fromkeys(("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "x_ptr", "dt_ptr"), "bf16")
     return [
         Spec("selective_scan", "mamba-130m bf16 N=16", scan._selective_scan_kernel, act,
-             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False), scan_blocks),
+             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=True,
+                  STORE_H=True), scan_blocks),
+        Spec("selective_scan", "chunk pass 1 (local states)", scan._selective_scan_kernel, act,
+             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=False,
+                  STORE_H=True), scan_blocks),
+        Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
+             dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k != "BLOCK_L"},
+                                            scan_blocks(t)[1])),
         Spec("selective_state_update", "mamba-130m N=16 per-channel A", ssu._selective_state_update_kernel,
              {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "z_ptr": "bf16", "out_ptr": "bf16"},
              dict(DT_SOFTPLUS=True, TIE_HDIM=False, HAS_DT_BIAS=True, HAS_D=True, HAS_Z=True),

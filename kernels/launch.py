@@ -27,6 +27,8 @@ class LaunchConfig:
     block_d: int = 0  # channels per program (scan, conv)
     block_l: int = 0  # sequence positions per step (scan, conv)
     block_p: int = 0  # head-dim slice per program (SSD)
+    min_programs: int = 0  # scan: split the sequence into chunks when batch x channel blocks are fewer
+    chunk_min: int = 0  # scan: shortest chunk worth a separate program
 
 
 def target_of(device) -> str:
@@ -71,12 +73,13 @@ def scan_config(dstate: int, device) -> LaunchConfig:
     B and C rows are loaded once per program for all BLOCK_D channels."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)
-    if t == "cpu":  # interpreter: few, larger programs (the interpreter pays per program and per op)
-        return LaunchConfig(num_warps=4, block_d=32, block_l=16, block_n=n)
+    if t == "cpu":  # interpreter: few, larger programs; a tiny min_programs so the tests cover the chunked path
+        return LaunchConfig(num_warps=4, block_d=32, block_l=16, block_n=n, min_programs=8, chunk_min=8)
     bl = 32 if n <= 16 else 16
+    # min_programs: about 4 programs per SM (132 SMs on H100, 104-304 CUs on MI200/MI300)
     if t == "hip":
-        return LaunchConfig(num_warps=2, block_d=4, block_l=bl, block_n=n)  # 2 x 64 lanes
-    return LaunchConfig(num_warps=4, block_d=4, block_l=bl, block_n=n)
+        return LaunchConfig(num_warps=2, block_d=4, block_l=bl, block_n=n, min_programs=1024, chunk_min=256)
+    return LaunchConfig(num_warps=4, block_d=4, block_l=bl, block_n=n, min_programs=528, chunk_min=256)
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

@@ -19,7 +19,8 @@ Returns y (batch, dim, seqlen) in u's dtype, last_state (batch, dim, dstate) fp3
     h_t   = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t
     y_t   = <h_t, C_t> + D * u_t;   y_t *= silu(z_t)
 
-Design: one program owns BLOCK_D channels of one sequence and walks the sequence in steps of BLOCK_L.
+Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it, see `selective_scan`)
+and walks it in steps of BLOCK_L.
 Per step it loads (BLOCK_D, BLOCK_L) tiles of u/delta/z and one (BLOCK_L, N) tile each of B and C that
 all BLOCK_D channels share, runs a first-order associative scan over the BLOCK_L axis of a
 (BLOCK_D, BLOCK_L, N) register tile, and carries the (BLOCK_D, N) state to the next step. Nothing of
@@ -45,17 +46,21 @@ def _first_order(a1, b1, a2, b2):
 
 @triton.jit
 def _selective_scan_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr,
-    dim, seqlen, dstate,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr, dsum_ptr,
+    dim, seqlen, dstate, chunk_len,
     s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l,
     s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
     s_z_b, s_z_d, s_z_l, s_o_b, s_o_d, s_o_l,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-    HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr, STORE_Y: tl.constexpr, STORE_H: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
+    # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
     b = tl.program_id(0)
     pid_d = tl.program_id(1)
+    c = tl.program_id(2)
+    bc = b * tl.num_programs(2) + c
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
     offs_l = tl.arange(0, BLOCK_L)
@@ -70,16 +75,19 @@ def _selective_scan_kernel(
         dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    st_off = (b * dim + offs_d[:, None]) * dstate + offs_n[None, :]
+    st_off = (bc * dim + offs_d[:, None]) * dstate + offs_n[None, :]
     if HAS_H0:
         h = tl.load(h0_ptr + st_off, mask=mask_dn, other=0.0).to(tl.float32)
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
 
     is_last = (offs_l == BLOCK_L - 1)[None, :, None]
-    for l0 in range(0, seqlen, BLOCK_L):
+    l_start = c * chunk_len
+    l_end = tl.minimum(l_start + chunk_len, seqlen)
+    for l0 in range(l_start, l_end, BLOCK_L):
         ls = l0 + offs_l
-        mask_l = ls < seqlen
+        mask_l = ls < l_end
         mask_dl = mask_d[:, None] & mask_l[None, :]
         u = tl.load(u_ptr + b * s_u_b + offs_d[:, None] * s_u_d + ls[None, :] * s_u_l, mask=mask_dl, other=0.0)
         u = u.to(tl.float32)
@@ -92,22 +100,57 @@ def _selective_scan_kernel(
         dt = tl.where(mask_dl, dt, 0.0)  # past the end: dA = 1, dBu = 0, so the state carries through
         mask_ln = mask_l[:, None] & mask_n[None, :]
         Bt = tl.load(B_ptr + b * s_B_b + offs_n[None, :] * s_B_n + ls[:, None] * s_B_l, mask=mask_ln, other=0.0)
-        Ct = tl.load(C_ptr + b * s_C_b + offs_n[None, :] * s_C_n + ls[:, None] * s_C_l, mask=mask_ln, other=0.0)
         dA = tl.exp2(dt[:, :, None] * A[:, None, :])  # (BLOCK_D, BLOCK_L, BLOCK_N)
         dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[None, :, :]
         a_cum, b_cum = tl.associative_scan((dA, dBu), axis=1, combine_fn=_first_order)
         hs = a_cum * h[:, None, :] + b_cum
-        y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=2)  # (BLOCK_D, BLOCK_L)
         h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
-        if HAS_D:
-            y += u * Dv[:, None]
-        if HAS_Z:
-            z = tl.load(z_ptr + b * s_z_b + offs_d[:, None] * s_z_d + ls[None, :] * s_z_l,
-                        mask=mask_dl, other=0.0).to(tl.float32)
-            y *= z * tl.sigmoid(z)
-        tl.store(out_ptr + b * s_o_b + offs_d[:, None] * s_o_d + ls[None, :] * s_o_l,
-                 y.to(out_ptr.dtype.element_ty), mask=mask_dl)
-    tl.store(hN_ptr + st_off, h, mask=mask_dn)
+        if STORE_Y:
+            Ct = tl.load(C_ptr + b * s_C_b + offs_n[None, :] * s_C_n + ls[:, None] * s_C_l, mask=mask_ln, other=0.0)
+            y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=2)  # (BLOCK_D, BLOCK_L)
+            if HAS_D:
+                y += u * Dv[:, None]
+            if HAS_Z:
+                z = tl.load(z_ptr + b * s_z_b + offs_d[:, None] * s_z_d + ls[None, :] * s_z_l,
+                            mask=mask_dl, other=0.0).to(tl.float32)
+                y *= z * tl.sigmoid(z)
+            tl.store(out_ptr + b * s_o_b + offs_d[:, None] * s_o_d + ls[None, :] * s_o_l,
+                     y.to(out_ptr.dtype.element_ty), mask=mask_dl)
+        else:
+            dsum += tl.sum(dt, axis=1)
+    if STORE_H:
+        tl.store(hN_ptr + st_off, h, mask=mask_dn)
+    if not STORE_Y:
+        tl.store(dsum_ptr + bc * dim + offs_d, dsum, mask=mask_d)
+
+
+@triton.jit
+def _chunk_state_kernel(
+    hloc_ptr, dsum_ptr, A_ptr, h0_ptr, hstart_ptr, hN_ptr,
+    dim, dstate, n_chunks,
+    HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # sequential over chunks, elementwise over (d, n): start state of chunk c, and the final state
+    #   start_0 = h0;  start_{c+1} = exp(A * sum_c dt) * start_c + hloc_c
+    b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < dim
+    mask_dn = mask_d[:, None] & (offs_n < dstate)[None, :]
+    dn = offs_d[:, None] * dstate + offs_n[None, :]
+    A = tl.load(A_ptr + dn, mask=mask_dn, other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_H0:
+        h = tl.load(h0_ptr + b * dim * dstate + dn, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    for c in range(0, n_chunks):
+        bc = b * n_chunks + c
+        tl.store(hstart_ptr + bc * dim * dstate + dn, h, mask=mask_dn)
+        ds = tl.load(dsum_ptr + bc * dim + offs_d, mask=mask_d, other=0.0)
+        hl = tl.load(hloc_ptr + bc * dim * dstate + dn, mask=mask_dn, other=0.0)
+        h = tl.exp2(A * ds[:, None]) * h + hl
+    tl.store(hN_ptr + b * dim * dstate + dn, h, mask=mask_dn)
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
@@ -128,8 +171,21 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
         assert t is None or t.device == u.device, f"{name} is on {t.device}, u on {u.device}"
 
 
+def _n_chunks(batch: int, dim: int, seqlen: int, cfg) -> int:
+    """How many sequence chunks to scan in parallel: 1 when batch x channel blocks already fill the GPU,
+    more when they do not (batch-1 prefill), each chunk at least cfg.chunk_min positions."""
+    programs = batch * triton.cdiv(dim, cfg.block_d)
+    if not cfg.min_programs or programs >= cfg.min_programs or seqlen < 2 * cfg.chunk_min:
+        return 1
+    return max(1, min(triton.cdiv(cfg.min_programs, programs), seqlen // cfg.chunk_min))
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None):
-    """Triton selective scan forward; see the module docstring. Returns (y, last_state fp32)."""
+    """Triton selective scan forward; see the module docstring. Returns (y, last_state fp32).
+
+    When batch x channel blocks are too few to fill the GPU, the sequence is split into chunks scanned in
+    parallel: pass 1 scans each chunk from a zero state (local end state + sum of dt), pass 2 walks the
+    chunks to get each chunk's true start state, pass 3 rescans each chunk from it and writes y."""
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
@@ -138,15 +194,32 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
     cfg = scan_config(dstate, u.device)
     zz = z if z is not None else u
-    grid = (batch, triton.cdiv(dim, cfg.block_d))
+    n_chunks = _n_chunks(batch, dim, seqlen, cfg)
+    chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), cfg.block_l) * cfg.block_l
+    n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
+    strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
+    flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
+                 HAS_DELTA_BIAS=delta_bias is not None, BLOCK_D=cfg.block_d, BLOCK_L=cfg.block_l,
+                 BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    grid = (batch, triton.cdiv(dim, cfg.block_d), n_chunks)
+    if n_chunks == 1:
+        _selective_scan_kernel[grid](
+            u, delta, A, B, C, D, z, delta_bias, initial_state, out, hN, None,
+            dim, seqlen, dstate, max(seqlen, 1), *strides,
+            HAS_H0=initial_state is not None, STORE_Y=True, STORE_H=True, **flags)
+        return out, hN
+    hloc = torch.empty(batch, n_chunks, dim, dstate, device=u.device, dtype=torch.float32)
+    dsum = torch.empty(batch, n_chunks, dim, device=u.device, dtype=torch.float32)
     _selective_scan_kernel[grid](
-        u, delta, A, B, C, D, z, delta_bias, initial_state, out, hN,
-        dim, seqlen, dstate,
-        *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
-        DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_DELTA_BIAS=delta_bias is not None, HAS_H0=initial_state is not None,
-        BLOCK_D=cfg.block_d, BLOCK_L=cfg.block_l, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps,
-    )
+        u, delta, A, B, C, D, z, delta_bias, None, out, hloc, dsum,
+        dim, seqlen, dstate, chunk_len, *strides, HAS_H0=False, STORE_Y=False, STORE_H=True, **flags)
+    hstart = torch.empty_like(hloc)
+    _chunk_state_kernel[(batch, triton.cdiv(dim, cfg.block_d))](
+        hloc, dsum, A, initial_state, hstart, hN, dim, dstate, n_chunks,
+        HAS_H0=initial_state is not None, BLOCK_D=cfg.block_d, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    _selective_scan_kernel[grid](
+        u, delta, A, B, C, D, z, delta_bias, hstart, out, None, None,
+        dim, seqlen, dstate, chunk_len, *strides, HAS_H0=True, STORE_Y=True, STORE_H=False, **flags)
     return out, hN
 
 

@@ -73,3 +73,16 @@ def test_rejects_bad_shapes():
         selective_scan(u, delta, A, B[:, :, :4], C)
     with pytest.raises(AssertionError, match="A must be fp32"):
         selective_scan(u, delta, A.half(), B, C)
+
+
+def test_chunking_kicks_in_only_when_programs_are_few():
+    """The chunk-parallel path (3 passes) covers batch-1 prefill; the tests above run it (CPU config)."""
+    from kernels.launch import scan_config
+    from kernels.selective_scan import _n_chunks
+
+    gpu = scan_config(16, "cuda")
+    assert _n_chunks(8, 1536, 4096, gpu) == 1  # 3072 programs already
+    assert _n_chunks(1, 1536, 8192, gpu) > 1  # 384 programs: split the sequence
+    assert _n_chunks(1, 1536, 300, gpu) == 1  # too short to split
+    cpu = scan_config(16, "cpu")
+    assert _n_chunks(2, 67, 33, cpu) == 2 and _n_chunks(1, 12, 30, cpu) > 1
