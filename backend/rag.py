@@ -256,14 +256,18 @@ RETRIEVER_LABEL = "retriever:all-MiniLM-L6-v2"
 def retrieval_measurements(plan) -> list[dict]:
     """recall@k (gold document among the top k, Wilson 95% CI) and MRR@k per k > 0 of a rag_plan, as
     measurement rows for the store (model = RETRIEVER_LABEL)."""
-    from backend.experiments.metrics import wilson_interval
-    from retrieval.metrics import recall_at_k, reciprocal_rank
-
     by_k: dict[int, list] = {}
     for inst in plan.instances:
         k = inst.params["k"]
         if k:
             by_k.setdefault(k, []).append((inst.doc["retrieved_doc_ids"], {inst.doc["gold_doc_id"]}))
+    return _ranking_rows(by_k)
+
+
+def _ranking_rows(by_k: dict[int, list]) -> list[dict]:
+    from backend.experiments.metrics import wilson_interval
+    from retrieval.metrics import recall_at_k, reciprocal_rank
+
     out = []
     for k, runs in sorted(by_k.items()):
         n = len(runs)
@@ -275,6 +279,41 @@ def retrieval_measurements(plan) -> list[dict]:
                     "value": sum(reciprocal_rank(r, rel, k) for r, rel in runs) / n, "n": n,
                     "extra": {"params": {"k": k}}})
     return out
+
+
+def measure_retrieval(n_entities: int = 100, seed: int = 0, ks=(1, 2, 3, 5, 10), embedder=None,
+                      store=None, source: str = "ui") -> tuple[list[dict], str | None]:
+    """Retrieval alone (no language model) on the toy world's RAG set: recall@k and MRR@k for each k.
+
+    Returns (measurement rows, run id); with a `store` the rows are saved as a run of kind "rag-retrieval"."""
+    import tempfile
+
+    from backend.toyworld import rag_corpus
+    from retrieval.evaluate import index_corpus, retrieve
+    from retrieval.memory_store import MemoryStore
+    from retrieval.service import Retriever
+
+    ks = sorted({int(k) for k in ks if int(k) > 0})
+    corpus = rag_corpus(seed=seed, n_entities=n_entities)
+    with tempfile.TemporaryDirectory(prefix="rag-retrieval-") as tmp:
+        r = Retriever(MemoryStore(), data_dir=tmp, embedder=embedder)
+        index_corpus(r, "toy-rag", corpus["documents"])
+        rows = retrieve(r, "toy-rag", corpus["questions"], k=max(ks))
+    ranked = [([h["doc_id"] for h in row["retrieved"]], {row["doc_id"]}) for row in rows]
+    out = _ranking_rows({k: ranked for k in ks})
+    if store is None:
+        return out, None
+    from backend.runinfo import run_meta
+
+    config = {"source": source, "corpus": "toyworld.rag_corpus", "seed": seed, "n_entities": n_entities,
+              "ks": ks, "embedder": RETRIEVER_LABEL.split(":", 1)[1]}
+    run_id = store.start_run("rag-retrieval", config, run_meta("cpu"))
+    try:
+        store.add_measurements(run_id, out)
+    finally:
+        store.finish_run(run_id, "completed", summary={m["metric"] + f"@{m['extra']['params']['k']}": m["value"]
+                                                       for m in out})
+    return out, run_id
 
 
 def answer_measurements(plan, predictions: list[dict], families: dict | None = None) -> list[dict]:

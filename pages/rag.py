@@ -240,3 +240,33 @@ if collection:
             st.plotly_chart(fig, key="rag_chart")
         if busy:
             st.rerun()
+
+# ------------------------------------------------------------------------ retrieval quality (no LM)
+st.divider()
+st.subheader("Retrieval quality on the toy world")
+st.caption("Recall@k and MRR of the retriever alone on toy-world documents whose questions only they answer "
+           "(no language model). Saved as a run of kind rag-retrieval.")
+e1, e2 = st.columns([1, 3])
+n_entities = e1.number_input("Entities", 10, 1000, 100, step=10, key="rag_eval_n")
+if e1.button("Measure recall@k", key="rag_eval"):
+    from backend.rag import measure_retrieval
+
+    try:
+        with st.spinner("Indexing the toy-world documents and retrieving for every question ..."):
+            rows, run_id = measure_retrieval(int(n_entities), embedder=_embedder(ui.device_setting()),
+                                             store=ui.get_store())
+        st.session_state["rag_eval_rows"] = (rows, run_id)
+    except Exception as e:
+        st.error(f"The measurement failed: {ui.error_sentence(e)}")
+if found := st.session_state.get("rag_eval_rows"):
+    import plotly.express as px
+
+    rows, run_id = found
+    df = pd.DataFrame([{"k": r["extra"]["params"]["k"], "metric": r["metric"], "value": r["value"],
+                        "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "n": r["n"]} for r in rows])
+    fig = px.line(df, x="k", y="value", color="metric", markers=True, range_y=[0, 1.02], height=320)
+    recall = df[df["metric"] == "recall@k"]
+    fig.add_scatter(x=recall["k"], y=recall["ci_low"], mode="lines", line={"dash": "dot", "width": 1},
+                    name="recall 95% CI (low)")
+    e2.plotly_chart(fig, key="rag_eval_chart")
+    e2.text(f"n = {int(df['n'].iloc[0])} questions; saved as run {run_id}")

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     rec["pdf_pages"] = args.pdf_pages
     rec["pdf_parse_s"] = round(time.perf_counter() - t, 3)  # includes starting the parser process
     assert not isinstance(parsed, Exception), parsed
+    rec["pdf_chars"] = parsed.n_chars
 
     with tempfile.TemporaryDirectory() as tmp:
         r = Retriever(MemoryStore(), data_dir=tmp, embedder=emb)

@@ -9,6 +9,7 @@ Examples:
       --k 3 --closed-book
   python -m backend rag delete notes <doc_id>
   python -m backend rag rebuild notes        # re-embed every chunk into a fresh index
+  python -m backend rag measure --entities 200   # recall@k / MRR of the retriever on the toy world
 Indexes live under SSM_ARENA_DATA (default data/)/indexes; chunk metadata and answers in the store.
 """
 
@@ -51,6 +52,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("collection")
     s = sub.add_parser("drop", help="delete a whole collection and its index")
     s.add_argument("collection")
+    s = sub.add_parser("measure", help="recall@k and MRR of the retriever alone on the toy world's RAG set")
+    s.add_argument("--entities", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--ks", default="1,2,3,5,10", help="comma-separated k values")
+    s.add_argument("--no-record", action="store_true")
     p.set_defaults(func=main)
     return p
 
@@ -132,6 +138,18 @@ def _run(args: argparse.Namespace, retriever) -> int:
     if cmd == "rebuild":
         n = retriever.rebuild(args.collection, progress=_tqdm_progress())
         print(f"rebuilt {args.collection!r}: {n} chunks")
+        return 0
+    if cmd == "measure":
+        from backend.rag import measure_retrieval
+
+        ks = [int(k) for k in args.ks.split(",") if k.strip()]
+        rows, run_id = measure_retrieval(args.entities, args.seed, ks, embedder=retriever.embedder,
+                                         store=None if args.no_record else retriever.store, source="cli")
+        for r in rows:
+            ci = f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None else ""
+            print(f"{r['metric']:<9} k={r['extra']['params']['k']:<3} {r['value']:.3f}{ci}  n={r['n']}")
+        if run_id:
+            print(f"saved as run {run_id}")
         return 0
     if cmd == "drop":
         retriever.drop_collection(args.collection)

@@ -34,3 +34,13 @@ def test_rag_cli_ingest_list_search_ask_delete(tmp_path, monkeypatch, capsys, em
     assert "no collection named 'missing'" in capsys.readouterr().err
     assert main(["rag", "delete", "notes", doc_id]) == 0
     assert main(["rag", "search", "notes", "-q", "lighthouse"]) == 0 and "orra.md" not in capsys.readouterr().out
+
+
+def test_rag_cli_measure(tmp_path, monkeypatch, capsys, embedder):
+    monkeypatch.setenv("SSM_ARENA_DB", str(tmp_path / "a.duckdb"))
+    monkeypatch.setenv("SSM_ARENA_DEVICE", "cpu")
+    assert main(["rag", "measure", "--entities", "20", "--ks", "1,3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:2] for ln in out[:4]] == [["recall@k", "k=1"], ["mrr@k", "k=1"], ["recall@k", "k=3"],
+                                                   ["mrr@k", "k=3"]]
+    assert out[-1].startswith("saved as run ")

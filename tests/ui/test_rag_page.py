@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sentence_transformers  # noqa: F401  (see below)
 from streamlit.testing.v1 import AppTest
 
 from tests.retrieval.docs import make_docx, make_pdf
+
+# Imported above on purpose: on first import transformers probes for an optional package called "kernels",
+# and AppTest.from_file puts pages/ first on sys.path, where pages/kernels.py (a page) would answer and draw
+# widgets inside our cached embedder loader. Importing it here resolves "kernels" to the project package.
 
 TIMEOUT = 180  # the first upload loads the embedding model on a busy 2-core box
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "rag.py")
@@ -46,6 +51,7 @@ def test_upload_ask_and_record(arena_env):
     at.run()
     at.button(key="rag_add").click().run()
     assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
     assert "Added 3 file(s)" in at.success[0].value
     failed = at.dataframe[0].value
     assert list(failed["file"]) == ["broken.pdf"] and "could not be read as a PDF" in failed["problem"][0]
@@ -66,7 +72,8 @@ def test_upload_ask_and_record(arena_env):
     passages = [c.value for c in at.code][:3]
     assert "1822" in passages[0]
     assert any("[click](http://attacker.example) <b>bold</b>" in p for p in passages)  # shown verbatim
-    assert [h.value for h in at.subheader][-4:] == [
+    heads = [h.value for h in at.subheader]
+    assert heads[heads.index("Answers") + 1 : heads.index("Answers") + 5] == [
         "toy-mamba", "toy-transformer", "toy-mamba (closed-book)", "toy-transformer (closed-book)"]
     answers = [c.value for c in at.code][3:]
     assert len(answers) == 4 and all(a.strip() for a in answers)
@@ -99,3 +106,18 @@ def test_unreadable_index_offers_a_rebuild(arena_env):
     at.button(key="rag_rebuild_broken").click().run()
     assert not at.exception and not at.error
     assert list(at.dataframe[-1].value["filename"]) == ["a.md"]
+
+
+def test_retrieval_quality_measurement(arena_env):
+    from store import open_store
+
+    at = _page()
+    at.number_input(key="rag_eval_n").set_value(20)
+    at.button(key="rag_eval").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "n = 20 questions" in at.text[-1].value
+    runs = open_store().runs(kind="rag-retrieval")
+    assert len(runs) == 1
+    m = open_store().measurements(run_ids=[runs["run_id"].iloc[0]])
+    assert set(m["metric"]) == {"recall@k", "mrr@k"} and (m["value"].between(0, 1)).all()
