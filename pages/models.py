@@ -75,6 +75,17 @@ def loss_long(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def flash(area: str, level: str, text: str) -> None:
+    """Keep an action's outcome across the rerun that redraws the tables with the new state."""
+    st.session_state[f"models_flash_{area}"] = (level, text)
+
+
+def show_flash(area: str) -> None:
+    if item := st.session_state.pop(f"models_flash_{area}", None):
+        level, text = item
+        (st.success if level == "success" else st.error)(text)
+
+
 st.title("Models")
 manager = ui.get_manager()
 specs = registry.list_specs()
@@ -111,16 +122,19 @@ with c1:
         with st.spinner(f"Loading {choice} ..."):
             try:
                 info = manager.get(choice, device=ui.device_setting()).info
-                st.success(f"{choice} is loaded on {info.device} ({info.dtype}).")
+                flash("load", "success", f"{choice} is loaded on {info.device} ({info.dtype}).")
             except Exception as e:
-                st.error(ui.error_sentence(e))
+                flash("load", "error", ui.error_sentence(e))
+        st.rerun()  # redraw the tables above with the new state
 with c2:
     names = sorted(loaded)
     target = st.selectbox("Loaded model", names, key="models_unload_choice", index=0 if names else None,
                           placeholder="nothing loaded")
     if st.button("Unload", key="models_unload", disabled=not names) and target:
         manager.unload(target)
-        st.success(f"{target} was unloaded.")
+        flash("load", "success", f"{target} was unloaded.")
+        st.rerun()
+show_flash("load")
 
 st.subheader("Add a model from a local folder")
 with st.form("models_add", clear_on_submit=False):
@@ -129,13 +143,15 @@ with st.form("models_add", clear_on_submit=False):
     name = st.text_input("Name (optional; default: the folder's name)", key="models_add_name")
     if st.form_submit_button("Add model"):
         if not folder.strip():
-            st.error("Type the path of a model folder first.")
+            flash("add", "error", "Type the path of a model folder first.")
         else:
             try:
                 spec = registry.add_local_model(folder.strip(), name.strip() or None)
-                st.success(f"Added '{spec.name}' ({spec.family}). It is now in the registry and the Arena.")
+                flash("add", "success", f"Added '{spec.name}' ({spec.family}). It is now in the registry and the Arena.")
             except Exception as e:
-                st.error(ui.error_sentence(e))
+                flash("add", "error", ui.error_sentence(e))
+        st.rerun()
+show_flash("add")
 
 st.subheader("Training loss of the bundled models")
 curves = []

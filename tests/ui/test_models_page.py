@@ -36,14 +36,12 @@ def test_load_and_unload_a_model(arena_env):
     at.button(key="models_load").click().run()
     assert not at.exception
     assert any("toy-mamba2 is loaded on cpu" in s.value for s in at.success)
-    at.run()
     assert len(at.dataframe) == 2  # registry, loaded models
     loaded = at.dataframe[1].value
     assert list(loaded["name"]) == ["toy-mamba2"]
     at.selectbox(key="models_unload_choice").set_value("toy-mamba2")
     at.button(key="models_unload").click().run()
     assert any("toy-mamba2 was unloaded" in s.value for s in at.success)
-    at.run()
     assert any("No model is loaded yet" in t.value for t in at.text)
 
 
@@ -64,7 +62,6 @@ def test_add_local_folder_errors_are_sentences_and_a_valid_folder_is_added(arena
     _submit(at)
     assert not at.error, [e.value for e in at.error]
     assert any("Added 'my-llama' (transformer)" in s.value for s in at.success)
-    at.run()
     table = at.dataframe[0].value
     row = table[table["name"] == "my-llama"].iloc[0]
     assert row["source"] == "local" and row["params"] == "0.00M"  # 6 parameters, read from the header
