@@ -150,9 +150,6 @@ def fmt_bytes(n) -> str:
     return str(n)
 
 
-SETTING_DEFAULTS = {"max_new": 64, "decoding": "greedy", "seed": 0, "temp": 1.0, "top_p": 1.0}
-
-
 def exportable(df: pd.DataFrame) -> pd.DataFrame:
     """Dict / list cells (config, extra) as JSON text, so CSV and Parquet get one type per column."""
     out = df.copy()
@@ -166,6 +163,9 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     exportable(df).to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+SETTING_DEFAULTS = {"max_new": 64, "decoding": "greedy", "seed": 0, "temp": 1.0, "top_p": 1.0}
 
 
 def settings_widgets(key: str) -> GenSettings:
