@@ -322,7 +322,7 @@ def live_metrics(s: Slot) -> dict[str, str]:
     """Metric name -> value for one column: measured values once finished, estimates while streaming."""
     m = s.result.metrics if s.result else None
     t = s.token_times
-    gaps = [b - a for a, b in zip(t, t[1:])]
+    gaps = [b - a for a, b in zip(t, t[1:], strict=True)]
     if m is not None:
         ttft, prefill, tps, tpot, p90 = m.ttft_ms, m.prefill_ms, m.decode_tok_s, m.tpot_ms, m.tpot_p90_ms
     else:
@@ -376,7 +376,7 @@ def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
     """Draw one column per slot and keep redrawing from the queue until the job's threads end, then the
     job's notes (e.g. where it was saved)."""
     phs = []
-    for col, s in zip(st.columns(len(job.slots)), job.slots):
+    for col, s in zip(st.columns(len(job.slots)), job.slots, strict=True):
         with col:
             st.subheader(s.label)
             phs.append((st.empty(), st.empty(), st.empty(), st.empty()))
@@ -386,7 +386,7 @@ def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
         # Redraw on news, and at least every 0.5 s: every Streamlit call is a point where a click (Stop)
         # can interrupt this run, so a long model load must not leave the script silent.
         if job.drain() or time.monotonic() - last_draw > 0.5:
-            for s, ph in zip(job.slots, phs):
+            for s, ph in zip(job.slots, phs, strict=True):
                 _draw_slot(s, *ph, elapsed=time.time() - job.started_at if alive else None)
             last_draw = time.monotonic()
         if not alive:
