@@ -22,24 +22,18 @@ def _embedder(device: str):
     return get_embedder(None if device == "auto" else device)
 
 
-class _LazyRetriever:
-    """Defers loading the embedder until a search or an upload needs it (listing needs none)."""
+def retriever():
+    """A Retriever on the app's store; the embedder loads (once per process) only when a search or an
+    upload needs it."""
+    from retrieval import Retriever
 
-    def __init__(self):
-        from retrieval import Retriever
-
-        self.r = Retriever(ui.get_store())
-
-    def __getattr__(self, name):
-        if name in ("add_files", "search", "search_many", "rebuild") and self.r._embedder is None:
-            self.r._embedder = _embedder(ui.device_setting())
-        return getattr(self.r, name)
+    return Retriever(ui.get_store(), embedder_loader=lambda: _embedder(ui.device_setting()))
 
 
 def create_collection() -> None:
     name = (st.session_state.get("rag_new_collection") or "").strip()
     try:
-        _LazyRetriever().create_collection(name)
+        retriever().create_collection(name)
         st.session_state["rag_collection"] = name
         st.session_state["rag_new_collection"] = ""
     except Exception as e:
@@ -73,7 +67,7 @@ def start_question() -> None:
         return
     try:
         settings.validate()
-        hits = _LazyRetriever().search(collection, question, k)
+        hits = retriever().search(collection, question, k)
         if not hits:
             st.session_state[ERROR] = f"Collection {collection} has no documents yet. Upload some first."
             return
@@ -108,14 +102,14 @@ def _saver(store, question, collection, k, hits, columns, settings):
 
 def delete_document(collection: str, doc_id: str) -> None:
     try:
-        _LazyRetriever().delete_document(collection, doc_id)
+        retriever().delete_document(collection, doc_id)
     except Exception as e:
         st.session_state[ERROR] = ui.error_sentence(e)
 
 
 def rebuild(collection: str) -> None:
     try:
-        _LazyRetriever().rebuild(collection)
+        retriever().rebuild(collection)
     except Exception as e:
         st.session_state[ERROR] = ui.error_sentence(e)
 
@@ -131,7 +125,7 @@ def upload(collection: str, files) -> None:
                      text=f"{labels[stage]} ... {done}/{total}")
 
     try:
-        report = _LazyRetriever().add_files(collection, [(f.name, f.getvalue()) for f in files], progress=progress)
+        report = retriever().add_files(collection, [(f.name, f.getvalue()) for f in files], progress=progress)
     except Exception as e:  # store locked, disk full, ...: a sentence, never a traceback
         st.session_state.pop(REPORT, None)
         st.error(f"The files were not added: {ui.error_sentence(e)}")
@@ -169,7 +163,7 @@ if error := st.session_state.pop(ERROR, None):
     st.error(error)
 
 try:
-    collections = _LazyRetriever().list_collections()
+    collections = retriever().list_collections()
 except Exception as e:
     st.error(f"The document store is not available: {ui.error_sentence(e)}")
     st.stop()
@@ -189,7 +183,7 @@ if collection:
     if st.button("Add to collection", key="rag_add", disabled=not files):
         upload(collection, files)
     show_report()
-    lr = _LazyRetriever()
+    lr = retriever()
     broken = None
     try:
         docs = lr.documents(collection)

@@ -71,11 +71,17 @@ class IngestReport:
 
 
 class Retriever:
+    """`embedder`: an Embedder (tests, experiments); else `embedder_loader()` is called the first time one
+    is needed (the page passes its st.cache_resource loader); else `embed.get_embedder()`. Listing and
+    deleting never load it."""
+
     def __init__(self, store, data_dir: Path | None = None, embedder=None,
-                 limits: IngestLimits | None = None, chunking: ChunkConfig | None = None):
+                 limits: IngestLimits | None = None, chunking: ChunkConfig | None = None,
+                 embedder_loader: Callable[[], object] | None = None):
         self.store = store
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._embedder = embedder
+        self._embedder_loader = embedder_loader
         self.limits = limits or IngestLimits()
         self.chunking = chunking or ChunkConfig()
 
@@ -83,9 +89,12 @@ class Retriever:
     @property
     def embedder(self):
         if self._embedder is None:
-            from retrieval.embed import get_embedder
+            if self._embedder_loader is not None:
+                self._embedder = self._embedder_loader()
+            else:
+                from retrieval.embed import get_embedder
 
-            self._embedder = get_embedder()
+                self._embedder = get_embedder()
         return self._embedder
 
     def _index(self, collection: str) -> IndexFile:
