@@ -322,7 +322,7 @@ def live_metrics(s: Slot) -> dict[str, str]:
     """Metric name -> value for one column: measured values once finished, estimates while streaming."""
     m = s.result.metrics if s.result else None
     t = s.token_times
-    gaps = [b - a for a, b in zip(t, t[1:], strict=True)]
+    gaps = [b - a for a, b in zip(t, t[1:], strict=False)]
     if m is not None:
         ttft, prefill, tps, tpot, p90 = m.ttft_ms, m.prefill_ms, m.decode_tok_s, m.tpot_ms, m.tpot_p90_ms
     else:
