@@ -45,11 +45,7 @@ def sniff(filename: str, data: bytes, limits: IngestLimits) -> str:
             f"{filename}: .{ext} files are not supported. Upload PDF, DOCX, Markdown (.md) or plain text (.txt).",
         )
     if len(data) > limits.max_file_bytes:
-        raise IngestError(
-            "too_large", filename,
-            f"{filename} is {len(data) / 1e6:.1f} MB, over the {limits.max_file_bytes / 1e6:.0f} MB limit. "
-            "Split it into smaller files.",
-        )
+        raise too_large(filename, len(data), limits)
     if not data.strip():
         raise IngestError("empty", filename, f"{filename} is empty. Upload a file with some text in it.")
     kind = _content_kind(filename, data)
@@ -65,6 +61,14 @@ def sniff(filename: str, data: bytes, limits: IngestLimits) -> str:
     if kind == "text" and ext in ("md", "markdown"):
         kind = "markdown"
     return kind
+
+
+def too_large(filename: str, size: int, limits: IngestLimits) -> IngestError:
+    return IngestError(
+        "too_large", filename,
+        f"{filename} is {size / 1e6:.1f} MB, over the {limits.max_file_bytes / 1e6:.0f} MB limit. "
+        "Split it into smaller files.",
+    )
 
 
 def _content_kind(filename: str, data: bytes) -> str:

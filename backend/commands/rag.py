@@ -102,23 +102,28 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, retriever) -> int:
     cmd = args.rag_command
     if cmd == "ingest":
-        files = []
+        from retrieval.sniff import too_large
+
+        files, oversize = [], []
         for path in args.files:
             if not path.is_file():
                 print(f"error: {path} is not a file.", file=sys.stderr)
                 return 2
-            if path.stat().st_size > retriever.limits.max_file_bytes:
-                files.append((path.name, b"\0" * (retriever.limits.max_file_bytes + 1)))  # reported as too large
+            if path.stat().st_size > retriever.limits.max_file_bytes:  # never read it into memory
+                oversize.append(too_large(path.name, path.stat().st_size, retriever.limits))
             else:
                 files.append((path.name, path.read_bytes()))
         report = retriever.add_files(args.collection, files, progress=_tqdm_progress())
+        for e in oversize:
+            print(f"FAILED {e.filename}: {e}")
         for f in report.files:
             if f.error:
                 print(f"FAILED {f.filename}: {f.error}")
             else:
                 print(f"added  {f.filename}: {f.n_chunks} chunks, {f.n_chars} characters (doc_id {f.doc_id})")
-        print(f"{len(report.added)} added, {len(report.failed)} failed; collection {args.collection!r}")
-        return 0 if report.added or not report.failed else 1
+        n_failed = len(report.failed) + len(oversize)
+        print(f"{len(report.added)} added, {n_failed} failed; collection {args.collection!r}")
+        return 0 if report.added or not n_failed else 1
     if cmd == "list":
         if not args.collection:
             for name in retriever.list_collections():
