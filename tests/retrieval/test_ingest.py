@@ -136,3 +136,36 @@ def test_batch_with_every_malformed_kind_still_adds_the_good_files(any_retriever
     # uploading the same file again is reported, not duplicated
     again = retriever.add_files("mixed", [good[0]])
     assert again.failed[0].error_kind == "duplicate" and len(retriever.documents("mixed")) == 3
+
+
+def test_mutated_pdfs_and_docx_only_ever_give_documents_or_ingest_errors():
+    """A small seeded mutation fuzz: corrupted bytes never escape as another exception or hang the batch."""
+    import random
+
+    from retrieval.parse import ParsedDocument
+
+    rng = random.Random(1234)
+    seeds = [("f.pdf", make_pdf(["Fuzzing the lighthouse of Orra.", "Second page."])),
+             ("f.docx", make_docx(["Fuzz paragraph one.", "Two."], table=[["a", "b"]]))]
+    items = []
+    for i in range(24):
+        name, data = seeds[i % 2]
+        buf = bytearray(data)
+        for _ in range(rng.choice([1, 8, 64])):
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+        if i % 6 == 5:
+            buf = buf[: rng.randrange(len(buf))]  # truncated too
+        items.append((f"{i}-{name}", bytes(buf)))
+    limits = dataclasses.replace(LIMITS, parse_timeout_s=10)
+    accepted, outcomes = [], {}
+    for name, data in items:
+        try:
+            accepted.append((name, sniff(name, data, limits), data))
+        except IngestError as e:
+            outcomes[name] = e.kind
+    for (name, _, _), res in zip(accepted, parse_isolated(accepted, limits), strict=True):
+        assert isinstance(res, ParsedDocument | IngestError), (name, res)
+        outcomes[name] = res.kind if isinstance(res, IngestError) else "ok"
+    assert len(outcomes) == len(items)
+    assert set(outcomes.values()) <= {"ok", "corrupt", "no_text", "zip_bomb", "wrong_extension", "binary",
+                                      "encrypted", "timeout", "crashed"}
