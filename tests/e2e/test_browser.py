@@ -129,6 +129,9 @@ def test_arena_generates_two_columns_with_metrics_in_a_real_browser(chromium, tm
                           .filter(e => e.innerText.startsWith('finished (')).length === 2""",
                 timeout=240_000)
             _wait_idle(page, 60_000)
+            # the comparison bar chart of the finished columns (plotly draws it after the script ends)
+            page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
+            page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=True)
             codes = page.locator("[data-testid='stCode']")
             assert codes.count() == 2
