@@ -95,9 +95,9 @@ loaded = {i.name: i for i in loaded_infos}
 rows = []
 for s in specs:
     ok, sentence = registry.availability(s)
-    rows.append({"name": s.name, "family": s.family, "params": params_text(s, loaded), "source": s.source,
-                 "location": s.location, "dtype": s.dtype, "paired with": s.paired_with or "",
-                 "available": "yes" if ok else "no", "availability": sentence})
+    rows.append({"name": s.name, "family": s.family, "params": params_text(s, loaded),
+                 "available": "yes" if ok else "no", "availability": sentence, "paired with": s.paired_with or "",
+                 "source": s.source, "dtype": s.dtype, "location": s.location})
 st.subheader("Registry")
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="models_registry")
 unavailable = [r for r in rows if r["available"] == "no"]
