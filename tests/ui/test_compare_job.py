@@ -125,3 +125,15 @@ def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
     assert job.slots[0].result.finish_reason == "cancelled"
     assert at.code[0].value.strip() == job.slots[0].text.strip()
     assert any("stopped: partial output kept" in c.value for c in at.caption)
+
+
+def test_unknown_model_is_a_sentence_in_its_column_and_the_others_run():
+    from backend.manager import ModelManager
+
+    job = ui.CompareJob(_slots("no-such-model", "toy-mamba"), GenSettings(max_new_tokens=4),
+                        ModelManager(fake=True)).start()
+    _wait(job)
+    bad, good = job.slots
+    assert bad.status == "error" and bad.result is None
+    assert bad.error.startswith("There is no model named 'no-such-model'.") and "Traceback" not in bad.error
+    assert good.status == "done" and good.result.metrics.new_tokens >= 1
