@@ -39,12 +39,16 @@ def parse_bytes(filename: str, kind: str, data: bytes, limits: IngestLimits) -> 
     return doc
 
 
+def _too_much_text(filename: str, limits: IngestLimits) -> IngestError:
+    return IngestError(
+        "too_much_text", filename,
+        f"{filename} has more than {limits.max_chars:,} characters of text. Split it into smaller files.",
+    )
+
+
 def _check_text(doc: ParsedDocument, limits: IngestLimits) -> None:
     if doc.n_chars > limits.max_chars:
-        raise IngestError(
-            "too_much_text", doc.filename,
-            f"{doc.filename} has more than {limits.max_chars:,} characters of text. Split it into smaller files.",
-        )
+        raise _too_much_text(doc.filename, limits)
     if not any(t.strip() for _, t in doc.pages):
         hint = " It may be a scanned image: run OCR on it first." if doc.kind == "pdf" else ""
         raise IngestError("no_text", doc.filename, f"{doc.filename} contains no extractable text.{hint}")
@@ -109,11 +113,9 @@ def _parse_pdf(filename: str, data: bytes, limits: IngestLimits) -> ParsedDocume
         except Exception as e:
             raise IngestError("corrupt", filename, damaged(f"page {i + 1}: {type(e).__name__}")) from None
         total += len(text)
-        if total > limits.max_chars:
-            break  # _check_text reports it
+        if total > limits.max_chars:  # stop extracting as soon as the budget is spent
+            raise _too_much_text(filename, limits)
         pages.append((i + 1, text))
-    if total > limits.max_chars:
-        pages.append((None, "x" * (limits.max_chars + 1 - sum(len(t) for _, t in pages))))
     return ParsedDocument(filename, "pdf", pages, n_pages)
 
 
@@ -143,7 +145,7 @@ def _parse_docx(filename: str, data: bytes, limits: IngestLimits) -> ParsedDocum
             parts.append(text)
             total += len(text) + 1
             if total > limits.max_chars:
-                break
+                raise _too_much_text(filename, limits)
     except IngestError:
         raise
     except Exception as e:

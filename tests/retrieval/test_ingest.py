@@ -87,6 +87,8 @@ MALFORMED = [
     ("huge.txt", b"word " * 400, {"max_file_bytes": 1000}, "too_large"),
     ("long.pdf", make_pdf(["p"] * 6), {"max_pages": 5}, "too_many_pages"),
     ("chatty.md", b"word " * 400, {"max_chars": 1000}, "too_much_text"),
+    ("chatty.pdf", make_pdf(["word " * 150] * 3), {"max_chars": 1000}, "too_much_text"),
+    ("chatty.docx", make_docx(["word " * 150] * 3), {"max_chars": 1000}, "too_much_text"),
     ("program.exe", b"MZ\x90\x00", {}, "unsupported"),
 ]
 
