@@ -250,6 +250,29 @@ def rag_plan(config, count_tokens=None, n_entities: int | None = None):
     return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances)
 
 
+def save_rag_plan(plan, path) -> None:
+    """Write a rag_plan's instances as JSONL, so a machine without faiss / sentence-transformers (the GPU
+    image) can run the experiment on contexts retrieved here: `run_experiment(..., plan=load_rag_plan(p))`."""
+    from retrieval.evaluate import write_jsonl
+
+    write_jsonl(({"id": i.id, "doc": i.doc, "reference": i.reference, "params": i.params, "task": i.task}
+                 for i in plan.instances), path)
+
+
+def load_rag_plan(path):
+    """The Plan saved by save_rag_plan (tasks rebuilt from this checkout's templates)."""
+    import json
+    from pathlib import Path
+
+    from backend.experiments.plans import Plan
+    from backend.experiments.tasks import Instance
+
+    open_task, closed_task = rag_tasks()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    instances = [Instance(**json.loads(line)) for line in lines if line.strip()]
+    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances)
+
+
 RETRIEVER_LABEL = "retriever:all-MiniLM-L6-v2"
 
 

@@ -9,9 +9,11 @@ from backend.rag import (
     answer_measurements,
     closed_book_template,
     faithfulness,
+    load_rag_plan,
     rag_plan,
     rag_template,
     retrieval_measurements,
+    save_rag_plan,
 )
 
 pytest.importorskip("backend.experiments.runner")
@@ -45,6 +47,13 @@ def test_plan_runs_through_the_experiment_runner(tmp_path, embedder):
             context = inst.doc["context"]  # k passages, one per line, right before the question
             assert prompt.startswith(context) and context.count("\n") == k - 1
             assert all(any(w in docs[d] for w in context.split("\n")) for d in inst.doc["retrieved_doc_ids"][:1])
+
+    save_rag_plan(plan, tmp_path / "plan.jsonl")  # for a GPU machine without faiss
+    again = load_rag_plan(tmp_path / "plan.jsonl")
+    assert [render_prompt(again.tasks[i.task], i) for i in again.instances] == [
+        render_prompt(plan.tasks[i.task], i) for i in plan.instances]
+    assert [(i.id, i.params, i.reference) for i in again.instances] == [
+        (i.id, i.params, i.reference) for i in plan.instances]
 
     gens = {"ssm": FakeGenerator("ssm", "mamba"), "tf": FakeGenerator("tf", "transformer")}
     writer = RecordWriter(tmp_path / "rag.jsonl")
