@@ -71,6 +71,15 @@ if meas.empty:
 short = {r: labels[r].split(" · ")[-1] for r in chosen}
 meas["run"] = meas["run_id"].map(short)
 multi = len(chosen) > 1
+for run_id in chosen:
+    run = runs[runs["run_id"] == run_id].iloc[0]
+    summary = run["summary"] if isinstance(run.get("summary"), dict) else {}
+    if run.get("status") != "completed":
+        st.warning(f"Run {short[run_id]} ended as '{run.get('status')}': its later points are missing "
+                   f"(see the errors below).")
+    if summary.get("not_run"):
+        with st.expander(f"Points of run {short[run_id]} that did not run ({len(summary['not_run'])})"):
+            st.markdown("\n".join(f"- {x}" for x in summary["not_run"]))
 if "device_kind" in meas.columns and (meas["device_kind"] == "cpu").any():
     st.warning("Some rows are CPU timings (labelled CPU): useful for checking the pipeline, not for speed claims.")
 

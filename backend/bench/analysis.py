@@ -144,7 +144,8 @@ def claim_sentence(r: dict, device: str = "") -> str:
 
     notes = {"end_of_list": " (the largest batch tried; it did not run out of memory)",
              "time_budget": " (larger batches not tried: the run's time budget ended)",
-             "oom": " (the next batch ran out of memory)"}
+             "oom": " (the next batch ran out of memory)",
+             "error": " (the next batch failed: see the run's errors)"}
 
     def side(name, v):
         cap = notes.get(v.get("stopped_by") or "", "")

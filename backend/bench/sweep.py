@@ -52,6 +52,7 @@ class SweepConfig:
     budget_s: float | None = None  # wall-clock budget for the whole sweep (points not started are listed)
     budget_per_model_s: float | None = None
     slow_run_s: float = 5.0  # a warm-up slower than this gets one timed repeat
+    isolate: bool = False  # each model in its own process: a crash (e.g. a CUDA illegal address) loses one model
 
     def validate(self) -> None:
         if not self.models:
@@ -146,6 +147,7 @@ class Sweep:
         self.rows: list[dict] = []
         self.not_run: list[str] = []
         self._eager_only: set[str] = set()  # models whose fast path failed: the shared eager loop from then on
+        self.on_point: Callable | None = None  # called with each plan before it is measured (child processes)
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self, name: str | None = None) -> str:
@@ -157,7 +159,12 @@ class Sweep:
         status = "failed"
         try:
             for model_name in self.cfg.models:
-                self._run_model(model_name)
+                if self.cfg.isolate:
+                    from backend.bench.isolate import run_model_in_child
+
+                    run_model_in_child(self, model_name)
+                else:
+                    self._run_model(model_name)
             status = "completed"
         except KeyboardInterrupt:
             status = "cancelled"
@@ -216,6 +223,8 @@ class Sweep:
                         batch_stop = "time_budget"
                     continue
                 self.progress(label)
+                if self.on_point is not None:
+                    self.on_point(plan)
                 row = self._measure(shape, model, kernel_path, plan)
                 if row["status"] == "error" and shape.family != "transformer" and kernel_path != "hf-torch":
                     # our SSM fast path failed: say so, fall back to Hugging Face's torch path for the rest

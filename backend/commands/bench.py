@@ -55,6 +55,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | fp32")
     p.add_argument("--budget-s", type=float, help="stop starting new points after this many seconds")
     p.add_argument("--budget-per-model-s", type=float, help="the same, per model")
+    iso = p.add_mutually_exclusive_group()
+    iso.add_argument("--isolate", dest="isolate", action="store_true", default=None,
+                     help="run each model in its own process (default on CUDA): a crash loses one model only")
+    iso.add_argument("--no-isolate", dest="isolate", action="store_false")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="a label for the run")
     p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
@@ -68,7 +72,14 @@ def config_from_args(args: argparse.Namespace):
     from backend.bench.shapes import expand_models
     from backend.bench.sweep import SweepConfig
 
+    device = args.device or os.environ.get("SSM_ARENA_DEVICE", "auto")
+    isolate = args.isolate
+    if isolate is None:
+        from backend.bench.steppers import resolve_device
+
+        isolate = resolve_device(device).type == "cuda"
     cfg = SweepConfig(
+        isolate=isolate,
         models=expand_models([m.strip() for m in args.models.split(",") if m.strip()]),
         prompt_lens=_ints(args.prompt_lens, "--prompt-lens"),
         new_tokens=_ints(args.new_tokens, "--new-tokens"),
@@ -82,7 +93,7 @@ def config_from_args(args: argparse.Namespace):
         eager_baseline=not args.no_eager_baseline,
         baseline_prompt_len=args.baseline_prompt_len,
         baseline_new_tokens=args.baseline_new_tokens,
-        device=args.device or os.environ.get("SSM_ARENA_DEVICE", "auto"),
+        device=device,
         dtype=args.dtype,
         seed=args.seed,
         budget_s=args.budget_s,

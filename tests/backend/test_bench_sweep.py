@@ -194,3 +194,27 @@ def test_a_failing_ssm_fast_path_falls_back_to_the_eager_loop_and_says_so(tmp_pa
     assert all(r["status"] == "ok" for r in sweep.rows[1:])
     assert kinds[0] == "best" and set(kinds[1:]) == {"eager"}
     assert any("fast path failed" in s for s in sweep.not_run)
+
+
+def test_isolated_children_survive_a_crash_of_one_model(tmp_path, monkeypatch):
+    """Each model in its own process; a hard crash during mamba's batch 2 is recorded and the sweep goes on."""
+    shapes = {"tiny-mamba": TINY["tiny-mamba"], "tiny-neox": TINY["tiny-neox"]}
+    monkeypatch.setenv("SSM_ARENA_BENCH_CRASH_AT", "tiny-mamba:batch:2:8")
+    c = cfg(models=list(shapes), prompt_lens=[8], long_from=1000, batches=[1, 2, 4], batch_prompt_len=8,
+            new_tokens=[3], batch_new_tokens=3, isolate=True)
+    out = tmp_path / "iso.jsonl"
+    sweep = Sweep(c, RecordWriter(out), shapes=shapes)
+    sweep.run()
+    got = [(r["model"], r["phase"], r["batch"], r["status"]) for r in sweep.rows if r["metric"] == "point"]
+    assert got == [("tiny-mamba", "context", 1, "ok"), ("tiny-mamba", "batch", 1, "ok"),
+                   ("tiny-mamba", "batch", 2, "error"),
+                   ("tiny-neox", "context", 1, "ok"), ("tiny-neox", "batch", 1, "ok"), ("tiny-neox", "batch", 2, "ok"),
+                   ("tiny-neox", "batch", 4, "ok")]
+    crash = [r for r in sweep.rows if r["status"] == "error"][0]
+    assert "died (exit code 134)" in crash["error"]
+    mb = {r["model"]: r for r in sweep.rows if r["metric"] == "max_batch"}
+    assert mb["tiny-mamba"]["value"] == 1 and mb["tiny-mamba"]["stopped_by"] == "error"
+    assert mb["tiny-neox"]["value"] == 4 and mb["tiny-neox"]["stopped_by"] == "end_of_list"
+    recs = [rec for _, rec, _ in iter_records(out)]
+    assert {rec["run_id"] for rec in recs} == {sweep.run_id}
+    assert recs[-1]["type"] == "run_end" and recs[-1]["status"] == "completed"

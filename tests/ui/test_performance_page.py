@@ -96,3 +96,15 @@ def test_two_runs_compared_and_cpu_rows_labelled(arena_env):
     text = " ".join(m.value for m in at.markdown)
     assert "not faster than pythia-160m's at any measured context" in text  # the CPU run: transformer 10x faster
     assert len(at.metric) == 2
+
+
+def test_a_failed_run_is_flagged_with_what_did_not_run(arena_env):
+    from store import open_store
+
+    store = open_store()
+    run = store.start_run("bench", {}, {"device_name": "NVIDIA H100 80GB HBM3"}, name="crashed")
+    store.add_measurements(run, _bench_rows())
+    store.finish_run(run, "failed", {"not_run": ["mamba-1.4b: all points (time budget spent)"]})
+    at = _page()
+    assert any("ended as 'failed'" in w.value for w in at.warning)
+    assert any("mamba-1.4b: all points" in m.value for m in at.markdown)
