@@ -77,9 +77,12 @@ def scan_config(dstate: int, device) -> LaunchConfig:
         return LaunchConfig(num_warps=4, block_d=32, block_l=16, block_n=n, min_programs=8, chunk_min=8)
     bl = 32 if n <= 16 else 16
     # min_programs: about 4 programs per SM (132 SMs on H100, 104-304 CUs on MI200/MI300)
+    # Tiles are (BLOCK_L, BLOCK_D, N): lanes cover N then D, warps cover the rest of D, so each thread keeps
+    # BLOCK_L positions of one (d, n) and scans them in registers. N = 16 on 32 lanes: 2 channels per warp,
+    # BLOCK_D = 2 * num_warps. On AMD a wavefront has 64 lanes: 4 channels per wavefront.
     if t == "hip":
-        return LaunchConfig(num_warps=2, block_d=4, block_l=bl, block_n=n, min_programs=1024, chunk_min=256)
-    return LaunchConfig(num_warps=4, block_d=4, block_l=bl, block_n=n, min_programs=528, chunk_min=256)
+        return LaunchConfig(num_warps=2, block_d=8, block_l=bl, block_n=n, min_programs=1024, chunk_min=256)
+    return LaunchConfig(num_warps=4, block_d=8, block_l=bl, block_n=n, min_programs=528, chunk_min=256)
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

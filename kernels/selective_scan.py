@@ -21,9 +21,9 @@ Returns y (batch, dim, seqlen) in u's dtype, last_state (batch, dim, dstate) fp3
 
 Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it, see `selective_scan`)
 and walks it in steps of BLOCK_L.
-Per step it loads (BLOCK_D, BLOCK_L) tiles of u/delta/z and one (BLOCK_L, N) tile each of B and C that
+Per step it loads (BLOCK_L, BLOCK_D) tiles of u/delta/z and one (BLOCK_L, N) tile each of B and C that
 all BLOCK_D channels share, runs a first-order associative scan over the BLOCK_L axis of a
-(BLOCK_D, BLOCK_L, N) register tile, and carries the (BLOCK_D, N) state to the next step. Nothing of
+(BLOCK_L, BLOCK_D, N) register tile, and carries the (BLOCK_D, N) state to the next step. Nothing of
 size (batch, dim, seqlen, dstate) ever reaches memory: HBM traffic is u, delta, z, y (+ B, C once).
 """
 
@@ -82,42 +82,46 @@ def _selective_scan_kernel(
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
 
-    is_last = (offs_l == BLOCK_L - 1)[None, :, None]
+    # Register tiles are (BLOCK_L, BLOCK_D, BLOCK_N) with the sequence axis first: Triton's default layout
+    # spreads N and D over lanes and warps and keeps the BLOCK_L positions of one (d, n) in one thread, so
+    # the scan below is a short sequential loop in registers (no shuffles, no shared memory), as in the
+    # CUDA kernel's per-thread scan.
+    is_last = (offs_l == BLOCK_L - 1)[:, None, None]
     l_start = c * chunk_len
     l_end = tl.minimum(l_start + chunk_len, seqlen)
     for l0 in range(l_start, l_end, BLOCK_L):
         ls = l0 + offs_l
         mask_l = ls < l_end
-        mask_dl = mask_d[:, None] & mask_l[None, :]
-        u = tl.load(u_ptr + b * s_u_b + offs_d[:, None] * s_u_d + ls[None, :] * s_u_l, mask=mask_dl, other=0.0)
+        mask_ld = mask_l[:, None] & mask_d[None, :]
+        u = tl.load(u_ptr + b * s_u_b + ls[:, None] * s_u_l + offs_d[None, :] * s_u_d, mask=mask_ld, other=0.0)
         u = u.to(tl.float32)
-        dt = tl.load(delta_ptr + b * s_dt_b + offs_d[:, None] * s_dt_d + ls[None, :] * s_dt_l,
-                     mask=mask_dl, other=0.0).to(tl.float32)
+        dt = tl.load(delta_ptr + b * s_dt_b + ls[:, None] * s_dt_l + offs_d[None, :] * s_dt_d,
+                     mask=mask_ld, other=0.0).to(tl.float32)
         if HAS_DELTA_BIAS:
-            dt += dbias[:, None]
+            dt += dbias[None, :]
         if DELTA_SOFTPLUS:
             dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-        dt = tl.where(mask_dl, dt, 0.0)  # past the end: dA = 1, dBu = 0, so the state carries through
+        dt = tl.where(mask_ld, dt, 0.0)  # past the end: dA = 1, dBu = 0, so the state carries through
         mask_ln = mask_l[:, None] & mask_n[None, :]
-        Bt = tl.load(B_ptr + b * s_B_b + offs_n[None, :] * s_B_n + ls[:, None] * s_B_l, mask=mask_ln, other=0.0)
-        dA = tl.exp2(dt[:, :, None] * A[:, None, :])  # (BLOCK_D, BLOCK_L, BLOCK_N)
-        dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[None, :, :]
-        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=1, combine_fn=_first_order)
-        hs = a_cum * h[:, None, :] + b_cum
-        h = tl.sum(tl.where(is_last, hs, 0.0), axis=1)
+        Bt = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + offs_n[None, :] * s_B_n, mask=mask_ln, other=0.0)
+        dA = tl.exp2(dt[:, :, None] * A[None, :, :])  # (BLOCK_L, BLOCK_D, BLOCK_N)
+        dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[:, None, :]
+        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=0, combine_fn=_first_order)
+        hs = a_cum * h[None, :, :] + b_cum
+        h = tl.sum(tl.where(is_last, hs, 0.0), axis=0)
         if STORE_Y:
-            Ct = tl.load(C_ptr + b * s_C_b + offs_n[None, :] * s_C_n + ls[:, None] * s_C_l, mask=mask_ln, other=0.0)
-            y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=2)  # (BLOCK_D, BLOCK_L)
+            Ct = tl.load(C_ptr + b * s_C_b + ls[:, None] * s_C_l + offs_n[None, :] * s_C_n, mask=mask_ln, other=0.0)
+            y = tl.sum(hs * Ct.to(tl.float32)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
             if HAS_D:
-                y += u * Dv[:, None]
+                y += u * Dv[None, :]
             if HAS_Z:
-                z = tl.load(z_ptr + b * s_z_b + offs_d[:, None] * s_z_d + ls[None, :] * s_z_l,
-                            mask=mask_dl, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + b * s_z_b + ls[:, None] * s_z_l + offs_d[None, :] * s_z_d,
+                            mask=mask_ld, other=0.0).to(tl.float32)
                 y *= z * tl.sigmoid(z)
-            tl.store(out_ptr + b * s_o_b + offs_d[:, None] * s_o_d + ls[None, :] * s_o_l,
-                     y.to(out_ptr.dtype.element_ty), mask=mask_dl)
+            tl.store(out_ptr + b * s_o_b + ls[:, None] * s_o_l + offs_d[None, :] * s_o_d,
+                     y.to(out_ptr.dtype.element_ty), mask=mask_ld)
         else:
-            dsum += tl.sum(dt, axis=1)
+            dsum += tl.sum(dt, axis=0)
     if STORE_H:
         tl.store(hN_ptr + st_off, h, mask=mask_dn)
     if not STORE_Y:

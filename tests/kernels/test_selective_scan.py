@@ -2,17 +2,13 @@ import pytest
 import torch
 
 from kernels.selective_scan import selective_scan, selective_scan_ref
-from tests.kernels.conftest import DEVICE, REL_TOL, rel_err
+from tests.kernels.conftest import DEVICE, DTYPES, REL_TOL, rel_err
 
-# The Triton interpreter runs tl.associative_scan's combine once per element in Python, so the odd
-# B2-D67-L33-N16 shape (3 channel blocks, 3 sequence steps, ragged ends) runs in fp32 only and the
-# low-precision dtypes use smaller odd shapes. Large bf16 shapes run in the `gpu` test.
-SHAPES_DTYPES = [
-    pytest.param((2, 67, 33, 16), torch.float32, id="B2-D67-L33-N16-fp32"),
-    pytest.param((1, 5, 1, 4), torch.float32, id="B1-D5-L1-N4-fp32"),
-    pytest.param((1, 37, 17, 8), torch.bfloat16, id="B1-D37-L17-N8-bf16"),
-    pytest.param((2, 5, 19, 16), torch.float16, id="B2-D5-L19-N16-fp16"),
-    pytest.param((1, 3, 5, 4), torch.bfloat16, id="B1-D3-L5-N4-bf16"),
+SHAPES = [
+    pytest.param((2, 67, 33, 16), id="B2-D67-L33-N16"),
+    pytest.param((1, 5, 1, 4), id="B1-D5-L1-N4"),
+    pytest.param((1, 37, 17, 8), id="B1-D37-L17-N8"),
+    pytest.param((2, 5, 19, 16), id="B2-D5-L19-N16"),
 ]
 
 
@@ -33,7 +29,8 @@ def make(batch, dim, seqlen, dstate, dtype, seed=0):
     return u, delta, A, B, C, D, z, bias
 
 
-@pytest.mark.parametrize("shape,dtype", SHAPES_DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
 def test_matches_reference(shape, dtype, poison):
     u, delta, A, B, C, D, z, bias = make(*shape, dtype)
     y, h = selective_scan(u, delta, A, B, C, D, z, bias, True)
@@ -45,7 +42,7 @@ def test_matches_reference(shape, dtype, poison):
 
 def test_optional_inputs_and_strided_layout(poison):
     """No D, no z, no bias, no softplus; u/delta/z given position-major (as Hugging Face's views are)."""
-    batch, dim, seqlen, dstate = 1, 19, 18, 8
+    batch, dim, seqlen, dstate = 2, 19, 21, 16
     u, delta, A, B, C, *_ = make(batch, dim, seqlen, dstate, torch.float32, seed=1)
     u_t = u.transpose(1, 2).contiguous().transpose(1, 2)  # stride(1) == 1
     delta = delta.abs()
@@ -56,7 +53,7 @@ def test_optional_inputs_and_strided_layout(poison):
 
 def test_initial_state_continues_a_sequence(poison):
     """Scanning L1 then L2 positions from the carried state equals scanning L1 + L2 at once."""
-    u, delta, A, B, C, D, z, bias = make(1, 12, 30, 8, torch.float32, seed=2)
+    u, delta, A, B, C, D, z, bias = make(1, 24, 30, 16, torch.float32, seed=2)
     y_full, h_full = selective_scan(u, delta, A, B, C, D, z, bias, True)
     cut = 13
     parts = [t[..., :cut].contiguous() for t in (u, delta, B, C, z)]
