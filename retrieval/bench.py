@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     corpus = _corpus(args.docs, args.seed)
     docs, questions = corpus["documents"], corpus["questions"][: args.queries]
-    pdf = _make_pdf([d["text"] for d in docs[: args.pdf_pages]])
+    pdf = make_text_pdf([d["text"] for d in docs[: args.pdf_pages]])
     t = time.perf_counter()
     [parsed] = parse_isolated([("bench.pdf", "pdf", pdf)], IngestLimits())
     rec["pdf_pages"] = args.pdf_pages
@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     return rec
 
 
-def _make_pdf(pages: list[str]) -> bytes:
-    """A text PDF, one passage per page (pypdf writer, Helvetica; long lines wrapped every 90 chars)."""
+def make_text_pdf(pages: list[str], password: str | None = None) -> bytes:
+    """A text PDF, one passage per page (pypdf writer, Helvetica; long lines wrapped every 90 chars);
+    `password` encrypts it (RC4-128). Also the tests' PDF fixture maker."""
     import io
 
     from pypdf import PdfWriter
@@ -99,6 +100,8 @@ def _make_pdf(pages: list[str]) -> bytes:
         s = DecodedStreamObject()
         s.set_data(ops.encode("latin-1"))
         page[NameObject("/Contents")] = w._add_object(s)
+    if password:
+        w.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
     buf = io.BytesIO()
     w.write(buf)
     return buf.getvalue()

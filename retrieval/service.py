@@ -130,6 +130,9 @@ class Retriever:
     def documents(self, collection: str):
         """The store's documents of `collection` with an `n_chunks` column."""
         self._require(collection)
+        return self._documents(collection)
+
+    def _documents(self, collection: str):
         docs = self.store.documents(collection).copy()
         if "n_chunks" not in docs:  # the DuckDB store counts them itself
             ids = self.store.chunks(collection)["doc_id"]
@@ -143,7 +146,7 @@ class Retriever:
         self._require(collection)
         index = self._index(collection).cached()
         if not full:
-            n_store = int(self.documents(collection)["n_chunks"].sum())
+            n_store = int(self._documents(collection)["n_chunks"].sum())
             return {"index": int(index.ntotal), "store": n_store, "consistent": int(index.ntotal) == n_store}
         in_index = set(ids_of(index).tolist())
         in_store = set(int(i) for i in self.store.chunks(collection)["chunk_id"].tolist())

@@ -7,29 +7,10 @@ import zipfile
 
 
 def make_pdf(pages: list[str], password: str | None = None) -> bytes:
-    """A PDF with one line of Helvetica text per page (pypdf writer); optionally encrypted (RC4)."""
-    from pypdf import PdfWriter
-    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+    """A PDF with each string as one page of Helvetica text (pypdf writer); optionally encrypted (RC4)."""
+    from retrieval.bench import make_text_pdf
 
-    writer = PdfWriter()
-    for text in pages:
-        page = writer.add_blank_page(612, 792)
-        font = DictionaryObject({
-            NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        })
-        page[NameObject("/Resources")] = DictionaryObject({
-            NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)}),
-        })
-        safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = DecodedStreamObject()
-        stream.set_data(f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode("latin-1"))
-        page[NameObject("/Contents")] = writer._add_object(stream)
-    if password:
-        writer.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
+    return make_text_pdf(pages, password)
 
 
 def make_docx(paragraphs: list[str], table: list[list[str]] | None = None) -> bytes:
