@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="/tmp/toy_models", help="where checkpoints are written first")
     ap.add_argument("--eval-timeout", type=float, default=130.0)
     ap.add_argument("--quick-eval", action="store_true")
+    ap.set_defaults(out_dir=None)
     a = ap.parse_args(argv)
+    if not a.out_dir:
+        ap.error("--out is required: the folder for the archives and JSONL results (e.g. $OUT on a GPU machine)")
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config_from_args(a)

@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                              {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                               "path": gen.info.path}, name=f"toyworld eval {gen.info.name}")
         recs = run_suite(gen, cfg, log=lambda s: print(s, flush=True))
+        dev_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        for r in recs:
+            r.update(device=dev_name, dtype="bfloat16-autocast" if device == "cuda" else gen.info.dtype,
+                     path=gen.info.path)
         w.add_measurements(run_id, recs)
         w.finish_run(run_id, "completed", {"records": len(recs)})
         for r in recs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from .text import a_, article, cap, facts, title
-from .world import (COLOURS, OCCUPATIONS, closed_book_entities, core_world, make_world, split_of)
+from .world import COLOURS, OCCUPATIONS, closed_book_entities, core_world, make_world
 
 # The prompt formats the bundled models were trained on. A task's prompt is the template filled in; the
 # expected continuation follows it (answers start with a space and QA answers end with a newline).
@@ -225,12 +225,3 @@ def documents(n: int, rng: random.Random, split: str) -> list[dict]:
             text = biography(e, rng) if e.kind == "person" and rng.random() < 0.5 else article(e, rng)
             out.append({"doc_id": f"{split}-{len(out):05d}", "title": title(e), "text": text})
     return out[:n]
-
-
-def check_split(names: set[str], split: str) -> None:
-    bad = [x for x in names if split_of(x) != split]
-    if bad:
-        raise AssertionError(f"names of the wrong split: {bad[:5]}")
-
-
-__all__ = ["TEMPLATES", "FEWSHOT_TASKS", "ANSWER_END", "cap"]
