@@ -5,8 +5,9 @@ is untouched, so other models in the process keep Hugging Face's code) with a fo
 math as Hugging Face's, with our ops from `kernels.dispatch`:
     Mamba-1   prefill: causal_conv1d -> x_proj/dt_proj -> selective_scan (y, final fp32 state)
               decode:  causal_conv1d_update -> x_proj/dt_proj -> selective_state_update (in place)
-    Mamba-2   prefill: causal_conv1d over xBC -> ssd_chunk_scan (y, final state) -> gated RMSNorm
+    Mamba-2   prefill: causal_conv1d over xBC -> ssd_chunk_scan (y, final state) -> fused gated RMSNorm
               decode:  causal_conv1d_update -> selective_state_update (scalar A per head, grouped B/C)
+                       -> fused gated RMSNorm
 The path ("triton" on CUDA/ROCm GPUs, "reference" on CPU, "mamba-ssm" when asked for) is returned and
 stored on the model as `model.arena_path`, which the generation code records with every measurement.
 
@@ -91,6 +92,20 @@ def _conv_weight(mixer) -> torch.Tensor:
     return mixer.conv1d.weight.squeeze(1)  # (channels, K), contiguous
 
 
+def _ssm_params(mixer, bias) -> tuple:
+    """(A = -exp(A_log) fp32, D fp32, dt_bias fp32), cached on the mixer until a parameter changes (its
+    version counter, device or storage): saves ~5 small kernels per layer and decode step."""
+    params = [p for p in (mixer.A_log, mixer.D, bias) if p is not None]
+    key = tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in params)
+    cached = mixer.__dict__.get("_arena_params")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            values = (-torch.exp(mixer.A_log.float()), mixer.D.float().contiguous(),
+                      bias.float().contiguous() if bias is not None else None)
+        mixer.__dict__["_arena_params"] = cached = (key, values)
+    return cached[1]
+
+
 def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_params=None, **kwargs):
     """MambaMixer.forward with our kernels. hidden_states (B, L, hidden) -> (B, L, hidden)."""
     if self.training:
@@ -103,19 +118,17 @@ def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_
     conv_state, ssm_state, recording = _layer_states(cache, self.layer_idx)
     hidden_states = mask(hidden_states, attention_mask)
     x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # (B, L, D) each, views
-    A = -torch.exp(self.A_log.float())
-    D = self.D.float()
-    dt_bias = self.dt_proj.bias.float() if self.dt_proj.bias is not None else None
+    A, D, dt_bias = _ssm_params(self, self.dt_proj.bias)
     n, r = self.ssm_state_size, self.time_step_rank
 
     if conv_state is not None and ssm_state is not None and seq_len == 1 and not recording:
-        xc = dispatch.causal_conv1d_update(x[:, 0].contiguous(), conv_state, _conv_weight(self), self.conv1d.bias,
+        # row slices go straight into the kernels (batch strides): no copies in the decode step
+        xc = dispatch.causal_conv1d_update(x[:, 0], conv_state, _conv_weight(self), self.conv1d.bias,
                                            self.activation)  # (B, D)
         xc = mask(xc[:, None], attention_mask)[:, 0]
         time_step, B, C = torch.split(self.x_proj(xc), [r, n, n], dim=-1)
         dt = F.linear(time_step, self.dt_proj.weight)  # bias goes in as dt_bias, as in Hugging Face
-        y = dispatch.selective_state_update(ssm_state, xc.contiguous(), dt.contiguous(), A, B.contiguous(),
-                                            C.contiguous(), D, gate[:, 0].contiguous(), dt_bias, True)
+        y = dispatch.selective_state_update(ssm_state, xc, dt, A, B, C, D, gate[:, 0], dt_bias, True)
         return self.out_proj(y[:, None].to(dtype))
 
     xt = x.transpose(1, 2)  # (B, D, L) view
@@ -145,20 +158,18 @@ def _mamba2_forward(self, hidden_states, cache=None, attention_mask=None, cache_
     hidden_states = mask(hidden_states, attention_mask)
     gate, xBC, dt = self.in_proj(hidden_states).split(
         [self.intermediate_size, self.conv_dim, self.num_heads], dim=-1)
-    A = -torch.exp(self.A_log.float())
-    D = self.D.float()
-    dt_bias = self.dt_bias.float()
+    A, D, dt_bias = _ssm_params(self, self.dt_bias)
     H, P, G, N = self.num_heads, self.head_dim, self.n_groups, self.ssm_state_size
     sizes = [self.intermediate_size, G * N, G * N]
 
     if conv_state is not None and ssm_state is not None and seq_len == 1 and not recording:
-        xBC = dispatch.causal_conv1d_update(xBC[:, 0].contiguous(), conv_state, _conv_weight(self),
+        xBC = dispatch.causal_conv1d_update(xBC[:, 0], conv_state, _conv_weight(self),
                                             self.conv1d.bias, self.activation)  # (B, conv_dim)
         xBC = mask(xBC[:, None], attention_mask)[:, 0]
-        x, B, C = torch.split(xBC, sizes, dim=-1)
+        x, B, C = torch.split(xBC, sizes, dim=-1)  # row slices: passed with their batch strides
         y = dispatch.selective_state_update(
-            ssm_state, x.reshape(batch, H, P).contiguous(), dt[:, 0].contiguous(), A,
-            B.reshape(batch, G, N).contiguous(), C.reshape(batch, G, N).contiguous(), D, None, dt_bias, True)
+            ssm_state, x.view(batch, H, P), dt[:, 0], A, B.view(batch, G, N), C.view(batch, G, N), D, None,
+            dt_bias, True)
         y = y.reshape(batch, 1, self.intermediate_size)
     else:
         xt = xBC.transpose(1, 2)  # (B, conv_dim, L)
@@ -174,5 +185,7 @@ def _mamba2_forward(self, hidden_states, cache=None, attention_mask=None, cache_
         if cache is not None:
             cache.update_recurrent_state(last_state, self.layer_idx)
         y = y.reshape(batch, seq_len, self.intermediate_size)
-    y = self.norm(y, gate)
+    # Hugging Face's gated RMSNorm (groups of intermediate_size / n_groups in 5.24, one group in 5.17), fused
+    y, _ = dispatch.rms_norm(y, self.norm.weight, self.norm.variance_epsilon, z=gate,
+                             group_size=getattr(self.norm, "group_size", None))
     return self.out_proj(y.to(dtype))

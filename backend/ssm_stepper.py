@@ -12,19 +12,22 @@ Shapes (B batch, L prompt length, V vocab; per layer: C conv channels, K conv wi
         (B, C, K) and fp32 SSM state live in buffers allocated once per batch size; a new prefill copies
         into the same buffers, so a captured graph stays valid.
     step(token_ids[B]) -> logits[B, V]
-        copies the ids into the graph's static input and replays it. Inside: embeddings -> each block
-        (its mixer, patched by `backend.ssm_fast`, takes the decode branch: causal_conv1d_update +
-        selective_state_update, both updating the static buffers in place) -> norm_f -> lm_head.
+        copies the ids into the graph's static input and replays it. Inside: embeddings -> per block a
+        fused residual-add + RMSNorm kernel and the mixer (patched by `backend.ssm_fast`: decode branch,
+        causal_conv1d_update + selective_state_update updating the static buffers in place, no copies)
+        -> norm_f -> lm_head. The blocks' own forward is not called: the stepper runs the same math with
+        the norm fused (fewer kernels per token, which is what bounds decode at batch 1).
 On CPU, or with use_cuda_graph=False, the same step runs eagerly (that is how the tests check it).
 `register()` plugs the factory into `backend.steppers` for SSM families on CUDA devices.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 
 import torch
+
+from kernels import dispatch
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +99,22 @@ class SSMGraphStepper:
         self.use_graph = (self.device.type == "cuda") if use_cuda_graph is None else use_cuda_graph
         self.path = kernel_path + ("+cudagraph" if self.use_graph else "")
         blocks = list(self.backbone.layers)
-        params = inspect.signature(blocks[0].forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "cache_params"
         self.cache = StaticSSMCache(len(blocks))
         self._graph = None
         self._ids = None  # static (B, 1) input of the graph
         self._logits = None  # static (B, V) output of the graph
 
     def _run(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The backbone's blocks with each block's residual add + RMSNorm fused into one kernel (the same
+        math and roundings as MambaBlock / Mamba2Block: residual = input (fp32 if residual_in_fp32),
+        out = residual + mixer(norm(input.to(norm dtype))))."""
         h = self.backbone.embeddings(input_ids)
+        out, resid = h, None
         for block in self.backbone.layers:
-            h = block(h, **{self._cache_kw: self.cache})
-        h = self.backbone.norm_f(h)
+            normed, resid = dispatch.rms_norm(out, block.norm.weight, block.norm.variance_epsilon, residual=resid,
+                                              residual_fp32=bool(block.residual_in_fp32), round_input=True)
+            out = block.mixer(normed, cache=self.cache)
+        h = self.backbone.norm_f(resid + out)
         return self.model.lm_head(h[:, -1:, :].to(self.model.lm_head.weight.dtype))[:, -1, :]
 
     @torch.inference_mode()

@@ -47,6 +47,7 @@ def specs() -> list[Spec]:
 
     from kernels import causal_conv1d as conv
     from kernels import launch
+    from kernels import rms_norm as norm
     from kernels import selective_scan as scan
     from kernels import selective_state_update as ssu
     from kernels import ssd_chunk_scan as ssd
@@ -97,6 +98,12 @@ def specs() -> list[Spec]:
                   DT_SOFTPLUS=True, HAS_D=True, D_HAS_HDIM=False, HAS_Z=False, HAS_DT_BIAS=True, HAS_H0=True, DOT_DTYPE=tl.bfloat16,
                   PRECISION=None),
              ssd_blocks),
+        Spec("rms_norm", "residual add + norm, N=768 bf16", norm._rms_norm_kernel,
+             {"x_ptr": "bf16", "w_ptr": "bf16", "out_ptr": "bf16"},
+             dict(HAS_RES=True, HAS_Z=False, STORE_RES=True, ROUND_INPUT=True), lambda t: ({"BLOCK": 1024}, 4)),
+        Spec("rms_norm", "gated norm, N=1536 bf16", norm._rms_norm_kernel,
+             {"x_ptr": "bf16", "z_ptr": "bf16", "w_ptr": "bf16", "out_ptr": "bf16"},
+             dict(HAS_RES=False, HAS_Z=True, STORE_RES=False, ROUND_INPUT=False), lambda t: ({"BLOCK": 2048}, 4)),
         Spec("causal_conv1d", "bf16 K=4 + SiLU", conv._causal_conv1d_kernel, {"x_ptr": "bf16", "out_ptr": "bf16"},
              dict(K=4, HAS_BIAS=True, SILU=True), conv_blocks),
         Spec("causal_conv1d_update", "bf16 K=4 S=4 + SiLU", conv._causal_conv1d_update_kernel,
@@ -112,7 +119,7 @@ def _signature(spec: Spec, constexprs: dict) -> dict:
             sig[p.name] = "constexpr"
         elif p.name.endswith("_ptr"):
             sig[p.name] = "*" + spec.ptr_dtypes.get(p.name, "fp32")
-        elif p.name in ("dt_min", "dt_max"):
+        elif p.name in ("dt_min", "dt_max", "eps"):
             sig[p.name] = "fp32"
         else:
             sig[p.name] = "i32"
@@ -161,7 +168,7 @@ def compile_one(spec: Spec, target: tuple) -> dict:
 
     backend, arch, warp = target
     vendor = "hip" if backend == "hip" else "cuda"
-    blocks, num_warps = spec.blocks(vendor)
+    blocks, num_warps = spec.blocks(f"{vendor}:{arch}")  # the launch configs take arch-qualified targets
     blocks = dict(blocks)
     options = {"num_warps": num_warps}
     if blocks.get("num_stages"):

@@ -11,7 +11,7 @@ causal_conv1d(x, weight, bias=None, activation=None)
     Returns (batch, dim, seqlen) stored position-major ((batch, seqlen, dim) memory order), which is the
     layout the following Linear wants.
 causal_conv1d_update(x, conv_state, weight, bias=None, activation=None)
-    x (batch, dim); conv_state (batch, dim, S) contiguous, updated in place: shifted left by one with x
+    x (batch, dim) (any batch stride); conv_state (batch, dim, S) contiguous, updated in place: shifted left by one with x
     appended.  With w = concat(conv_state_old, x) (S + 1 slots):
     out[b, d] = act(bias[d] + sum_k weight[d, k] * w[b, d, S + 1 - K + k]).
 """
@@ -59,7 +59,7 @@ def _causal_conv1d_kernel(
 @triton.jit
 def _causal_conv1d_update_kernel(
     x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr,
-    dim,
+    dim, s_x_b,
     K: tl.constexpr, S: tl.constexpr, S_P2: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
@@ -69,7 +69,7 @@ def _causal_conv1d_update_kernel(
     offs_s = tl.arange(0, S_P2)
     mask_d = offs_d < dim
     row = (b * dim + offs_d) * S
-    xv = tl.load(x_ptr + b * dim + offs_d, mask=mask_d, other=0.0)
+    xv = tl.load(x_ptr + b * s_x_b + offs_d, mask=mask_d, other=0.0)
     # read everything before writing: new[:, s] = old[:, s + 1] for s < S - 1, new[:, S - 1] = x
     shifted = tl.load(state_ptr + row[:, None] + offs_s[None, :] + 1,
                       mask=mask_d[:, None] & (offs_s < S - 1)[None, :], other=0.0)
@@ -137,7 +137,8 @@ def _check_update(x, conv_state, weight, bias):
     batch, dim = x.shape
     assert conv_state.dim() == 3 and conv_state.shape[:2] == (batch, dim), "conv_state must be (batch, dim, S)"
     assert conv_state.shape[2] >= weight.shape[1] - 1, "conv_state needs at least K - 1 slots"
-    assert conv_state.is_contiguous() and x.is_contiguous(), "x and conv_state must be contiguous"
+    assert conv_state.is_contiguous(), "conv_state must be contiguous"
+    assert x.stride(1) == 1, "x must be contiguous along channels (any batch stride)"
     _check_weight(weight, bias, dim, x.device)
 
 
@@ -146,11 +147,11 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     _check_update(x, conv_state, weight, bias)
     batch, dim = x.shape
     S = conv_state.shape[2]
-    out = torch.empty_like(x)
+    out = torch.empty(batch, dim, device=x.device, dtype=x.dtype)
     cfg = conv_update_config(x.device)
     grid = (batch, triton.cdiv(dim, cfg.block_d))
     _causal_conv1d_update_kernel[grid](
-        x, conv_state, weight, bias, out, dim,
+        x, conv_state, weight, bias, out, dim, x.stride(0),
         K=weight.shape[1], S=S, S_P2=triton.next_power_of_2(S), HAS_BIAS=bias is not None,
         SILU=_act(activation), BLOCK_D=cfg.block_d, num_warps=cfg.num_warps,
     )

@@ -22,6 +22,7 @@ import types
 import torch
 
 from kernels import causal_conv1d as _conv
+from kernels import rms_norm as _norm
 from kernels import selective_scan as _scan
 from kernels import selective_state_update as _ssu
 from kernels import ssd_chunk_scan as _ssd
@@ -36,6 +37,7 @@ _OPS = {
         "ssd_chunk_scan": _ssd.ssd_chunk_scan,
         "causal_conv1d": _conv.causal_conv1d,
         "causal_conv1d_update": _conv.causal_conv1d_update,
+        "rms_norm": _norm.rms_norm,
     },
     "reference": {
         "selective_scan": _scan.selective_scan_ref,
@@ -43,6 +45,7 @@ _OPS = {
         "ssd_chunk_scan": _ssd.ssd_chunk_scan_ref,
         "causal_conv1d": _conv.causal_conv1d_ref,
         "causal_conv1d_update": _conv.causal_conv1d_update_ref,
+        "rms_norm": _norm.rms_norm_ref,
     },
 }
 
@@ -134,6 +137,10 @@ def causal_conv1d(x, weight, bias=None, activation=None):
 
 def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None):
     return op("causal_conv1d_update", x.device)(x, conv_state, weight, bias, activation)
+
+
+def rms_norm(x, weight, eps, residual=None, z=None, group_size=None, residual_fp32=True, round_input=False):
+    return op("rms_norm", x.device)(x, weight, eps, residual, z, group_size, residual_fp32, round_input)
 
 
 def describe(device) -> dict:

@@ -18,7 +18,9 @@ Arguments (Mamba-2 form)
     D       (nheads, dim) or (nheads,) or None;  dt_bias like dt without the batch dim, or None
     z       like x or None (output gated by z * sigmoid(z))
 Mamba-1 form: state (batch, dim, dstate), x/dt/z (batch, dim), A (dim, dstate), B/C (batch, dstate),
-D/dt_bias (dim,).  Returns out shaped like x.
+D/dt_bias (dim,).  Returns out shaped like x (contiguous). state, A, D, dt_bias must be contiguous; x, dt,
+z, B, C may be row slices of larger tensors (any batch stride, contiguous inside a row; C strided like B),
+so a decode step needs no copies.
 
     dt   = softplus(dt + dt_bias)            (if dt_softplus)
     state = state * exp(dt * A) + dt * B * x
@@ -46,13 +48,13 @@ def _softplus(x):
 def _selective_state_update_kernel(
     # pointers
     state_ptr, x_ptr, dt_ptr, dt_bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, out_ptr,
-    # sizes
-    dim, dstate, nheads, heads_per_group,
+    # sizes, and batch strides of the row inputs (inner dims contiguous: checked by the wrapper)
+    dim, dstate, nheads, heads_per_group, s_x_b, s_dt_b, s_z_b, s_B_b,
     # meta
     DT_SOFTPLUS: tl.constexpr, TIE_HDIM: tl.constexpr, HAS_DT_BIAS: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    # all tensors are contiguous (checked by the wrapper); offsets are computed here
+    # state / out are contiguous; x, dt, z, B, C may be row slices of bigger tensors (batch strides)
     pid_m = tl.program_id(0)
     b = tl.program_id(1)
     h = tl.program_id(2)
@@ -63,13 +65,13 @@ def _selective_state_update_kernel(
     mask_n = offs_n < dstate
     mask_mn = mask_m[:, None] & mask_n[None, :]
 
-    row = (b * nheads + h) * dim  # start of (b, h) in x / dt / z / out
+    row = (b * nheads + h) * dim  # start of (b, h) in state rows / out
     st_ptrs = state_ptr + (row + offs_m[:, None]) * dstate + offs_n[None, :]
     st = tl.load(st_ptrs, mask=mask_mn, other=0.0).to(tl.float32)
-    x = tl.load(x_ptr + row + offs_m, mask=mask_m, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * s_x_b + h * dim + offs_m, mask=mask_m, other=0.0).to(tl.float32)
 
     if TIE_HDIM:
-        dt = tl.load(dt_ptr + b * nheads + h).to(tl.float32)
+        dt = tl.load(dt_ptr + b * s_dt_b + h).to(tl.float32)
         if HAS_DT_BIAS:
             dt += tl.load(dt_bias_ptr + h).to(tl.float32)
         if DT_SOFTPLUS:
@@ -78,7 +80,7 @@ def _selective_state_update_kernel(
         dA = tl.exp(a * dt)  # scalar: one exp per head
         dt_m = dt
     else:
-        dt_m = tl.load(dt_ptr + row + offs_m, mask=mask_m, other=0.0).to(tl.float32)
+        dt_m = tl.load(dt_ptr + b * s_dt_b + h * dim + offs_m, mask=mask_m, other=0.0).to(tl.float32)
         if HAS_DT_BIAS:
             dt_m += tl.load(dt_bias_ptr + h * dim + offs_m, mask=mask_m, other=0.0).to(tl.float32)
         if DT_SOFTPLUS:
@@ -86,7 +88,7 @@ def _selective_state_update_kernel(
         a = tl.load(A_ptr + (h * dim + offs_m[:, None]) * dstate + offs_n[None, :], mask=mask_mn, other=0.0)
         dA = tl.exp(a.to(tl.float32) * dt_m[:, None])
 
-    bc_off = (b * (nheads // heads_per_group) + g) * dstate + offs_n
+    bc_off = b * s_B_b + g * dstate + offs_n  # C shares B's strides
     Bv = tl.load(B_ptr + bc_off, mask=mask_n, other=0.0).to(tl.float32)
     Cv = tl.load(C_ptr + bc_off, mask=mask_n, other=0.0).to(tl.float32)
     if TIE_HDIM:
@@ -103,7 +105,7 @@ def _selective_state_update_kernel(
         else:
             out += x * tl.load(D_ptr + h * dim + offs_m, mask=mask_m, other=0.0).to(tl.float32)
     if HAS_Z:
-        z = tl.load(z_ptr + row + offs_m, mask=mask_m, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + b * s_z_b + h * dim + offs_m, mask=mask_m, other=0.0).to(tl.float32)
         out *= z * tl.sigmoid(z)
     tl.store(out_ptr + row + offs_m, out.to(out_ptr.dtype.element_ty), mask=mask_m)
 
@@ -116,6 +118,11 @@ def _to_heads(state, x, dt, A, B, C, D, z, dt_bias):
         D = None if D is None else D.unsqueeze(0)
         dt_bias = None if dt_bias is None else dt_bias.unsqueeze(0)
     return state, x, dt, A, B, C, D, z, dt_bias
+
+
+def _rows_contiguous(t) -> bool:
+    """Contiguous after the first (batch) dim."""
+    return t[0].is_contiguous() if t.shape[0] > 0 else True
 
 
 def _check(state, x, dt, A, B, C, D, z, dt_bias):
@@ -131,9 +138,15 @@ def _check(state, x, dt, A, B, C, D, z, dt_bias):
     assert D is None or D.shape == pshape, f"D must be {pshape}"
     assert dt_bias is None or dt_bias.shape == pshape, f"dt_bias must be {pshape}"
     assert z is None or z.shape == x.shape, "z must have the shape of x"
-    for name, t in dict(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias).items():
+    for name, t in dict(state=state, A=A, D=D, dt_bias=dt_bias).items():
         if t is not None:
             assert t.is_contiguous(), f"{name} must be contiguous"
+    for name, t in dict(x=x, dt=dt, z=z, B=B, C=C).items():  # rows may be slices: inner dims contiguous
+        if t is not None:
+            assert _rows_contiguous(t), f"{name} must be contiguous apart from its batch stride"
+    assert C.stride() == B.stride(), "C must have B's strides (e.g. both slices of one tensor)"
+    for name, t in dict(x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias).items():
+        if t is not None:
             assert t.device == state.device, f"{name} is on {t.device}, state on {state.device}"
     assert state.dtype in (torch.float32, torch.bfloat16, torch.float16), "state must be fp32/bf16/fp16"
 
@@ -144,12 +157,13 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     state4, x, dt, A, B, C, D, z, dt_bias = _to_heads(state, x, dt, A, B, C, D, z, dt_bias)
     _check(state4, x, dt, A, B, C, D, z, dt_bias)
     batch, nheads, dim, dstate = state4.shape
-    out = torch.empty_like(x)
+    out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     cfg = ssu_config(dstate, dim, tied=A.dim() == 1, device=state.device)
     grid = (triton.cdiv(dim, cfg.block_m), batch, nheads)
     _selective_state_update_kernel[grid](
         state4, x, dt, dt_bias, A, B, C, D, z, out,
-        dim, dstate, nheads, nheads // B.shape[1],
+        dim, dstate, nheads, nheads // B.shape[1], x.stride(0), dt.stride(0), (z if z is not None else x).stride(0),
+        B.stride(0),
         DT_SOFTPLUS=dt_softplus, TIE_HDIM=A.dim() == 1, HAS_DT_BIAS=dt_bias is not None,
         HAS_D=D is not None, HAS_Z=z is not None, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps,

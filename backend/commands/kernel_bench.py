@@ -13,6 +13,7 @@ after one warm-up (`slow_ms`). Records go to a JSONL file through `store.RecordW
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -44,6 +45,8 @@ def _import_mamba_ssm(folder: str | None):
     except Exception as e:
         print(f"warning: mamba-ssm from {folder} did not import ({e}); skipping it", file=sys.stderr)
         return None
+    finally:
+        sys.path.remove(folder)
     return types.SimpleNamespace(ssu=selective_state_update, ssd=mamba_chunk_scan_combined)
 
 
@@ -204,13 +207,12 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False):
 def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
-    if kind == "scan":
+    if kind == "scan":  # (BLOCK_D, BLOCK_L, num_warps); tiles are (L, D, N) with N on lanes
         return [LaunchConfig(num_warps=w, block_d=bd, block_l=bl, block_n=16)
-                for bd, bl, w in ((4, 32, 4), (4, 64, 4), (8, 32, 4), (8, 32, 8), (2, 64, 4), (4, 16, 2),
-                                  (16, 16, 4), (8, 64, 8))]
+                for bd, bl, w in ((8, 32, 4), (8, 16, 4), (8, 64, 4), (16, 32, 8), (4, 32, 2), (16, 16, 8))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
-                for q, p, w in ((32, 16, 4), (16, 16, 4), (64, 16, 4), (32, 32, 4), (64, 32, 8), (32, 64, 8))]
+                for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]
     return []
 
 
@@ -225,6 +227,11 @@ def main(args: argparse.Namespace) -> int:
         print("kernel-bench needs a CUDA or ROCm GPU; run it on a GPU machine (or --smoke on CPU).", file=sys.stderr)
         return 2
     dev = "cuda" if gpu else "cpu"
+    # Hugging Face picks each function's implementation when its modeling module is imported (hub kernel,
+    # then the mamba-ssm package, then torch): import them before mamba-ssm is importable, so "hf" below
+    # is the torch fallback every user without mamba-ssm gets, not mamba-ssm under another name.
+    for mod in ("transformers.models.mamba.modeling_mamba", "transformers.models.mamba2.modeling_mamba2"):
+        importlib.import_module(mod)
     m_ssm = _import_mamba_ssm(args.mamba_ssm)
     device = torch.cuda.get_device_name() if gpu else "cpu (smoke)"
     writer = RecordWriter(args.out)

@@ -75,3 +75,17 @@ def test_rejects_non_contiguous_state():
     args["state"] = args["state"].transpose(1, 2).contiguous().transpose(1, 2)
     with pytest.raises(AssertionError, match="state must be contiguous"):
         selective_state_update(**args)
+
+
+def test_row_slices_of_larger_tensors(poison):
+    """Decode passes slices of the projections (batch stride > row length) without copying them."""
+    args = mamba2(3, 4, 8, 2, 16, torch.float32, torch.float32, seed=5)
+    wide = torch.randn(3, 200, device=DEVICE)
+    args["x"] = wide[:, :32].view(3, 4, 8)
+    args["dt"] = wide[:, 32:36]
+    args["B"], args["C"] = wide[:, 40:72].view(3, 2, 16), wide[:, 72:104].view(3, 2, 16)
+    contiguous = {k: (v.contiguous() if torch.is_tensor(v) else v) for k, v in args.items()}
+    contiguous["state"] = args["state"].clone()
+    out = selective_state_update(**args, dt_softplus=True)
+    out_ref = selective_state_update_ref(**contiguous, dt_softplus=True)
+    assert rel_err(out, out_ref) < 1e-5 and rel_err(args["state"], contiguous["state"]) < 1e-5
