@@ -15,6 +15,7 @@ from backend.bench import analysis as A
 from pages import ui
 
 PAPER = (2048, 128)
+COLORS = px.colors.qualitative.D3  # distinct hues per model (the default theme uses shades of one colour)
 
 st.title("Performance")
 st.caption(
@@ -133,9 +134,10 @@ def _context_plot(y: str, title: str, log_y: bool = True):
         return
     d = d.groupby(["series", "prompt_tokens"], as_index=False)[y].median()
     fig = px.line(d, x="prompt_tokens", y=y, color="series", markers=True, log_x=True, log_y=log_y,
+                  color_discrete_sequence=COLORS,
                   labels={"prompt_tokens": "context (prompt tokens)", y: title}, title=title)
     _crossover_lines(fig, y)
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(fig, width="stretch", theme=None)
 
 
 st.subheader("Against context length (batch 1)")
@@ -161,8 +163,9 @@ else:
     b["measure"] = b["measure"].map({"e2e_tok_s": "end to end (prefill + decode)",
                                      "decode_tok_s_batch": "decode only"})
     fig = px.line(b, x="batch", y="tokens/s", color="series", line_dash="measure", markers=True, log_x=True,
+                  color_discrete_sequence=COLORS,
                   log_y=True, title="Generated tokens/s for the whole batch")
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(fig, width="stretch", theme=None)
 maxb = view[view["metric"] == "max_batch"] if "metric" in view.columns else view.iloc[0:0]
 if not maxb.empty:
     cols = [c for c in ("series", "value", "oom_at", "stopped_by") if c in maxb.columns]

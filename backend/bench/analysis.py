@@ -106,6 +106,8 @@ def paper_ratio(df: pd.DataFrame, ssm: str, tf: str, prompt_len: int = 2048, new
                 stopped_by = mb.iloc[-1]["stopped_by"]
             elif capped is not None:
                 stopped_by = "end_of_list" if capped else "oom"
+            if mb.empty:
+                stopped_by = "unfinished"  # no max_batch row: the batch sweep was cut short (e.g. a crash)
         out[side] = {"batch": int(best["batch"]), "e2e_tok_s": float(best["e2e_tok_s"]),
                      "decode_tok_s_batch": _f(best.get("decode_tok_s_batch")), "path": best.get("path"),
                      "capped": capped, "stopped_by": stopped_by}
@@ -145,7 +147,8 @@ def claim_sentence(r: dict, device: str = "") -> str:
     notes = {"end_of_list": " (the largest batch tried; it did not run out of memory)",
              "time_budget": " (larger batches not tried: the run's time budget ended)",
              "oom": " (the next batch ran out of memory)",
-             "error": " (the next batch failed: see the run's errors)"}
+             "error": " (the next batch failed: see the run's errors)",
+             "unfinished": " (its batch sweep did not finish: larger batches were not measured)"}
 
     def side(name, v):
         cap = notes.get(v.get("stopped_by") or "", "")
@@ -154,7 +157,8 @@ def claim_sentence(r: dict, device: str = "") -> str:
     verdict = ("holds" if r["ratio"] >= CLAIM_LOW else "does not hold")
     return (f"At prompt {r['prompt_len']} + {r['new_tokens']} new tokens{where}: {side(sm, s)}, vs "
             f"{side(tm, t)}: {fmt_ratio(r['ratio'])}. The paper's 4-5x throughput claim {verdict} for this pair "
-            f"in this run.")
+            f"in this run." + (f" Decode alone (prefill excluded): {fmt_ratio(r['decode_ratio'])}."
+                               if r.get("decode_ratio") else ""))
 
 
 def crossover_sentence(c: dict, ssm: str, tf: str, what: str = "decode (time per output token)") -> str:

@@ -5,9 +5,9 @@ Order per model (most important first, so a time budget cuts the least useful po
   1. context sweep at batch 1: every prompt length up to `long_from` (exclusive), each new-token count
   2. batch sweep at (batch_prompt_len, batch_new_tokens): batches in order until one runs out of
      memory or `max_batch`; then one "max_batch" row (largest batch that ran, and the one that did not)
-  3. the long prompts (>= long_from) at batch 1, until one runs out of memory
-  4. baselines: plain HF `generate()` (path "hf-generate") and, for transformers, the shared eager
+  3. baselines: plain HF `generate()` (path "hf-generate") and, for transformers, the shared eager
      loop with a DynamicCache (path "eager"), at batch 1, labelled, never the model's own number
+  4. the long prompts (>= long_from) at batch 1, until one runs out of memory
 An out-of-memory point is recorded (status "oom") and frees its memory; longer prompts (or larger
 batches) for that model are then skipped, since they would need more.
 """
@@ -112,11 +112,11 @@ def plan_points(cfg: SweepConfig) -> list[_Plan]:
     long = [p for p in sorted(set(cfg.prompt_lens)) if p >= cfg.long_from]
     plans = [_Plan("context", 1, p, n) for n in cfg.new_tokens for p in short]
     plans += [_Plan("batch", b, cfg.batch_prompt_len, cfg.batch_new_tokens) for b in sorted(set(cfg.batches))]
-    plans += [_Plan("long", 1, p, n) for n in cfg.new_tokens for p in long]
     if cfg.hf_baseline:
         plans.append(_Plan("hf-generate", 1, cfg.baseline_prompt_len, cfg.baseline_new_tokens))
     if cfg.eager_baseline:
         plans.append(_Plan("eager", 1, cfg.baseline_prompt_len, cfg.baseline_new_tokens))
+    plans += [_Plan("long", 1, p, n) for n in cfg.new_tokens for p in long]
     return plans
 
 

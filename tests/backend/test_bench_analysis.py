@@ -71,3 +71,12 @@ def test_claim_does_not_hold_and_cannot_be_judged():
 def test_pairs_in():
     assert A.pairs_in(frame()) == [("ssm", "tf")]
     assert A.pairs_in(frame()[lambda d: d["model"] != "tf"]) == []
+
+
+def test_a_cut_batch_sweep_and_the_decode_ratio_are_stated():
+    df = frame()
+    df = df[~((df["metric"] == "max_batch") & (df["model"] == "ssm"))]
+    r = A.paper_ratio(df, "ssm", "tf")
+    assert r["ssm"]["stopped_by"] == "unfinished"
+    text = A.claim_sentence(r)
+    assert "did not finish" in text and "Decode alone (prefill excluded): 6.67x" in text

@@ -45,10 +45,10 @@ def cfg(**kw):
     return SweepConfig(**base)
 
 
-def test_plan_order_puts_short_contexts_then_batches_then_long_then_baselines():
+def test_plan_order_puts_short_contexts_then_batches_then_baselines_then_long():
     plans = plan_points(cfg(hf_baseline=True, eager_baseline=True))
     phases = [p.phase for p in plans]
-    assert phases == ["context", "context", "batch", "batch", "batch", "batch", "long", "long", "hf-generate", "eager"]
+    assert phases == ["context", "context", "batch", "batch", "batch", "batch", "hf-generate", "eager", "long", "long"]
     assert [p.prompt_len for p in plans if p.phase == "context"] == [16, 32]
     assert [p.batch for p in plans if p.phase == "batch"] == [1, 2, 4, 8]
 
