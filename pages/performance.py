@@ -91,6 +91,7 @@ pair = st.selectbox("Pair", pairs, format_func=lambda p: f"{p[0]} vs {p[1]}", ke
 models = list(pair) if pair else sorted(meas["model"].dropna().unique())
 view = meas[meas["model"].isin(models)].copy()
 view["series"] = view["model"] + (" · " + view["run"] if multi else "")
+SERIES_COLORS = {name: COLORS[i % len(COLORS)] for i, name in enumerate(sorted(view["series"].unique()))}
 
 
 # ---------------------------------------------------------------- what the data says
@@ -134,7 +135,7 @@ def _context_plot(y: str, title: str, log_y: bool = True):
         return
     d = d.groupby(["series", "prompt_tokens"], as_index=False)[y].median()
     fig = px.line(d, x="prompt_tokens", y=y, color="series", markers=True, log_x=True, log_y=log_y,
-                  color_discrete_sequence=COLORS,
+                  color_discrete_map=SERIES_COLORS,
                   labels={"prompt_tokens": "context (prompt tokens)", y: title}, title=title)
     _crossover_lines(fig, y)
     st.plotly_chart(fig, width="stretch", theme=None)
@@ -163,7 +164,7 @@ else:
     b["measure"] = b["measure"].map({"e2e_tok_s": "end to end (prefill + decode)",
                                      "decode_tok_s_batch": "decode only"})
     fig = px.line(b, x="batch", y="tokens/s", color="series", line_dash="measure", markers=True, log_x=True,
-                  color_discrete_sequence=COLORS,
+                  color_discrete_map=SERIES_COLORS,
                   log_y=True, title="Generated tokens/s for the whole batch")
     st.plotly_chart(fig, width="stretch", theme=None)
 maxb = view[view["metric"] == "max_batch"] if "metric" in view.columns else view.iloc[0:0]
