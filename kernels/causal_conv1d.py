@@ -33,7 +33,7 @@ def _causal_conv1d_kernel(
     K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_l = tl.program_id(1)
     pid_d = tl.program_id(2)
     offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -63,7 +63,7 @@ def _causal_conv1d_update_kernel(
     K: tl.constexpr, S: tl.constexpr, S_P2: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_s = tl.arange(0, S_P2)

@@ -29,7 +29,7 @@ def _rms_norm_kernel(
     HAS_RES: tl.constexpr, HAS_Z: tl.constexpr, STORE_RES: tl.constexpr, ROUND_INPUT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     g = tl.program_id(1)
     offs = tl.arange(0, BLOCK)
     mask = offs < group

@@ -57,7 +57,7 @@ def _selective_scan_kernel(
 ):
     # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
     # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     c = tl.program_id(2)
     bc = b * tl.num_programs(2) + c
@@ -136,7 +136,7 @@ def _chunk_state_kernel(
 ):
     # sequential over chunks, elementwise over (d, n): start state of chunk c, and the final state
     #   start_0 = h0;  start_{c+1} = exp(A * sum_c dt) * start_c + hloc_c
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)

@@ -56,7 +56,7 @@ def _selective_state_update_kernel(
 ):
     # state / out are contiguous; x, dt, z, B, C may be row slices of bigger tensors (batch strides)
     pid_m = tl.program_id(0)
-    b = tl.program_id(1)
+    b = tl.program_id(1).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     h = tl.program_id(2)
     g = h // heads_per_group
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)

@@ -53,7 +53,13 @@ def _ssd_chunk_scan_kernel(
     pid_bh = tl.program_id(1)
     b = pid_bh // nheads
     h = pid_bh % nheads
+    b64 = b.to(tl.int64)  # per-sequence base pointers in 64 bits (batch x stride passes 2**31); the rest 32-bit
+    x_base = x_ptr + b64 * s_x_b + h * s_x_h
+    dt_base = dt_ptr + b64 * s_dt_b + h * s_dt_h
+    out_base = out_ptr + b64 * seqlen * nheads * headdim + h * headdim
     g = h // heads_per_group
+    B_base = B_ptr + b64 * s_B_b + g * s_B_g
+    C_base = C_ptr + b64 * s_B_b + g * s_B_g
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
     offs_q = tl.arange(0, BLOCK_Q)
@@ -69,7 +75,7 @@ def _ssd_chunk_scan_kernel(
             Dv = tl.load(D_ptr + h * headdim + offs_p, mask=mask_p, other=0.0).to(tl.float32)
         else:
             Dv = tl.load(D_ptr + h).to(tl.float32)
-    st_off = (pid_bh * headdim + offs_p[:, None]) * dstate + offs_n[None, :]
+    st_off = pid_bh.to(tl.int64) * headdim * dstate + offs_p[:, None] * dstate + offs_n[None, :]
     if HAS_H0:
         S = tl.load(h0_ptr + st_off, mask=mask_pn, other=0.0).to(tl.float32)
     else:
@@ -79,7 +85,7 @@ def _ssd_chunk_scan_kernel(
     for c0 in range(0, seqlen, BLOCK_Q):
         ls = c0 + offs_q
         mask_q = ls < seqlen
-        dt = tl.load(dt_ptr + b * s_dt_b + ls * s_dt_l + h * s_dt_h, mask=mask_q, other=0.0).to(tl.float32)
+        dt = tl.load(dt_base + ls * s_dt_l, mask=mask_q, other=0.0).to(tl.float32)
         if HAS_DT_BIAS:
             dt += dtb
         if DT_SOFTPLUS:
@@ -95,9 +101,9 @@ def _ssd_chunk_scan_kernel(
         mask_qp = mask_q[:, None] & mask_p[None, :]
         mask_qn = mask_q[:, None] & mask_n[None, :]
         # dot operands in DOT_DTYPE: the input dtype on GPUs (bf16/fp16 tensor cores, fp32 accumulation)
-        x = tl.load(x_ptr + b * s_x_b + ls[:, None] * s_x_l + h * s_x_h + offs_p[None, :], mask=mask_qp, other=0.0)
-        Bm = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + g * s_B_g + offs_n[None, :], mask=mask_qn, other=0.0)
-        Cm = tl.load(C_ptr + b * s_B_b + ls[:, None] * s_B_l + g * s_B_g + offs_n[None, :], mask=mask_qn, other=0.0)
+        x = tl.load(x_base + ls[:, None] * s_x_l + offs_p[None, :], mask=mask_qp, other=0.0)
+        Bm = tl.load(B_base + ls[:, None] * s_B_l + offs_n[None, :], mask=mask_qn, other=0.0)
+        Cm = tl.load(C_base + ls[:, None] * s_B_l + offs_n[None, :], mask=mask_qn, other=0.0)
         x = x.to(DOT_DTYPE)
         Bm = Bm.to(DOT_DTYPE)
         Cm = Cm.to(DOT_DTYPE)
@@ -112,11 +118,11 @@ def _ssd_chunk_scan_kernel(
             else:
                 y += x.to(tl.float32) * Dv
         if HAS_Z:
-            z = tl.load(z_ptr + b * s_x_b + ls[:, None] * s_x_l + h * s_x_h + offs_p[None, :],
+            z = tl.load(z_ptr + b64 * s_x_b + h * s_x_h + ls[:, None] * s_x_l + offs_p[None, :],
                         mask=mask_qp, other=0.0).to(tl.float32)
             y *= z * tl.sigmoid(z)
         # out is contiguous (batch, seqlen, nheads, headdim)
-        tl.store(out_ptr + ((b * seqlen + ls[:, None]) * nheads + h) * headdim + offs_p[None, :],
+        tl.store(out_base + ls[:, None] * (nheads * headdim) + offs_p[None, :],
                  y.to(out_ptr.dtype.element_ty), mask=mask_qp)
 
         w = tl.exp(cs_last - cs) * dt  # (Q,)
