@@ -73,7 +73,7 @@ else:
                       markers=True, log_x=True, log_y=True,
                       labels={"prompt_tokens": "prompt tokens", "prefill_ms": "prefill (ms)"},
                       title="Prefill time vs prompt length (log-log)")
-        c1.plotly_chart(fig, use_container_width=True)
+        c1.plotly_chart(fig, width="stretch")
         mem = pre[col(pre, "peak_mem_bytes").notna()].copy()
         if not mem.empty:
             mem["peak_mem_gib"] = mem["peak_mem_bytes"] / 2**30
@@ -81,7 +81,7 @@ else:
                           markers=True, log_x=True, labels={"prompt_tokens": "prompt tokens",
                                                             "peak_mem_gib": "peak GPU memory (GiB)"},
                           title="Peak memory during prefill (weights included)")
-            c2.plotly_chart(fig, use_container_width=True)
+            c2.plotly_chart(fig, width="stretch")
     dec = e2e[col(e2e, "decode_tok_s").notna()].copy()
     if not dec.empty:
         dec["series"] = dec["model"] + " · " + dec["path"]
@@ -89,7 +89,7 @@ else:
                      barmode="group", labels={"prompt_tokens": "context tokens", "decode_tok_s": "tokens/s"},
                      title="Decode tokens/s vs context length (greedy, batch 1)")
         fig.update_xaxes(type="category")
-        st.plotly_chart(fig, use_container_width=True)
+        st.plotly_chart(fig, width="stretch")
     show = [c for c in ("model", "path", "prompt_tokens", "new_tokens", "prefill_ms", "peak_mem_bytes",
                         "decode_tok_s", "tpot_ms", "cache_bytes", "error") if c in e2e.columns]
     st.dataframe(ui.exportable(e2e[show].sort_values(["model", "path", "prompt_tokens"])), hide_index=True)
@@ -113,7 +113,7 @@ else:
     if ceiling:
         fig.add_hline(y=ceiling, line_dash="dash", annotation_text="copy bandwidth (measured)")
     fig.update_layout(yaxis_title="GB/s", title="Achieved bandwidth vs measured ceiling")
-    st.plotly_chart(fig, use_container_width=True)
+    st.plotly_chart(fig, width="stretch")
 
     speed_cols = [c for c in k.columns if c.startswith("speedup_vs_")]
     if speed_cols:
@@ -123,11 +123,13 @@ else:
                      title="Speed-up of our kernel over each baseline (>1: ours is faster)",
                      labels={"label": "", "speedup": "speed-up (x, log)"})
         fig.add_hline(y=1.0, line_dash="dot")
-        st.plotly_chart(fig, use_container_width=True)
+        st.plotly_chart(fig, width="stretch")
     show = ["model", "shape", "value", "gbps", "pct_of_copy"] + [c for c in k.columns if c.endswith("_ms")
                                                                   and c != "value"] + speed_cols
     st.dataframe(ui.exportable(k[[c for c in show if c in k.columns]].rename(columns={"value": "ms"})),
                  hide_index=True)
+    for note in col(k, "hf_note").dropna().unique():
+        st.caption(f"Note: {note}")
     sweep = kb[col(kb, "metric") == "sweep_ms"]
     if not sweep.empty:
         with st.expander("Launch-config sweep (out-of-place kernels)"):
