@@ -83,7 +83,6 @@ def copy_bandwidth_gbps(dev: str = "cuda", n: int = 1 << 30) -> float:
     x = torch.empty(n, dtype=torch.bfloat16, device=dev)
     y = torch.empty_like(x)
     ms = bench(lambda: y.copy_(x), rep_ms=300)
-    del x, y
     return 2 * n * 2 / (ms * 1e-3) / 1e9
 
 
@@ -158,7 +157,7 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False):
         exp = dict(A=A2[:, None, None].expand(H, P, N), dt=dt2[:, :, None].expand(-1, -1, P),
                    D=D2[:, None].expand(H, P), bias=bias2[:, None].expand(H, P))
         if hf2 is not None:
-            base["hf"] = (lambda st2=st2, x2=x2, B2=B2, C2=C2, e=exp:
+            base["hf"] = (lambda st2=st2, x2=x2, B2=B2, C2=C2, e=exp, hf2=hf2:
                           hf2(st2, x2, e["dt"], e["A"], B2, C2, e["D"], dt_bias=e["bias"], dt_softplus=True), False)
         if m_ssm is not None:
             base["mamba-ssm"] = (lambda st2=st2, x2=x2, B2=B2, C2=C2, e=exp:

@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
                 with torch.inference_mode():
                     model(ids[:, :16])  # warm-up of the HF path
                     peak_reset()
-                    ms, _ = timed(lambda ids=ids: model(ids, logits_to_keep=1))
+                    ms, _ = timed(lambda ids=ids, model=model: model(ids, logits_to_keep=1))
                 rows.append({**common, "path": "hf-torch", "prompt_tokens": L, "prefill_ms": ms,
                              "peak_mem_bytes": peak_bytes(), "warmup": 1, "repeats": 1})
             except torch.OutOfMemoryError:
@@ -151,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
             try:
                 stepper.prefill(ids)  # warm-up (compiles kernels for new shapes)
                 peak_reset()
-                times = [timed(lambda ids=ids: stepper.prefill(ids))[0] for _ in range(args.repeats)]
+                times = [timed(lambda ids=ids, st=stepper: st.prefill(ids))[0] for _ in range(args.repeats)]
                 row = {**common, "path": path.replace("+cudagraph", ""), "prompt_tokens": L,
                        "prefill_ms": statistics.median(times), "peak_mem_bytes": peak_bytes(), "warmup": 1,
                        "repeats": args.repeats, "cache_bytes": stepper.cache_bytes()}
@@ -174,7 +174,7 @@ def main(args: argparse.Namespace) -> int:
                 print(json.dumps({k: v for k, v in row.items() if k not in common}))
                 summary[f"{name} decode tok/s @{C} {p}"] = round(rate, 1)
         writer.add_measurements(run_id, rows)
-        del model, stepper
+        model = stepper = None  # free the GPU memory before the next model
         if gpu:
             torch.cuda.empty_cache()
     writer.finish_run(run_id, "completed", summary)

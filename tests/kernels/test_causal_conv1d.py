@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from kernels.causal_conv1d import causal_conv1d, causal_conv1d_ref, causal_conv1d_update, causal_conv1d_update_ref
+from kernels.causal_conv1d import (
+    causal_conv1d,
+    causal_conv1d_ref,
+    causal_conv1d_update,
+    causal_conv1d_update_ref,
+)
 from tests.kernels.conftest import DEVICE, DTYPES, REL_TOL, rel_err
 
 

@@ -43,7 +43,12 @@ def test_ssd_chunk_scan_large_bf16():
 
 
 def test_state_update_and_conv_large():
-    from kernels.causal_conv1d import causal_conv1d, causal_conv1d_ref, causal_conv1d_update, causal_conv1d_update_ref
+    from kernels.causal_conv1d import (
+        causal_conv1d,
+        causal_conv1d_ref,
+        causal_conv1d_update,
+        causal_conv1d_update_ref,
+    )
     from kernels.selective_state_update import selective_state_update, selective_state_update_ref
 
     torch.manual_seed(0)
