@@ -72,7 +72,11 @@ class StaticGraphStepper:
 
     cache_kind = "kv"
 
-    def __init__(self, model, max_new_tokens: int | None = None, use_cuda_graph: bool | None = None):
+    def __init__(self, model, max_new_tokens: int | None = None, use_cuda_graph: bool | None = None,
+                 capacity_buckets: bool = False):
+        """`max_new_tokens`: room reserved after the prompt (default 256; the cache grows when exceeded).
+        `capacity_buckets`: round the cache up to a power of two so that later prompts of other lengths
+        reuse the cache and graph (the UI's stepper lives across generations); the benchmark sizes it exactly."""
         self.model = model
         self.device = next(model.parameters()).device
         if use_cuda_graph is None:
@@ -81,6 +85,7 @@ class StaticGraphStepper:
             raise ValueError("CUDA graphs need the model on a CUDA device; pass use_cuda_graph=False on CPU.")
         self.use_cuda_graph = use_cuda_graph
         self.reserve = int(max_new_tokens or DEFAULT_NEW_TOKENS)
+        self.capacity_buckets = capacity_buckets
         self._kw = _cache_kwarg(model)
         self._logits_kw = "logits_to_keep" in inspect.signature(model.forward).parameters
         attn = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -103,7 +108,7 @@ class StaticGraphStepper:
         batch, length = input_ids.shape
         if self.cache is None or batch != self.batch or length + self.reserve > self.capacity:
             self.close()
-            self._allocate(batch, _round_up(length + self.reserve))
+            self._allocate(batch, self._capacity_for(length + self.reserve))
         writer = _dynamic_cache(self.model)
         writer.layers = [_WriteThrough(layer) for layer in self.cache.layers]
         kwargs = {self._kw: writer, "use_cache": True}
@@ -149,6 +154,11 @@ class StaticGraphStepper:
         self._mask = self._ids = self._pos = self._logits = None
 
     # ---- internals ----------------------------------------------------------------------------
+    def _capacity_for(self, slots: int) -> int:
+        if self.capacity_buckets:
+            return max(_round_up(slots), 1 << (slots - 1).bit_length())
+        return _round_up(slots)
+
     def _allocate(self, batch: int, capacity: int) -> None:
         """A StaticCache of `capacity` slots (its tensors appear at the first write) and the step's buffers."""
         from transformers import StaticCache
@@ -217,7 +227,7 @@ class StaticGraphStepper:
         self._graph = None
         self.reserve *= 2
         log.info("StaticGraphStepper: growing the KV cache to %d slots", length + self.reserve)
-        self._allocate(self.batch, _round_up(length + self.reserve))
+        self._allocate(self.batch, self._capacity_for(length + self.reserve))
         for dst, src in zip(self.cache.layers, old.layers, strict=True):
             k, v = src.keys[:, :, :length], src.values[:, :, :length]
             dst.lazy_initialization(k, v)
@@ -267,7 +277,7 @@ def factory(model, family: str, device) -> StaticGraphStepper | None:
         return None
     if not _full_attention_only(model) or getattr(model.config, "is_encoder_decoder", False):
         return None
-    return StaticGraphStepper(model)
+    return StaticGraphStepper(model, capacity_buckets=True)
 
 
 def register() -> bool:

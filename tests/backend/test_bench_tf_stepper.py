@@ -64,3 +64,15 @@ def test_factory_declines_cpu_and_ssms():
 def test_graph_mode_needs_cuda():
     with pytest.raises(ValueError, match="CUDA"):
         StaticGraphStepper(_neox(), use_cuda_graph=True)
+
+
+def test_capacity_buckets_let_prompts_of_other_lengths_reuse_the_cache():
+    model = _neox()
+    stepper = StaticGraphStepper(model, max_new_tokens=8, use_cuda_graph=False, capacity_buckets=True)
+    stepper.prefill(torch.randint(0, 97, (1, 20)))
+    assert stepper.capacity == 32  # 20 + 8 rounded up to a power of two
+    cache = stepper.cache
+    _check_decode(model, stepper, torch.randint(0, 97, (1, 23)), steps=2)
+    assert stepper.cache is cache
+    stepper.prefill(torch.randint(0, 97, (1, 40)))
+    assert stepper.capacity == 64 and stepper.cache is not cache
