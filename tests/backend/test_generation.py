@@ -1,4 +1,5 @@
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,10 +150,14 @@ def test_loglikelihood(tiny_dirs, arch):
     assert all(int(lp2[i - 1].argmax()) == int(ids[0, i]) for i in range(ids.shape[1] - 3, ids.shape[1]))
 
 
-def test_manager_loads_placeholder_once():
+def test_manager_loads_default_model_once():
+    """toy-mamba is served from assets/models when the trained checkpoint is there, else by a placeholder."""
+    from backend.registry import get_spec
+
     m = ModelManager(fake=False)
     g = m.get("toy-mamba", device="cpu")
-    assert g.info.placeholder and g.info.family == "mamba" and g.info.path
+    trained = (Path(get_spec("toy-mamba").location) / "config.json").exists()
+    assert g.info.placeholder == (not trained) and g.info.family == "mamba" and g.info.path
     assert m.get("toy-mamba", device="cpu") is g and [i.name for i in m.loaded()] == ["toy-mamba"]
     assert g.generate("Hello", GenSettings(max_new_tokens=3)).metrics.new_tokens >= 1
     assert m.unload("toy-mamba") and m.loaded() == []
