@@ -115,12 +115,12 @@ class StaticGraphStepper:
         if self._logits_kw:
             kwargs["logits_to_keep"] = 1  # never materialise [B, L, V] logits for a long prompt
         out = self.model(input_ids=input_ids, **kwargs)
-        self._logits.copy_(out.logits[:, -1])
+        first = out.logits[:, -1].clone()  # before any capture: its warm-up steps overwrite the buffers
         del out, writer
         self._set_position(length)
         if self.use_cuda_graph and self._graph is None:
-            self._capture(length)
-        return self._logits.clone()
+            self._capture_or_fall_back(length)
+        return first
 
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -203,6 +203,17 @@ class StaticGraphStepper:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(length)
 
+    def _capture_or_fall_back(self, length: int) -> None:
+        """Capture the step; if capture fails, run the same static-cache step eagerly and say so in `path`."""
+        try:
+            self._capture(length)
+        except Exception as e:  # noqa: BLE001 - e.g. an op that reads a value back to the host
+            log.warning("CUDA graph capture failed (%s); decoding with eager static-cache steps", e)
+            self._graph = None
+            self.use_cuda_graph = False
+            self.path = self.path.replace("+cudagraph", "")
+            self._set_position(length)
+
     def _capture(self, length: int) -> None:
         # Warm-up steps write K/V at slot `length`; the first real step overwrites that slot, and the
         # counters are set back, so the captured graph starts from the prefill state.
@@ -214,10 +225,11 @@ class StaticGraphStepper:
                 self._reset_position(length)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
+        # thread_local: another thread (a second model in the Arena) may use CUDA while this one captures
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
             self._body()
         torch.cuda.synchronize(self.device)
-        self._reset_position(length)
+        self._set_position(length)  # undo the warm-up steps (mask, counters); capture itself ran nothing
         self._graph = graph
 
     def _grow(self) -> None:
@@ -237,7 +249,7 @@ class StaticGraphStepper:
         del old
         self._set_position(length)
         if self.use_cuda_graph:
-            self._capture(length)
+            self._capture_or_fall_back(length)
 
 
 class _WriteThrough(DynamicLayer):

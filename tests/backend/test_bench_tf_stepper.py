@@ -76,3 +76,18 @@ def test_capacity_buckets_let_prompts_of_other_lengths_reuse_the_cache():
     assert stepper.cache is cache
     stepper.prefill(torch.randint(0, 97, (1, 40)))
     assert stepper.capacity == 64 and stepper.cache is not cache
+
+
+def test_a_failed_capture_falls_back_to_eager_static_steps(caplog):
+    model = _neox()
+    stepper = StaticGraphStepper(model, max_new_tokens=4, use_cuda_graph=False)
+    stepper.use_cuda_graph, stepper.path = True, stepper.path + "+cudagraph"  # pretend we are on CUDA
+
+    def boom(length):
+        stepper._body()  # a partial warm-up step moves the counters before the failure
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    stepper._capture = boom
+    _check_decode(model, stepper, torch.randint(0, 97, (2, 9)), steps=3)
+    assert stepper.path == "sdpa+static" and not stepper.use_cuda_graph
+    assert "CUDA graph capture failed" in caplog.text
