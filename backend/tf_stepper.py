@@ -103,7 +103,7 @@ class StaticGraphStepper:
 
         The static cache and graph are kept while the batch size matches and the prompt plus the
         reserved new tokens fit (like mamba-ssm's graph cache), so only the first prefill of a shape
-        pays for the capture (`setup_ms`)."""
+        pays for the capture (the benchmark's warm-up run)."""
         input_ids = input_ids.to(self.device)
         batch, length = input_ids.shape
         if self.cache is None or batch != self.batch or length + self.reserve > self.capacity:
