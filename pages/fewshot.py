@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from backend.experiments import pagekit as kit
+from backend.experiments.config import DEFAULT_TASK
 from backend.experiments.plans import task_names
 from backend.experiments.views import accuracy_lines, accuracy_table
 from pages import ui
@@ -19,8 +20,9 @@ st.markdown(
     "Does in-context learning work as well in a state space model as in a transformer? Each query is asked "
     "with k labelled examples before it (the same examples for every model, nested: the k=2 examples are the "
     "first two of the k=4 examples), and the answer is the label the model finds most likely "
-    "(log-likelihood over the label words). Toy-world tasks: *sentiment* (label words), *workplace* (an "
-    "attribute mapping) and *arbitrary* (nonce labels whose meaning only the examples define).")
+    "(log-likelihood over the label words). Toy-world tasks: *arbitrary* (animals vs tools named by nonce "
+    "labels whose meaning only the examples define: pure in-context learning), *sentiment* (label words the "
+    "models know) and *workplace* (an occupation-to-workplace mapping over 16 labels).")
 
 try:
     store = ui.get_store()
@@ -40,7 +42,8 @@ with st.container(border=True):
     models, n, seed = kit.common_widgets("fewshot", KEY)
     c1, c2 = st.columns(2)
     tasks = task_names("fewshot")
-    task = c1.selectbox("Task", [*tasks, USER_DATA], index=tasks.index("sentiment") if "sentiment" in tasks else 0,
+    default_task = DEFAULT_TASK["fewshot"]
+    task = c1.selectbox("Task", [*tasks, USER_DATA], index=tasks.index(default_task) if default_task in tasks else 0,
                         key=f"{KEY}_task", **kit.KEEP)
     ks = c2.multiselect("k (examples in the prompt)", [0, 1, 2, 4, 8, 16, 32], default=[0, 1, 2, 4, 8],
                         key=f"{KEY}_ks", **kit.KEEP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -119,8 +120,9 @@ def run_label(row) -> str:
     devices = sorted({str(i.get("device")) for i in infos.values() if isinstance(i, dict)})
     if devices:
         dev = " · " + "/".join(devices)
-    return (f"{when} · {row['status']} · {', '.join(cfg.get('models', []))} · n={cfg.get('n')}{dev} · "
-            f"{str(row['run_id'])[:8]}")
+    task = cfg.get("task") or (Path(cfg["data"]).name if cfg.get("data") else "")
+    return (f"{when} · {row['status']} · {task + ' · ' if task else ''}{', '.join(cfg.get('models', []))} · "
+            f"n={cfg.get('n')}{dev} · {str(row['run_id'])[:8]}")
 
 
 def stored_runs(store, experiment: str) -> pd.DataFrame:
