@@ -46,11 +46,33 @@ class RunOutcome:
     aggregates: list[dict] = field(default_factory=list)  # the accuracy measurements written at the end
 
 
+def weights_sha256(name: str) -> str | None:
+    """sha256 of a bundled or local model's weights file (ties results to the exact checkpoint)."""
+    try:
+        from pathlib import Path
+
+        from backend import registry
+
+        spec = registry.get_spec(name)
+        files = sorted(Path(spec.location).glob("*.safetensors")) if spec.source != "hf" else []
+    except Exception:  # unknown to the registry (tests, fakes) or not a folder
+        return None
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def model_info(gen: Generator) -> dict[str, Any]:
     """What a run records about each model (meta.model_info): the pages read train_context from it."""
     i = gen.info
     return {"family": i.family, "device": i.device, "dtype": i.dtype, "path": i.path, "n_params": i.n_params,
-            "train_context": i.train_context, "placeholder": i.placeholder}
+            "train_context": i.train_context, "placeholder": i.placeholder,
+            "weights_sha256": None if i.path == "fake" else weights_sha256(i.name)}
 
 
 def _generate_until(gen: Generator, prompt: str, settings, stops: list[str],

@@ -32,6 +32,8 @@ def test_experiment_on_tiny_models(experiment, tiny_models, tmp_path):
     cfg = ExperimentConfig(experiment, tiny_models, n=1, sweep=SWEEPS[experiment], max_new_tokens=6)
     out = run_experiment(cfg, ModelManager(fake=False).get, st)
     assert out.status == "completed" and out.done == out.total > 0
+    info = st.runs().iloc[0]["meta"]["model_info"]
+    assert all(len(info[m]["weights_sha256"]) == 64 for m in tiny_models)  # results tied to the checkpoint
     preds = st.predictions(run_id=out.run_id)
     assert len(preds) == out.total and preds["score"].notna().all()
     assert preds["score"].between(0, 1).all()
