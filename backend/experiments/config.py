@@ -41,7 +41,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "cot": {"n": 10, "sweep": {"steps": [1, 2, 3, 4], "mode": ["direct", "cot"]}},
     },
     "full": {
-        "fewshot": {"n": 100, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
+        "fewshot": {"n": 60, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
         "long-context": {"n": 10, "sweep": {"length": [512, 1024, 2048, 4096, 8192],
                                             "depth": [0.0, 0.25, 0.5, 0.75, 1.0]}},
         "cot": {"n": 50, "sweep": {"steps": [1, 2, 3, 4, 5], "mode": ["direct", "cot"]}},
