@@ -151,8 +151,11 @@ def test_arena_generates_two_columns_with_metrics_in_a_real_browser(chromium, tm
             page.get_by_role("link", name="History").click()
             page.wait_for_selector("text=2 of 2 measurement rows match", timeout=60_000)
             _wait_idle(page, 60_000)
-            assert page.locator("[data-testid='stPlotlyChart']").count() == 4
-            assert page.get_by_role("button", name="Export Parquet").count() == 1
+            page.wait_for_function("document.querySelectorAll(\"[data-testid='stPlotlyChart']\").length === 4",
+                                   timeout=60_000)
+            # widgets are lazily loaded by the frontend: on a busy machine they appear after the script ends
+            page.get_by_role("button", name="Export Parquet").wait_for(timeout=60_000)
+            page.get_by_role("button", name="Export CSV").wait_for(timeout=60_000)
             page.locator("[data-testid='stDataFrame']").first.scroll_into_view_if_needed()
             page.wait_for_timeout(1500)  # data frames paint on a canvas after they load
             page.screenshot(path=str(shot.with_name("e2e_history.png")), full_page=True)
