@@ -207,6 +207,7 @@ class Slot:
     info: ModelInfo | None = None
     result: GenerationResult | None = None
     error: str | None = None
+    version: int = 0  # bumped on every change, so the page redraws only the columns that changed
 
 
 class CompareJob:
@@ -293,6 +294,7 @@ class CompareJob:
                 return changed
             changed = True
             s = self.slots[i]
+            s.version += 1
             if kind == "status":
                 s.status = payload
             elif kind == "info":
@@ -349,14 +351,10 @@ def live_metrics(s: Slot) -> dict[str, str]:
     }
 
 
-def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float | None = None) -> None:
-    if s.info is not None:
-        note = f"{s.info.family} · {fmt_num(s.info.n_params / 1e6, 'M params', 2)}"
-        note += " · untrained placeholder" if s.info.placeholder else ""
-        ctx = s.info.train_context
-        if ctx and s.prompt_tokens and s.prompt_tokens > ctx:
-            note += f" · prompt is longer than the {ctx} tokens it was trained on: expect degraded output"
-        info_ph.caption(note)
+FINAL = ("done", "error", "skipped")
+
+
+def _draw_status(s: Slot, status_ph, elapsed: float | None) -> None:
     if s.error:
         (status_ph.error if s.status == "error" else status_ph.info)(s.error)
     elif s.status == "done":
@@ -366,29 +364,57 @@ def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float 
         label = {"waiting": "waiting for the previous model", "loading": "loading model",
                  "running": "generating"}.get(s.status, s.status)
         status_ph.caption(f"{label} ... {elapsed:.0f} s" if elapsed is not None else label)
+
+
+def _draw_slot(s: Slot, info_ph, status_ph, text_ph, metrics_ph, elapsed: float | None = None) -> None:
+    if s.info is not None:
+        note = f"{s.info.family} · {fmt_num(s.info.n_params / 1e6, 'M params', 2)}"
+        note += " · untrained placeholder" if s.info.placeholder else ""
+        ctx = s.info.train_context
+        if ctx and s.prompt_tokens and s.prompt_tokens > ctx:
+            note += f" · prompt is longer than the {ctx} tokens it was trained on: expect degraded output"
+        info_ph.caption(note)
+    _draw_status(s, status_ph, elapsed)
     text_ph.code(s.text or " ", language=None, wrap_lines=True)
-    table = pd.DataFrame({"value": live_metrics(s)})
-    table.index.name = "metric"
-    metrics_ph.table(table)
+    metrics = live_metrics(s)
+    if s.status in FINAL:
+        table = pd.DataFrame({"value": metrics})
+        table.index.name = "metric"
+        metrics_ph.table(table)
+    else:  # while streaming: plain text, far cheaper than a table (drawing shares the GIL with decoding)
+        width = max(map(len, metrics))
+        metrics_ph.text("\n".join(f"{k.ljust(width)}  {v}" for k, v in metrics.items()))
 
 
-def render_job(job: CompareJob, poll_s: float = 0.1) -> None:
+def render_job(job: CompareJob, poll_s: float = 0.1, min_redraw_s: float = 0.3) -> None:
     """Draw one column per slot and keep redrawing from the queue until the job's threads end, then the
-    job's notes (e.g. where it was saved)."""
+    job's notes (e.g. where it was saved). Redraws are rationed (a column at most every `min_redraw_s`,
+    only when it changed): the script thread shares the GIL with the decode loops it displays."""
     phs = []
     for col, s in zip(st.columns(len(job.slots)), job.slots, strict=True):
         with col:
             st.subheader(s.label)
             phs.append((st.empty(), st.empty(), st.empty(), st.empty()))
-    last_draw = 0.0
+    drawn = [-1] * len(job.slots)
+    last_draw = last_beat = 0.0
     while True:
         alive = job.running
-        # Redraw on news, and at least every 0.5 s: every Streamlit call is a point where a click (Stop)
-        # can interrupt this run, so a long model load must not leave the script silent.
-        if job.drain() or time.monotonic() - last_draw > 0.5:
+        job.drain()
+        now = time.monotonic()
+        elapsed = time.time() - job.started_at if alive else None
+        if not alive or now - last_draw >= min_redraw_s:
+            for k, (s, ph) in enumerate(zip(job.slots, phs, strict=True)):
+                if s.version != drawn[k]:
+                    _draw_slot(s, *ph, elapsed=elapsed)
+                    drawn[k] = s.version
+            last_draw = now
+        # At least every 0.5 s a Streamlit call: each one is a point where a click (Stop) can interrupt this
+        # run, so a long model load must not leave the script silent (and the caption shows the time).
+        if alive and now - last_beat >= 0.5:
             for s, ph in zip(job.slots, phs, strict=True):
-                _draw_slot(s, *ph, elapsed=time.time() - job.started_at if alive else None)
-            last_draw = time.monotonic()
+                if s.status not in FINAL:
+                    _draw_status(s, ph[1], elapsed)
+            last_beat = now
         if not alive:
             break
         time.sleep(poll_s)
