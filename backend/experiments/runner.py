@@ -164,7 +164,12 @@ def aggregate(rows: list[dict], families: Mapping[str, str], tasks: Mapping[str,
         for filt, val in scores.items():
             groups[(r["model"], p.get("task"), point, filt)].append(float(val))
     out = []
-    for (model, task, point, filt), vals in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    def order(kv):  # numbers sort as numbers (k=2 before k=16)
+        model, task, point, filt = kv[0]
+        return (str(model), str(task), [(k, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
+                                        for k, v in point], str(filt))
+
+    for (model, task, point, filt), vals in sorted(groups.items(), key=order):
         n, total = len(vals), sum(vals)
         lo, hi = wilson_interval(total, n)
         out.append({"model": model, "family": families.get(model), "metric": f"accuracy[{filt}]",

@@ -219,3 +219,10 @@ def test_instances_are_query_major_so_early_stops_stay_balanced():
     assert {i.params["query"] for i in first_four} == {0}
     assert {(i.params["length"], i.params["depth"]) for i in first_four} == {(128, 0.0), (128, 1.0), (256, 0.0),
                                                                               (256, 1.0)}
+
+
+def test_aggregates_sort_numbers_as_numbers(gens, store):
+    cfg = default_config("fewshot", ["toy-mamba"])
+    cfg.n, cfg.sweep = 1, {"k": [16, 2, 0]}
+    out = run_experiment(cfg, gens, store, meta={})
+    assert [a["extra"]["params"]["k"] for a in out.aggregates] == [0, 2, 16]
