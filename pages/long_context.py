@@ -110,6 +110,12 @@ if fig is None:
     st.caption("No timing rows in this run.")
 else:
     st.plotly_chart(fig, key=f"{KEY}_eff")
+    inst = meas[meas["metric"].isna() & (meas["cache_kind"] == "kv")]
+    static = sorted(set(inst.loc[inst["path"].fillna("").str.contains("static"), "model"]))
+    if static:
+        st.caption(f"{', '.join(static)}: a preallocated static KV cache (the GPU path with CUDA graphs), so its "
+                   "bytes are the allocation, sized for the longest context served so far, not the tokens in use; "
+                   "on the CPU path the KV cache grows with the context.")
     dev = ", ".join(sorted(set(meas["device"].dropna().astype(str))))
     st.caption(f"Measured on {dev or 'an unknown device'}; medians over the instances of each length. Peak "
                "memory is GPU allocated memory on a GPU and the process's RSS on a CPU; timings from a CPU are "

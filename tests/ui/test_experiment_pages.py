@@ -155,3 +155,20 @@ def test_a_finished_page_run_is_selected_and_the_buttons_reset(arena_env):
     assert at.selectbox(key="fewshot_pick").value == newest
     assert not at.button(key="fewshot_run").disabled and at.button(key="fewshot_cancel").disabled
     assert not at.warning, [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("name, file", [("long_context", "exp_long_context_h100.jsonl"),
+                                        ("fewshot", "exp_fewshot_h100.jsonl"), ("cot", "exp_cot_h100.jsonl")])
+def test_committed_gpu_results_render(arena_env, name, file):
+    from store import open_store
+
+    path = PAGES.parent / "results" / file
+    if not path.is_file():
+        pytest.skip(f"{file} is not committed")
+    open_store().import_jsonl(path)
+    at = page(name)
+    assert charts(at) and not at.error, [e.value for e in at.error]
+    assert any("H100" in o for o in at.selectbox(key=f"{dict(fewshot='fewshot', long_context='longctx', cot='cot')[name]}_pick").options)
+    if name == "long_context":
+        assert len(charts(at)) >= 5  # three heatmaps, the difference, accuracy by length (+ efficiency)
+        assert any("static KV cache" in c.value for c in at.caption)
