@@ -36,7 +36,7 @@ SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth"), "cot": ("s
 # "full": the GPU run committed under results/.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
-        "fewshot": {"n": 12, "sweep": {"k": [0, 1, 2, 4, 8]}},
+        "fewshot": {"n": 20, "sweep": {"k": [0, 1, 2, 4, 8]}},
         "long-context": {"n": 3, "sweep": {"length": [256, 512, 1024, 2048], "depth": [0.0, 0.5, 1.0]}},
         "cot": {"n": 10, "sweep": {"steps": [1, 2, 3, 4], "mode": ["direct", "cot"]}},
     },
