@@ -226,3 +226,21 @@ def test_aggregates_sort_numbers_as_numbers(gens, store):
     cfg.n, cfg.sweep = 1, {"k": [16, 2, 0]}
     out = run_experiment(cfg, gens, store, meta={})
     assert [a["extra"]["params"]["k"] for a in out.aggregates] == [0, 2, 16]
+
+
+def test_fewshot_samplers_fixed_list_and_first_n():
+    import random
+
+    from backend.experiments.tasks import FewShotSpec, TaskError, select_examples
+
+    pool = [{"i": i} for i in range(6)]
+    rng = random.Random(0)
+    assert select_examples(pool, 2, FewShotSpec(fixed=[4, 1, 3]), rng) == [{"i": 4}, {"i": 1}]
+    assert select_examples(pool, 2, FewShotSpec(fixed=[4, 1, 3]), rng, exclude=4) == [{"i": 1}, {"i": 3}]
+    assert select_examples(pool, 3, FewShotSpec("first_n"), rng, exclude=0) == [{"i": 1}, {"i": 2}, {"i": 3}]
+    seeded = select_examples(pool, 3, FewShotSpec(), random.Random(7), exclude=2)
+    assert seeded == select_examples(pool, 3, FewShotSpec(), random.Random(7), exclude=2) and {"i": 2} not in seeded
+    with pytest.raises(TaskError, match="outside the pool"):
+        select_examples(pool, 1, FewShotSpec(fixed=[9]), rng)
+    with pytest.raises(TaskError, match="only 2 are available"):
+        select_examples(pool, 3, FewShotSpec(fixed=[0, 1]), rng)
