@@ -23,7 +23,7 @@ PLANNED = {
                     ("pages/cot.py", "Chain of thought", ":material/psychology:")],
     "Results": [("pages/history.py", "History", ":material/history:"),
                 ("pages/performance.py", "Performance", ":material/speed:"),
-                ("pages/kernels.py", "Kernels", ":material/memory:")],
+                ("pages/kernel_results.py", "Kernels", ":material/memory:")],
     "Setup": [("pages/models.py", "Models", ":material/inventory_2:")],
 }
 
