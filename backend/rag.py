@@ -247,7 +247,7 @@ def rag_plan(config, count_tokens=None, n_entities: int | None = None):
                    "gold_doc_id": row["doc_id"], "retrieved_doc_ids": ranked[:k]}
             instances.append(Instance(id=f"k={k}/q={i}", doc=doc, reference=doc["answer"],
                                       params={"k": k, "query": i}, task=(open_task if k else closed_task).name))
-    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances)
+    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances, measure=rag_measurements)
 
 
 def save_rag_plan(plan, path) -> None:
@@ -270,7 +270,12 @@ def load_rag_plan(path):
     open_task, closed_task = rag_tasks()
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     instances = [Instance(**json.loads(line)) for line in lines if line.strip()]
-    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances)
+    return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances, measure=rag_measurements)
+
+
+def rag_measurements(plan, predictions: list[dict], families: dict | None = None) -> list[dict]:
+    """What a completed RAG experiment run stores besides the runner's exact-match accuracies (`Plan.measure`)."""
+    return retrieval_measurements(plan) + answer_measurements(plan, predictions, families)
 
 
 RETRIEVER_LABEL = "retriever:all-MiniLM-L6-v2"
@@ -298,9 +303,10 @@ def _ranking_rows(by_k: dict[int, list]) -> list[dict]:
         lo, hi = wilson_interval(hits, n)
         out.append({"model": RETRIEVER_LABEL, "family": "retriever", "metric": "recall@k", "value": hits / n,
                     "n": n, "ci_low": lo, "ci_high": hi, "extra": {"params": {"k": k}}})
+        rr = sum(reciprocal_rank(r, rel, k) for r, rel in runs)
+        lo, hi = wilson_interval(rr, n)  # fractional successes, as for token-F1 scores
         out.append({"model": RETRIEVER_LABEL, "family": "retriever", "metric": "mrr@k",
-                    "value": sum(reciprocal_rank(r, rel, k) for r, rel in runs) / n, "n": n,
-                    "extra": {"params": {"k": k}}})
+                    "value": rr / n, "n": n, "ci_low": lo, "ci_high": hi, "extra": {"params": {"k": k}}})
     return out
 
 
@@ -341,8 +347,9 @@ def measure_retrieval(n_entities: int = 100, seed: int = 0, ks=(1, 2, 3, 5, 10),
 
 def answer_measurements(plan, predictions: list[dict], families: dict | None = None) -> list[dict]:
     """Mean token F1 (extracted answer vs reference) and faithfulness (share of the answer's tokens found
-    in the retrieved context; k > 0 only) per (model, k), from the runner's prediction rows."""
-    from backend.experiments.metrics import token_f1
+    in the retrieved context; k > 0 only) per (model, k), from the runner's prediction rows, each with n and
+    a 95% Wilson interval over the fractional scores."""
+    from backend.experiments.metrics import token_f1, wilson_interval
 
     insts = {i.id: i for i in plan.instances}
     groups: dict[tuple, dict[str, list[float]]] = {}
@@ -359,8 +366,10 @@ def answer_measurements(plan, predictions: list[dict], families: dict | None = N
     for (model, k), metrics in sorted(groups.items()):
         for metric, vals in metrics.items():
             if vals:
+                lo, hi = wilson_interval(sum(vals), len(vals))
                 out.append({"model": model, "family": (families or {}).get(model), "metric": metric,
-                            "value": sum(vals) / len(vals), "n": len(vals), "extra": {"params": {"k": k}}})
+                            "value": sum(vals) / len(vals), "n": len(vals), "ci_low": lo, "ci_high": hi,
+                            "extra": {"params": {"k": k}, "mode": "open-book" if k else "closed-book"}})
     return out
 
 

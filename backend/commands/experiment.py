@@ -1,9 +1,14 @@
-"""`python -m backend experiment {fewshot,long-context,cot} ...`: run an experiment headless.
+"""`python -m backend experiment {fewshot,long-context,cot,rag} ...`: run an experiment headless.
 
 Builds the same ExperimentConfig the experiment pages build (each page shows its equivalent command),
 runs it with a tqdm progress bar and writes to the same store (DuckDB, or a JSONL file with --jsonl on
 machines without duckdb). Ctrl-C cancels cleanly: finished instances are kept, the run is marked
 "cancelled", and `--resume RUN_ID` continues it later. The last stdout line is a JSON record.
+
+RAG on a machine without faiss / sentence-transformers (the GPU image): retrieve once where they are,
+    python -m backend experiment rag --profile full --save-plan rag_plan.jsonl
+then run the models on exactly those contexts there:
+    python -m backend experiment rag --plan rag_plan.jsonl --models ... --jsonl results/exp_rag_gpu.jsonl
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from backend.experiments.config import (
     parse_list,
 )
 
-HELP = "run the few-shot, long-context or chain-of-thought experiment"
+HELP = "run the few-shot, long-context, chain-of-thought or RAG experiment"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -41,9 +46,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         p.add_argument(flag, dest=f"sweep_{key}", metavar=key.upper() + ",...",
                        help=f"comma-separated {typ.__name__} values ({', '.join(exps)})")
     p.add_argument("--task", help="built-in task (fewshot: sentiment, workplace, arbitrary; long-context: passkey; "
-                                  "cot: arithmetic)")
+                                  "cot: arithmetic; rag: toy-rag)")
     p.add_argument("--data", help="a JSONL file of your own (fewshot: text/label, long-context: "
                                   "context/question/answer, cot: question/answer GSM8K style)")
+    p.add_argument("--plan", metavar="FILE", help="rag: run on a plan saved with --save-plan (contexts already "
+                                                  "retrieved: no faiss needed); n and k default to the file's")
+    p.add_argument("--save-plan", dest="save_plan", metavar="FILE",
+                   help="rag: retrieve the contexts, write the plan to FILE and exit (no model is loaded)")
     p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", metavar="N", help="override the task's limit")
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
                    help="defaults for n and the sweep: quick (CPU, minutes) or full (the GPU run)")
@@ -81,11 +90,46 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if args.task:
         cfg.task = args.task
     if args.data:
+        if args.experiment == "rag":
+            raise ConfigError("The rag experiment takes a saved plan: use --plan FILE (written by --save-plan).")
         cfg.data = args.data
         cfg.task = ""
+    plan_file = getattr(args, "plan", None)
+    if plan_file or getattr(args, "save_plan", None):
+        if args.experiment != "rag":
+            raise ConfigError("--plan and --save-plan apply to the rag experiment only.")
+    if plan_file:
+        cfg.data, cfg.task = plan_file, ""
+        if args.n is None or not args.sweep_k:  # the file's own questions and k values
+            ks, n = _plan_shape(plan_file)
+            cfg.n = args.n if args.n is not None else n
+            if not args.sweep_k:
+                cfg.sweep["k"] = ks
     cfg.max_new_tokens = args.max_new_tokens
     cfg.validate()
     return cfg
+
+
+def _plan_shape(path: str) -> tuple[list[int], int]:
+    """(k values, number of questions) of a saved RAG plan."""
+    from backend.experiments.plans import _rag_file_plan
+
+    probe = ExperimentConfig("rag", ["probe"], n=100_000, data=path)
+    plan = _rag_file_plan(probe)
+    ks = sorted({int(i.params["k"]) for i in plan.instances})
+    return ks, len({i.params.get("query", 0) for i in plan.instances})
+
+
+def _save_plan(cfg: ExperimentConfig, path: str) -> int:
+    from backend.experiments.plans import build_plan
+    from backend.rag import save_rag_plan
+
+    plan = build_plan(cfg)
+    save_rag_plan(plan, path)
+    print(f"Wrote {len(plan.instances)} instances ({cfg.n} questions x k in {cfg.sweep.get('k')}) to {path}. "
+          f"Run them with: python -m backend experiment rag --plan {path}", file=sys.stderr)
+    print(json.dumps({"plan": path, "instances": len(plan.instances), "n": cfg.n, "k": cfg.sweep.get("k")}))
+    return 0
 
 
 def _open_writer(args):
@@ -123,6 +167,11 @@ def _print_table(rows: list[dict]) -> None:
     """Aggregates of the primary filter, one line per (model, point)."""
     for r in rows:
         e = r["extra"]
+        if "task" not in e:  # a plan's own measurement (e.g. RAG recall@k, token F1)
+            point = ", ".join(f"{k}={v}" for k, v in e.get("params", {}).items())
+            ci = f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None else ""
+            print(f"{r['model']:<24} {r['metric']:<20} {point:<28} {'':<9} {r['value']:.3f}  {ci}  n={r['n']}")
+            continue
         point = ", ".join(f"{k}={v}" for k, v in e["params"].items())
         print(f"{r['model']:<24} {e['task']:<20} {point:<28} {e['filter']:<9} "
               f"{r['value']:.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}]  n={r['n']}")
@@ -144,6 +193,8 @@ def main(args: argparse.Namespace) -> int:
         print("\nStopping after the current instance (Ctrl-C again to abort at once) ...", file=sys.stderr)
 
     try:
+        if getattr(args, "save_plan", None):
+            return _save_plan(config_from_args(args), args.save_plan)
         writer = _open_writer(args)
         cfg = _stored_config(writer, args, args.resume) if args.resume else config_from_args(args)
         from backend.manager import ModelManager
@@ -189,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
     for w in out.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if out.status == "completed":
-        _print_table([a for a in out.aggregates if a["extra"]["primary"]])
+        _print_table([a for a in out.aggregates if a["extra"].get("primary", "task" not in a["extra"])])
     else:
         print(f"Run {out.run_id} {out.status} after {out.done}/{out.total} instances; finished ones are kept. "
               f"Continue with: python -m backend experiment {cfg.experiment} --resume {out.run_id}"

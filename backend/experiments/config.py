@@ -7,6 +7,10 @@ Sweep keys per experiment:
   fewshot       k        number of in-context examples
   long-context  length   target context length in tokens;  depth  where the passkey sits (0 start, 1 end)
   cot           steps    reasoning steps of the problem;    mode   "direct" or "cot"
+  rag           k        retrieved passages in the prompt (0 = closed-book)
+
+The RAG experiment's `data` is a plan file written by `python -m backend experiment rag --save-plan FILE`
+(contexts retrieved once, so a machine without faiss / sentence-transformers can run it: `--plan FILE`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from typing import Any
 
 from backend.interface import GenSettings
 
-EXPERIMENTS = ("fewshot", "long-context", "cot")
+EXPERIMENTS = ("fewshot", "long-context", "cot", "rag")
 RUN_KIND = {e: f"experiment-{e}" for e in EXPERIMENTS}
-DEFAULT_TASK = {"fewshot": "arbitrary", "long-context": "passkey", "cot": "arithmetic"}
-DATA_SCHEMA = {"fewshot": "classification", "long-context": "passkey", "cot": "gsm8k"}
+DEFAULT_TASK = {"fewshot": "arbitrary", "long-context": "passkey", "cot": "arithmetic", "rag": "toy-rag"}
+DATA_SCHEMA = {"fewshot": "classification", "long-context": "passkey", "cot": "gsm8k", "rag": "rag-plan"}
 
 # (sweep key, CLI flag, element type)
 SWEEP_FLAGS: dict[str, tuple[str, type]] = {
@@ -30,7 +34,7 @@ SWEEP_FLAGS: dict[str, tuple[str, type]] = {
     "steps": ("--steps", int),
     "mode": ("--modes", str),
 }
-SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth"), "cot": ("steps", "mode")}
+SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth"), "cot": ("steps", "mode"), "rag": ("k",)}
 
 # "quick": finishes within a few minutes on a CPU with the bundled models (UI and CLI default).
 # "full": the GPU run committed under results/.
@@ -39,12 +43,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "fewshot": {"n": 20, "sweep": {"k": [0, 1, 2, 4, 8]}},
         "long-context": {"n": 3, "sweep": {"length": [256, 512, 1024, 2048], "depth": [0.0, 0.5, 1.0]}},
         "cot": {"n": 10, "sweep": {"steps": [1, 2, 3, 4], "mode": ["direct", "cot"]}},
+        "rag": {"n": 12, "sweep": {"k": [0, 1, 2, 4]}},
     },
     "full": {
         "fewshot": {"n": 60, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
         "long-context": {"n": 10, "sweep": {"length": [512, 1024, 2048, 4096, 8192],
                                             "depth": [0.0, 0.25, 0.5, 0.75, 1.0]}},
         "cot": {"n": 50, "sweep": {"steps": [1, 2, 3, 4, 5], "mode": ["direct", "cot"]}},
+        "rag": {"n": 100, "sweep": {"k": [0, 1, 2, 4, 8]}},
     },
 }
 
@@ -134,7 +140,7 @@ class ExperimentConfig:
         if self.task:
             parts += ["--task", self.task]
         if self.data:
-            parts += ["--data", self.data]
+            parts += ["--plan" if self.experiment == "rag" else "--data", self.data]
         if self.max_new_tokens is not None:
             parts += ["--max-new-tokens", str(self.max_new_tokens)]
         return shlex.join(parts)

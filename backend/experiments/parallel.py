@@ -164,6 +164,8 @@ def run_parallel(config: ExperimentConfig, store, *, workers: int, device: str |
         rows = _stored_predictions(store, run_id)
         families = {m: i.get("family") for m, i in infos.items()}
         aggs = aggregate(rows, families, plan.tasks)
+        if plan.measure is not None:
+            aggs += plan.measure(plan, rows, families)
         store.add_measurements(run_id, aggs)
         summary["models"] = _model_summary(rows)
     _finish(store, run_id, status, summary)

@@ -24,6 +24,9 @@ class Plan:
     tasks: dict[str, TaskSpec]
     instances: list[Instance]
     warnings: list[str] = field(default_factory=list)  # e.g. malformed lines skipped in a data file
+    # extra measurement rows once a run completes: measure(plan, prediction rows, {model: family}) -> rows
+    # (a module-level function, so the plan still pickles for parallel workers; e.g. backend.rag.rag_measurements)
+    measure: Callable[..., list[dict]] | None = None
 
 
 PlanBuilder = Callable[..., Plan]  # (config, count_tokens=None) -> Plan
@@ -120,7 +123,32 @@ USER_DIRECT = TaskSpec(name="user-direct", template="Question: {question}\nAnswe
                        stop=["\n"], max_new_tokens=24)
 
 
+def _rag_file_plan(config: ExperimentConfig) -> Plan:
+    """A RAG plan saved by `experiment rag --save-plan` (no retrieval here: faiss is not needed), cut to the
+    config's k values and its first n queries."""
+    import json
+
+    from backend.rag import load_rag_plan
+
+    try:
+        plan = load_rag_plan(config.data)
+    except FileNotFoundError:
+        raise TaskError(f"There is no plan file {config.data!r}; write one with "
+                        "`python -m backend experiment rag --save-plan FILE`.") from None
+    except (json.JSONDecodeError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise TaskError(f"{config.data} is not a RAG plan file ({e}); write one with "
+                        "`python -m backend experiment rag --save-plan FILE`.") from None
+    ks = set(config.sweep.get("k") or [])
+    plan.instances = [i for i in plan.instances
+                      if (not ks or i.params.get("k") in ks) and i.params.get("query", 0) < config.n]
+    if not plan.instances:
+        raise TaskError(f"{config.data} has no question at k in {sorted(ks)}; change --ks or --n.")
+    return plan
+
+
 def _data_plan(config: ExperimentConfig) -> Plan:
+    if config.experiment == "rag":
+        return _rag_file_plan(config)
     loaded = load_jsonl(config.data, DATA_SCHEMA[config.experiment])
     recs = loaded.records
     if config.experiment == "fewshot":

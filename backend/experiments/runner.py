@@ -6,7 +6,8 @@
 - `store`: `store.open_store()` (DuckDB) or `store.RecordWriter(path)` (JSONL, for GPU machines).
 - Records: `start_run(kind, config, meta)`; per finished instance one prediction (prompt, output,
   extracted, reference, score, params) and one measurement with its timing/memory; at the end one
-  measurement per (model, task, sweep point, filter) with value, n and a 95% Wilson interval; then
+  measurement per (model, task, sweep point, filter) with value, n and a 95% Wilson interval, plus the
+  plan's own (`plan.measure`, e.g. RAG retrieval and answer metrics); then
   `finish_run(status)` with "completed", "cancelled" (should_stop said so or the caller was interrupted,
   e.g. Streamlit stopped the script) or "failed".
 - Resume: `resume_run_id` skips what `store.done_instances(run_id, model)` lists; the config must be
@@ -291,6 +292,8 @@ def run_experiment(config: ExperimentConfig, generators: Mapping[str, Generator]
     if status == "completed":
         all_rows = _stored_predictions(store, run_id) if resume_run_id else rows
         aggs = aggregate(all_rows, families, plan.tasks)
+        if plan.measure is not None:  # e.g. RAG: recall@k, MRR, token F1, faithfulness
+            aggs += plan.measure(plan, all_rows, families)
         store.add_measurements(run_id, aggs)
         summary["models"] = _model_summary(all_rows)
     else:

@@ -9,6 +9,9 @@ Prompts use `backend.toyworld.TEMPLATES`, the formats the bundled models were tr
              strict "The answer is N", flexible the last number (lm-eval gsm8k_cot)
   direct     "Question: {question}\\nThe answer is" + " N."; strict: the output starts with the
              number, flexible: the first number
+  toy-rag    backend.rag.rag_plan: toy-world documents the models never saw, indexed in a throw-away
+             collection; "{context}\nQuestion: {question}\nAnswer:" with the top-k passages (k = 0: the
+             closed-book "Question: {question}\nAnswer:"); exact match of the first line
 """
 
 from __future__ import annotations
@@ -91,3 +94,12 @@ for _name in FEWSHOT_TASKS:
     register_task("fewshot", _name, _fewshot_builder(_name))
 register_task("long-context", "passkey", passkey_plan)
 register_task("cot", "arithmetic", arithmetic_plan)
+
+
+def _rag_plan(config: ExperimentConfig, count_tokens=None) -> Plan:
+    from backend.rag import rag_plan  # retrieval (faiss, sentence-transformers) loads only when a plan is built
+
+    return rag_plan(config, count_tokens=count_tokens)
+
+
+register_task("rag", "toy-rag", _rag_plan)
