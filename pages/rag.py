@@ -1,5 +1,7 @@
 """RAG: upload documents into a collection, ask a question, and see every chosen model answer with the
-retrieved passages side by side (optionally beside its closed-book answer)."""
+retrieved passages side by side (optionally beside its closed-book answer); evaluate retrieval alone, and
+run the RAG experiment (answer accuracy against k, closed- vs open-book; plots from
+backend.experiments.rag_views)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from backend import registry
+from backend.experiments import pagekit as kit
+from backend.experiments import rag_views as rv
+from backend.experiments.config import DEFAULT_TASK, PROFILES
 from pages import ui
 
 STATE = "rag_state"  # the current question: hits, columns and the streaming job
@@ -264,3 +269,59 @@ if found := st.session_state.get("rag_eval_rows"):
                     name="recall 95% CI (low)")
     e2.plotly_chart(fig, key="rag_eval_chart")
     e2.text(f"n = {int(df['n'].iloc[0])} questions; saved as run {run_id}")
+
+
+# ------------------------------------------------------------------- evaluation (the RAG experiment)
+EVAL = "rag_exp"
+st.divider()
+st.subheader("Evaluation: how much retrieved context each model can use")
+st.caption("Toy-world documents whose facts the models never saw are indexed in a throw-away collection; each "
+           "question is asked with its top-k retrieved passages (k = 0: closed-book). Answers are scored by exact "
+           "match and token F1; faithfulness is the share of answer words found in the retrieved text (no LLM "
+           "judge). Every point shows n and a 95% interval. Saved as a run of kind experiment-rag.")
+eval_store = ui.get_store()
+eval_manager, eval_device = ui.get_manager(), ui.device_setting()
+
+
+def eval_generator(name: str):
+    return eval_manager.get(name, device=eval_device)
+
+
+with st.container(border=True):
+    models, n, seed = kit.common_widgets("rag", EVAL)
+    ks = st.multiselect("k (retrieved passages in the prompt; 0 = closed-book)", [0, 1, 2, 3, 4, 5, 8, 10],
+                        default=PROFILES["quick"]["rag"]["sweep"]["k"], key=f"{EVAL}_ks", **kit.KEEP)
+    cfg = kit.build_config("rag", models, n, seed, {"k": sorted(ks)}, DEFAULT_TASK["rag"])
+    st.caption("On a machine without faiss: `--save-plan FILE` here, then `--plan FILE` there runs the models on "
+               "exactly these retrieved contexts.")
+    eval_job = kit.run_controls(EVAL, cfg, eval_generator, eval_store)
+
+eval_runs = kit.stored_runs(eval_store, "rag")
+if eval_runs.empty:
+    st.info("No RAG experiment run is stored yet. Press Run above, or run `python -m backend experiment rag` in a "
+            "terminal; runs from either appear here.")
+    st.stop()
+row = kit.pick_run(eval_runs, f"{EVAL}_pick", prefer=eval_job.run_id if eval_job else None)
+kit.resume_button(row, EVAL, eval_generator, eval_store)
+preds = eval_store.predictions(run_id=row["run_id"])
+answers = rv.answer_table(preds)
+if answers.empty:
+    st.info("This run has no finished instances yet.")
+    st.stop()
+stored = rv.stored_table(eval_store.measurements(run_ids=[row["run_id"]]))
+a1, a2 = st.columns(2)
+a1.plotly_chart(rv.metric_lines(answers, "exact match", "Exact match vs k (95% bands)"), key=f"{EVAL}_em_chart")
+a2.plotly_chart(rv.metric_lines(answers, "token F1", "Token F1 vs k (95% bands)"), key=f"{EVAL}_f1_chart")
+book = rv.book_table(answers)
+st.plotly_chart(rv.book_bars(book), key=f"{EVAL}_book_chart")
+with st.expander("Closed-book vs open-book table"):
+    st.dataframe(book, hide_index=True, key=f"{EVAL}_book_table")
+if stored.empty:
+    st.caption("Retrieval quality and faithfulness are stored when a run completes; resume this run to get them.")
+else:
+    r1, r2 = st.columns(2)
+    r1.plotly_chart(rv.retrieval_lines(stored), key=f"{EVAL}_retrieval_chart")
+    r2.plotly_chart(rv.metric_lines(stored, "faithfulness", "Faithfulness vs k (answer words in the passages)"),
+                    key=f"{EVAL}_faith_chart")
+    with st.expander("Stored measurements"):
+        st.dataframe(stored, hide_index=True, key=f"{EVAL}_stored_table")
