@@ -85,6 +85,11 @@ def _causal_conv1d_update_kernel(
         acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if SILU:
         acc = acc * tl.sigmoid(acc)
+    # Every read of the old state above must land before any thread overwrites it. Compiled, the (BLOCK_D, S_P2)
+    # tiles and the (BLOCK_D,) vectors get different thread layouts (sm_90, 4 warps: row d of the tile lives in
+    # warp (d // 8) % 4, old0[d] is loaded by warp (d % 128) // 32), so without a barrier another warp can store
+    # new[d, 0] before old0[d] is read (a wrong output when S == K - 1). A no-op in the interpreter.
+    tl.debug_barrier()
     tl.store(state_ptr + row[:, None] + offs_s[None, :], new, mask=mask_d[:, None] & (offs_s < S)[None, :])
     tl.store(out_ptr + b * dim + offs_d, acc.to(out_ptr.dtype.element_ty), mask=mask_d)
 

@@ -2,7 +2,8 @@
 
 Paths
     "triton"     our kernels in this folder (CUDA and ROCm GPUs: `torch.cuda.is_available()`; also CPU
-                 tensors when TRITON_INTERPRET=1 and the path is forced, which is how CI tests them)
+                 tensors when the kernels were decorated under TRITON_INTERPRET=1 and the path is forced,
+                 which is how CI tests them)
     "reference"  the `*_ref` PyTorch functions beside each kernel (CPU, or forced)
     "mamba-ssm"  state-spaces/mamba's Triton decode update and Mamba-2 chunk scan when the package
                  imports (its CUDA extension is not needed); the ops it lacks without its CUDA build
@@ -58,7 +59,11 @@ def requested() -> str:
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """Whether our kernels run under the Triton interpreter (which takes CPU tensors). Triton decides that
+    when a kernel is decorated, i.e. from TRITON_INTERPRET at the time `kernels.*` was imported; setting the
+    variable later does not turn compiled kernels into interpreted ones (on a GPU machine that used to send
+    CPU tensors into compiled kernels)."""
+    return type(_conv._causal_conv1d_kernel).__name__ == "InterpretedFunction"
 
 
 def mamba_ssm_ops() -> dict | None:
@@ -106,8 +111,8 @@ def path_for(device) -> str:
     if want == "triton":
         if on_gpu or (dev.type == "cpu" and _interpreting()):
             return "triton"
-        raise RuntimeError(f"{ENV}=triton needs a CUDA/ROCm GPU (or TRITON_INTERPRET=1 for CPU tensors). "
-                           "Unset the variable to use the PyTorch reference.")
+        raise RuntimeError(f"{ENV}=triton needs a CUDA/ROCm GPU (or, for CPU tensors, TRITON_INTERPRET=1 set "
+                           "before `kernels` is imported). Unset the variable to use the PyTorch reference.")
     return "triton" if on_gpu else "reference"
 
 

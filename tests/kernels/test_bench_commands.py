@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args, tmp_path, interpret: bool):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "USE_HUB_KERNELS": "0", "SSM_ARENA_DATA": str(tmp_path)}
+    # The GPU is hidden from the child: these are the CPU smoke checks (the commands pick CUDA whenever
+    # torch sees it, and then record the GPU's name and paths, which failed both tests on an H100).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "USE_HUB_KERNELS": "0", "SSM_ARENA_DATA": str(tmp_path),
+           "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "-1"}
     env.pop("TRITON_INTERPRET", None)
     if interpret:
         env["TRITON_INTERPRET"] = "1"
