@@ -162,7 +162,8 @@ def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> t
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the bound at 0 (or 1) is exact when every score is 0 (or 1); floating point would leave ~1e-17
+    return (0.0 if p <= 0 else max(0.0, centre - half), 1.0 if p >= 1 else min(1.0, centre + half))
 
 
 def highlight_segments(text: str, rule: str) -> list[tuple[str, bool]]:
