@@ -240,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
     for w in out.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if out.status == "completed":
-        _print_table([a for a in out.aggregates if a["extra"].get("primary", "task" not in a["extra"])])
+        _print_table([a for a in out.aggregates if a["extra"]["primary"]] + out.measurements)
     else:
         print(f"Run {out.run_id} {out.status} after {out.done}/{out.total} instances; finished ones are kept. "
               f"Continue with: python -m backend experiment {cfg.experiment} --resume {out.run_id}"

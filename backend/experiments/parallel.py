@@ -158,15 +158,15 @@ def run_parallel(config: ExperimentConfig, store, *, workers: int, device: str |
     status = "failed" if errors else "cancelled" if done < total else "completed"
     summary: dict[str, Any] = {"done": done, "total": total, "model_info": infos, "workers": workers}
     aggs: list[dict] = []
+    extra: list[dict] = []
     if errors:
         summary["error"] = "; ".join(errors)
     if status == "completed":
         rows = _stored_predictions(store, run_id)
         families = {m: i.get("family") for m, i in infos.items()}
         aggs = aggregate(rows, families, plan.tasks)
-        if plan.measure is not None:
-            aggs += plan.measure(plan, rows, families)
-        store.add_measurements(run_id, aggs)
+        extra = plan.measure(plan, rows, families) if plan.measure is not None else []
+        store.add_measurements(run_id, aggs + extra)
         summary["models"] = _model_summary(rows)
     _finish(store, run_id, status, summary)
-    return RunOutcome(run_id, status, done, total, summary, list(plan.warnings), summary.get("error"), aggs)
+    return RunOutcome(run_id, status, done, total, summary, list(plan.warnings), summary.get("error"), aggs, extra)

@@ -45,6 +45,7 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     aggregates: list[dict] = field(default_factory=list)  # the accuracy measurements written at the end
+    measurements: list[dict] = field(default_factory=list)  # the plan's own (plan.measure), written with them
 
 
 def weights_sha256(name: str) -> str | None:
@@ -292,14 +293,14 @@ def run_experiment(config: ExperimentConfig, generators: Mapping[str, Generator]
     if status == "completed":
         all_rows = _stored_predictions(store, run_id) if resume_run_id else rows
         aggs = aggregate(all_rows, families, plan.tasks)
-        if plan.measure is not None:  # e.g. RAG: recall@k, MRR, token F1, faithfulness
-            aggs += plan.measure(plan, all_rows, families)
-        store.add_measurements(run_id, aggs)
+        # e.g. RAG: recall@k, MRR, token F1, faithfulness
+        extra = plan.measure(plan, all_rows, families) if plan.measure is not None else []
+        store.add_measurements(run_id, aggs + extra)
         summary["models"] = _model_summary(all_rows)
     else:
-        aggs = []
+        aggs, extra = [], []
     _finish(store, run_id, status, summary)
-    return RunOutcome(run_id, status, done, total, summary, list(plan.warnings), error, aggs)
+    return RunOutcome(run_id, status, done, total, summary, list(plan.warnings), error, aggs, extra)
 
 
 def _model_summary(rows: list[dict]) -> dict[str, dict]:

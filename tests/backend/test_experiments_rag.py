@@ -163,7 +163,8 @@ def test_jsonl_writer_resume(tmp_path):
                            meta={})
     again = run_experiment(cfg, fakes(), w, plan=plan, resume_run_id=first.run_id)
     assert again.status == "completed" and again.done == 8
-    metrics = {a["metric"] for a in again.aggregates}
+    assert {a["metric"] for a in again.aggregates} == {"accuracy[strict]", "accuracy[flexible]"}
+    metrics = {a["metric"] for a in again.aggregates + again.measurements}
     assert {"accuracy[strict]", "recall@k", "mrr@k", "token_f1", "faithfulness"} <= metrics
 
 
