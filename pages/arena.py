@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend import registry
+from backend.compare import CompareJob, Slot
 from pages import ui
 
 JOB = "arena_job"
@@ -54,10 +55,10 @@ def start_job() -> None:
         except ValueError as e:
             st.session_state[ERROR] = ui.error_sentence(e)
             return
-        slots = [ui.Slot(m, m, prompt) for m in models]
+        slots = [Slot(m, m, prompt) for m in models]
         parallel = bool(st.session_state.get("arena_parallel", False))
-        st.session_state[JOB] = ui.CompareJob(slots, settings, ui.get_manager(), parallel=parallel,
-                                              on_finish=recorder(settings)).start()
+        st.session_state[JOB] = CompareJob(slots, settings, ui.get_manager(), parallel=parallel,
+                                           on_finish=recorder(settings)).start()
 
 
 def recorder(settings):
