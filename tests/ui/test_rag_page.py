@@ -184,3 +184,20 @@ def test_evaluation_resumes_a_cancelled_run(arena_env):
     run = open_store().runs(kind="experiment-rag").iloc[0]
     assert run["run_id"] == first.run_id and run["status"] == "completed"
     assert _table(at, "metric")["n"].eq(2).all()
+
+
+def test_committed_cpu_results_render(arena_env):
+    import pytest
+
+    from store import open_store
+
+    path = Path(PAGE).parents[1] / "results" / "exp_rag_cpu.jsonl"
+    if not path.is_file():
+        pytest.skip("results/exp_rag_cpu.jsonl is not committed")
+    open_store().import_jsonl(path)
+    at = _page()
+    assert not at.error, [e.value for e in at.error]
+    label = at.selectbox(key="rag_exp_pick").options[0]
+    assert "toy-rag" in label and "n=12" in label and "AMD EPYC" in label, label  # a CPU run
+    assert len(at.get("plotly_chart")) >= 5
+    assert set(_table(at, "metric")["n"]) == {12}
