@@ -182,3 +182,27 @@ def test_tiny_real_models(tiny_dirs, tmp_path):
     inst = st.measurements(run_ids=[out.run_id])
     assert (inst[inst["metric"].isna()]["prompt_tokens"] > 0).all()
     check_measurements(inst, names, [0, 2], 2)
+
+
+def test_a_saved_plan_runs_without_faiss_sentence_transformers_or_duckdb(tmp_path):
+    """The GPU image has none of them: --plan plus --jsonl must not import any."""
+    import os
+    import subprocess
+    import sys
+
+    from backend.rag import save_rag_plan
+
+    plan_file, out_file = tmp_path / "plan.jsonl", tmp_path / "out.jsonl"
+    save_rag_plan(build_plan(ExperimentConfig("rag", MODELS, n=2, sweep={"k": [0, 1]}, task="toy-rag")), plan_file)
+    code = ("import sys\n"
+            "for m in ('faiss', 'sentence_transformers', 'duckdb'): sys.modules[m] = None\n"
+            "from backend.cli import main\n"
+            f"sys.exit(main(['experiment', 'rag', '--plan', {str(plan_file)!r}, '--models', 'toy-mamba,toy-transformer',"
+            f" '--jsonl', {str(out_file)!r}, '--quiet']))\n")
+    env = {**os.environ, "SSM_ARENA_FAKE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "completed"
+    kinds = [json.loads(line)["data"].get("metric") for line in out_file.read_text().splitlines()
+             if json.loads(line)["type"] == "measurement"]
+    assert {"recall@k", "mrr@k", "token_f1", "faithfulness", "accuracy[strict]"} <= set(kinds)
