@@ -1,5 +1,6 @@
 """History: every stored measurement (dashboard and CLI runs), filtered, plotted against prompt length,
-and exported as CSV or Parquet."""
+and exported as CSV or Parquet; experiment accuracies over time, and two runs of one experiment compared
+instance by instance (the Experiments tab)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from backend.experiments import pagekit as kit
+from backend.experiments.config import RUN_KIND
+from backend.experiments.views import accuracy_history
 from pages import ui
 
 PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output token, median (ms)"),
@@ -16,6 +20,43 @@ PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output t
 FIRST_COLUMNS = ["created_at", "kind", "model", "family", "device", "dtype", "path", "batch", "prompt_tokens",
                  "new_tokens", "ttft_ms", "prefill_ms", "tpot_ms", "tpot_p90_ms", "decode_tok_s", "peak_mem_bytes",
                  "peak_mem_kind", "cache_bytes", "cache_kind", "metric", "value", "n"]
+
+EXPERIMENT_OF_KIND = {kind: experiment for experiment, kind in RUN_KIND.items()}
+# Toy-world evaluation rows (results/train_h100.jsonl) are plain measurements with n and a 95% CI; their
+# `extra` keys that are not the sweep point:
+EVAL_METRICS = ("accuracy", "exact_match")
+EVAL_NOT_POINT = {"task", "fewshot_task", "correct", "seconds", "seed", "chance", "max_context_tokens",
+                  "mean_length", "tokens", "ci_method"}
+
+
+def eval_as_aggregates(m: pd.DataFrame) -> pd.DataFrame:
+    """Measurement rows of metric accuracy / exact_match with n and a CI (the toy-world evaluation) in the
+    experiments' aggregate shape (metric "accuracy[<metric>]", extra task/params/primary), so that
+    views.accuracy_history reads both kinds of rows."""
+    if m.empty or "metric" not in m.columns:
+        return m.iloc[0:0]
+    m = m[m["metric"].isin(EVAL_METRICS) & m["n"].notna() & m["ci_low"].notna() & m["ci_high"].notna()]
+
+    def extra(e) -> dict:
+        e = e if isinstance(e, dict) else {}
+        task = "-".join(str(e[k]) for k in ("task", "fewshot_task") if e.get(k))
+        return {"task": task or None, "primary": True,
+                "params": {k: v for k, v in e.items() if k not in EVAL_NOT_POINT and v is not None}}
+
+    return m.assign(metric=[f"accuracy[{x}]" for x in m["metric"]], extra=[extra(e) for e in m["extra"]])
+
+
+def accuracy_over_time(acc: pd.DataFrame, title: str):
+    """Accuracy against the time it was measured, one line per model (dashed per sweep point), 95% CI bars."""
+    d = acc.sort_values("created_at").assign(point=acc["point"].replace("", "(single point)"),
+                                             plus=acc["ci_high"] - acc["value"], minus=acc["value"] - acc["ci_low"])
+    fig = px.line(d, x="created_at", y="value", color="model", markers=True, error_y="plus", error_y_minus="minus",
+                  line_dash="point" if d["point"].nunique() > 1 else None, title=title,
+                  hover_data={"run_id": True, "n": True, "ci_low": ":.3f", "ci_high": ":.3f", "plus": False,
+                              "minus": False},
+                  labels={"created_at": "measured (UTC)", "value": "accuracy", "point": "sweep point"})
+    fig.update_layout(yaxis={"range": [-0.02, 1.02]}, legend={"orientation": "h", "y": -0.25}, height=460)
+    return fig
 
 
 def run_label(row) -> str:
@@ -51,12 +92,21 @@ if "kind" not in meas.columns:  # the store joins the run's kind in; older store
     meas = meas.merge(runs[["run_id", "kind"]], on="run_id", how="left")
 meas["created_at"] = pd.to_datetime(meas["created_at"], utc=True, errors="coerce")
 runs["label"] = runs.apply(run_label, axis=1)
+runs["created_at"] = pd.to_datetime(runs["created_at"], utc=True, errors="coerce")
+# A row without a device (an experiment's aggregate) filters by its run's device: the most common device
+# of the run's other rows, else the run's meta.
+run_device = meas.dropna(subset=["device"]).groupby("run_id")["device"].agg(lambda d: d.mode().iloc[0]).to_dict()
+for _, r in runs.iterrows():
+    meta = r["meta"] if isinstance(r.get("meta"), dict) else {}
+    dev = meta.get("device_name") or meta.get("device")
+    run_device.setdefault(r["run_id"], dev if dev and dev != "auto" else None)
+row_device = meas["device"].fillna(meas["run_id"].map(run_device))
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     kinds = c1.multiselect("Kind", sorted(meas["kind"].dropna().unique()), key="history_kind")
     models = c2.multiselect("Model", sorted(meas["model"].dropna().unique()), key="history_model")
-    devices = c3.multiselect("Device", sorted(meas["device"].dropna().unique()), key="history_device")
+    devices = c3.multiselect("Device", sorted(row_device.dropna().unique()), key="history_device")
     c4, c5 = st.columns([1, 2])
     first, last = meas["created_at"].min(), meas["created_at"].max()
     today = dt.datetime.now(dt.UTC).date()
@@ -73,44 +123,86 @@ if kinds:
 if models:
     view = view[view["model"].isin(models)]
 if devices:
-    view = view[view["device"].isin(devices)]
+    view = view[row_device.loc[view.index].isin(devices)]
 if run_ids:
     view = view[view["run_id"].isin(run_ids)]
+lo = hi = None
 if isinstance(dates, tuple | list) and len(dates) == 2:
     lo = pd.Timestamp(dates[0], tz="UTC")
     hi = pd.Timestamp(dates[1], tz="UTC") + pd.Timedelta(days=1)
     view = view[(view["created_at"] >= lo) & (view["created_at"] < hi)]
 
-st.caption(f"{len(view)} of {len(meas)} measurement rows match.")
-if view.empty:
-    st.info("No measurement matches these filters. Clear a filter to see rows again.")
-else:
-    plot_df = view.assign(peak_mem_mib=view["peak_mem_bytes"] / 2**20,
-                          series=view["model"].astype(str) + " · " + view["device"].astype(str))
-    cols = st.columns(2)
-    for i, (metric, title) in enumerate(PLOTS):
-        d = plot_df.dropna(subset=[metric, "prompt_tokens"])
-        with cols[i % 2]:
-            if d.empty:
-                st.caption(f"{title}: no rows with this metric.")
-                continue
-            hover = [c for c in ("run_id", "kind", "path", "dtype", "batch", "new_tokens", "peak_mem_kind")
-                     if c in d.columns]
-            fig = px.scatter(d.sort_values("prompt_tokens"), x="prompt_tokens", y=metric, color="series",
-                             hover_data=hover, title=title, labels={"prompt_tokens": "prompt tokens",
-                                                                     metric: title, "series": "model · device"})
-            st.plotly_chart(fig, key=f"history_plot_{metric}")
+tab_meas, tab_exp = st.tabs(["Measurements", "Experiments"])
+with tab_meas:
+    st.caption(f"{len(view)} of {len(meas)} measurement rows match.")
+    if view.empty:
+        st.info("No measurement matches these filters. Clear a filter to see rows again.")
+    else:
+        plot_df = view.assign(peak_mem_mib=view["peak_mem_bytes"] / 2**20,
+                              series=view["model"].astype(str) + " · " + view["device"].astype(str))
+        cols = st.columns(2)
+        for i, (metric, title) in enumerate(PLOTS):
+            d = plot_df.dropna(subset=[metric, "prompt_tokens"])
+            with cols[i % 2]:
+                if d.empty:
+                    st.caption(f"{title}: no rows with this metric.")
+                    continue
+                hover = [c for c in ("run_id", "kind", "path", "dtype", "batch", "new_tokens", "peak_mem_kind")
+                         if c in d.columns]
+                fig = px.scatter(d.sort_values("prompt_tokens"), x="prompt_tokens", y=metric, color="series",
+                                 hover_data=hover, title=title, labels={"prompt_tokens": "prompt tokens",
+                                                                         metric: title, "series": "model · device"})
+                st.plotly_chart(fig, key=f"history_plot_{metric}")
 
-    st.subheader("Measurements")
-    first_cols = [c for c in FIRST_COLUMNS if c in view.columns]
-    view = view[first_cols + [c for c in view.columns if c not in first_cols]]
-    st.dataframe(ui.exportable(view), hide_index=True, key="history_measurements")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    d1, d2, _ = st.columns([1, 1, 4])
-    d1.download_button("Export CSV", ui.exportable(view).to_csv(index=False).encode(),
-                       file_name=f"measurements-{stamp}.csv", mime="text/csv", key="history_csv")
-    d2.download_button("Export Parquet", ui.parquet_bytes(view), file_name=f"measurements-{stamp}.parquet",
-                       mime="application/vnd.apache.parquet", key="history_parquet")
+        st.subheader("Measurements")
+        first_cols = [c for c in FIRST_COLUMNS if c in view.columns]
+        view = view[first_cols + [c for c in view.columns if c not in first_cols]]
+        st.dataframe(ui.exportable(view), hide_index=True, key="history_measurements")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        d1, d2, _ = st.columns([1, 1, 4])
+        d1.download_button("Export CSV", ui.exportable(view).to_csv(index=False).encode(),
+                           file_name=f"measurements-{stamp}.csv", mime="text/csv", key="history_csv")
+        d2.download_button("Export Parquet", ui.parquet_bytes(view), file_name=f"measurements-{stamp}.parquet",
+                           mime="application/vnd.apache.parquet", key="history_parquet")
+
+with tab_exp:
+    acc = accuracy_history(pd.concat([view, eval_as_aggregates(view)], ignore_index=True))
+    exp_runs = runs[runs["kind"].isin(EXPERIMENT_OF_KIND)]
+    if kinds:
+        exp_runs = exp_runs[exp_runs["kind"].isin(kinds)]
+    if run_ids:
+        exp_runs = exp_runs[exp_runs["run_id"].isin(run_ids)]
+    if lo is not None:
+        exp_runs = exp_runs[(exp_runs["created_at"] >= lo) & (exp_runs["created_at"] < hi)]
+    st.subheader("Accuracy over time")
+    if acc.empty:
+        st.info("No experiment accuracy matches these filters. Run an experiment (Few-shot, Long context, "
+                "Chain-of-thought or RAG page, or `python -m backend experiment ...`), or clear a filter.")
+    else:
+        tasks = sorted(acc["task"].dropna().astype(str).unique())
+        e1, e2 = st.columns([1, 2])
+        task = e1.selectbox("Task", tasks, key="history_exp_task")
+        acc = acc[acc["task"].astype(str) == task]
+        all_points = sorted(acc["point"].unique(), key=lambda p: (len(p), p))
+        points = e2.multiselect("Sweep points (none: all)", all_points, key=f"history_exp_points_{task}")
+        if points:
+            acc = acc[acc["point"].isin(points)]
+        st.plotly_chart(accuracy_over_time(acc, f"Accuracy over time · {task}"), key="history_exp_plot")
+        st.caption(f"{acc['run_id'].nunique()} run(s), {len(acc)} points; error bars: 95% Wilson interval "
+                   "(the primary answer-extraction rule of each task).")
+        st.dataframe(acc, hide_index=True, key="history_exp_table")
+    missing = exp_runs[~exp_runs["run_id"].isin(set(accuracy_history(meas)["run_id"]))]
+    if not missing.empty:
+        st.caption("Without stored accuracies (stopped before the end; their experiment page recomputes partial "
+                   "accuracies from the predictions): " + "; ".join(missing["label"]))
+
+    if exp_runs.empty:
+        st.caption("No experiment run matches these filters, so there is nothing to compare.")
+    else:
+        present = [k for k in RUN_KIND.values() if k in set(exp_runs["kind"])]
+        kind = st.selectbox("Experiment", present, format_func=EXPERIMENT_OF_KIND.get, key="history_cmp_kind")
+        same = kit.stored_runs(store, EXPERIMENT_OF_KIND[kind])
+        kit.compare_section(store, same[same["run_id"].isin(set(exp_runs["run_id"]))], key="history_exp")
 
 st.subheader("Runs")
 shown = runs[runs["run_id"].isin(set(view["run_id"]))] if not view.empty else runs.iloc[0:0]
