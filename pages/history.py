@@ -193,8 +193,9 @@ with tab_exp:
         st.dataframe(acc, hide_index=True, key="history_exp_table")
     missing = exp_runs[~exp_runs["run_id"].isin(set(accuracy_history(meas)["run_id"]))]
     if not missing.empty:
-        st.caption("Without stored accuracies (stopped before the end; their experiment page recomputes partial "
-                   "accuracies from the predictions): " + "; ".join(missing["label"]))
+        st.caption("Experiment runs without stored accuracies (cancelled, failed or still running; their "
+                   "experiment page recomputes partial accuracies from the predictions): "
+                   + "; ".join(missing["label"]))
 
     if exp_runs.empty:
         st.caption("No experiment run matches these filters, so there is nothing to compare.")
