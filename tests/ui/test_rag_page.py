@@ -9,9 +9,10 @@ from streamlit.testing.v1 import AppTest
 
 from tests.retrieval.docs import make_docx, make_pdf
 
-# Imported above on purpose: on first import transformers probes for an optional package called "kernels",
-# and AppTest.from_file puts pages/ first on sys.path, where pages/kernels.py (a page) would answer and draw
-# widgets inside our cached embedder loader. Importing it here resolves "kernels" to the project package.
+# Imported above on purpose: on first import transformers probes for an optional package called "kernels"
+# (the Hub kernels package), and AppTest.from_file puts pages/ first on sys.path. The Kernels page is now
+# pages/kernel_results.py so it can no longer answer that probe, but importing the embedder stack before
+# AppTest starts keeps the first (slow) import out of the page's timed run.
 
 TIMEOUT = 180  # the first upload loads the embedding model on a busy 2-core box
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "rag.py")
