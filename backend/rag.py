@@ -124,7 +124,7 @@ def ask(retriever, manager, collection: str, question: str, models: Sequence[str
         on_token: Callable[[RagColumn, str], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> RagAnswer:
     """Retrieve, then let every model answer one after the other (CLI and tests; the page streams
-    columns through pages.ui.CompareJob instead). A failing model is kept as that column's error."""
+    columns through backend.compare.CompareJob instead). A failing model is kept as that column's error."""
     settings.validate()
     hits = retriever.search(collection, question, k)
     answer = RagAnswer(question, collection, k, hits,

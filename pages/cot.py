@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.experiments import pagekit as kit
+from pages import expkit as kit
 from backend.experiments.views import accuracy_lines, accuracy_table, highlighted_markdown
 from pages import ui
 
@@ -21,17 +21,8 @@ st.markdown(
     "is\" (for direct answers, the number the output starts with), *flexible* the last number of a chain (the "
     "first number of a direct answer).")
 
-try:
-    store = ui.get_store()
-except Exception as e:
-    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
-    st.stop()
-ui.ensure_results_imported()
-manager, device = ui.get_manager(), ui.device_setting()
-
-
-def get_generator(name: str):
-    return manager.get(name, device=device)
+store = ui.store_or_stop()
+get_generator = ui.generator_getter()
 
 
 with st.container(border=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.experiments import pagekit as kit
+from pages import expkit as kit
 from backend.experiments.config import DEFAULT_TASK
 from backend.experiments.plans import task_names
 from backend.experiments.views import accuracy_lines, accuracy_table
@@ -24,17 +24,8 @@ st.markdown(
     "labels whose meaning only the examples define: pure in-context learning), *sentiment* (label words the "
     "models know) and *workplace* (an occupation-to-workplace mapping over 16 labels).")
 
-try:
-    store = ui.get_store()
-except Exception as e:
-    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
-    st.stop()
-ui.ensure_results_imported()
-manager, device = ui.get_manager(), ui.device_setting()
-
-
-def get_generator(name: str):
-    return manager.get(name, device=device)
+store = ui.store_or_stop()
+get_generator = ui.generator_getter()
 
 
 with st.container(border=True):

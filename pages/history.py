@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from backend.experiments import pagekit as kit
+from pages import expkit as kit
 from backend.experiments.config import RUN_KIND
 from backend.experiments.views import accuracy_history
 from pages import ui
@@ -66,12 +66,7 @@ def run_label(row) -> str:
 
 
 st.title("History")
-try:
-    store = ui.get_store()
-except Exception as e:
-    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
-    st.stop()
-ui.ensure_results_imported()
+store = ui.store_or_stop()
 
 try:
     runs = store.runs()

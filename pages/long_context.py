@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend.experiments import pagekit as kit
+from pages import expkit as kit
 from backend.experiments.views import (
     accuracy_lines,
     accuracy_table,
@@ -25,17 +25,8 @@ st.markdown(
     "extrapolation. Beside the heatmaps: what each length costs. A transformer's KV cache grows with the "
     "context; an SSM's conv + SSM state stays the same size.")
 
-try:
-    store = ui.get_store()
-except Exception as e:
-    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
-    st.stop()
-ui.ensure_results_imported()
-manager, device = ui.get_manager(), ui.device_setting()
-
-
-def get_generator(name: str):
-    return manager.get(name, device=device)
+store = ui.store_or_stop()
+get_generator = ui.generator_getter()
 
 
 with st.container(border=True):

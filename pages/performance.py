@@ -24,12 +24,7 @@ st.caption(
     "synchronisation, medians over repeats. Plain `generate()` appears only as a labelled baseline."
 )
 
-try:
-    store = ui.get_store()
-except Exception as e:
-    st.error(f"The results store could not be opened: {ui.error_sentence(e)}")
-    st.stop()
-ui.ensure_results_imported()
+store = ui.store_or_stop()
 
 try:
     runs = store.runs(kind="bench")

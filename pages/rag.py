@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from backend import registry
-from backend.experiments import pagekit as kit
+from pages import expkit as kit
 from backend.experiments import rag_views as rv
 from backend.experiments.config import DEFAULT_TASK, PROFILES
 from pages import ui

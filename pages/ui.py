@@ -114,6 +114,23 @@ def ensure_results_imported() -> None:
         st.warning(f"Some committed results could not be imported: {problems}")
 
 
+def store_or_stop():
+    """The page's store with committed results imported, or an error sentence and the page stops."""
+    try:
+        store = get_store()
+    except Exception as e:
+        st.error(f"The results store could not be opened: {error_sentence(e)}")
+        st.stop()
+    ensure_results_imported()
+    return store
+
+
+def generator_getter():
+    """`name -> Generator` on the sidebar's device, through the process-wide model manager."""
+    manager, device = get_manager(), device_setting()
+    return lambda name: manager.get(name, device=device)
+
+
 # ---------------------------------------------------------------- formatting
 def fmt_num(x, unit: str = "", digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and x != x):

@@ -7,7 +7,7 @@
     plans.py     config -> the exact instances every model sees; user-data plans; task registry
     toytasks.py  built-in tasks from the toy world's held-out generators and TEMPLATES (rag: backend.rag.rag_plan)
     runner.py    run_experiment: records, resume, cancel, progress; parallel.py: --workers N
-    jobs.py      a run in a background thread for the UI; pagekit.py / views.py: page parts and plot data
+    jobs.py      a run in a background thread for the UI; views.py: plot data (the Streamlit page parts are pages/expkit.py)
     rag_views.py the RAG experiment's tables and figures (EM / F1 vs k, closed vs open book, recall, faithfulness)
 
 Nothing here imports torch or duckdb at module level: models come from a Generator, rows go to the store.
