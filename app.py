@@ -14,8 +14,9 @@ from pages import ui
 
 ROOT = Path(__file__).resolve().parent
 
-# section -> (file, title, icon); pages other engineers are still writing appear once their file exists.
-PLANNED = {
+# section -> (file, title, icon); the URL is the file's stem, except the Kernels page (kernel_results.py, so
+# that no module in pages/ is named like the project's `kernels` package) which keeps /kernels.
+PAGES = {
     "Compare": [("pages/arena.py", "Arena", ":material/compare_arrows:"),
                 ("pages/rag.py", "RAG", ":material/description:")],
     "Experiments": [("pages/fewshot.py", "Few-shot", ":material/school:"),
@@ -28,14 +29,14 @@ PLANNED = {
 }
 
 
+URL_PATHS = {"pages/kernel_results.py": "kernels"}
+
+
 def build_pages() -> dict[str, list]:
-    sections: dict[str, list] = {}
-    for section, entries in PLANNED.items():
-        pages = [st.Page(str(ROOT / f), title=t, icon=i, default=f == "pages/arena.py")
-                 for f, t, i in entries if (ROOT / f).is_file()]
-        if pages:
-            sections[section] = pages
-    return sections
+    return {section: [st.Page(str(ROOT / f), title=t, icon=i, default=f == "pages/arena.py",
+                              url_path=None if f == "pages/arena.py" else URL_PATHS.get(f, Path(f).stem))
+                      for f, t, i in entries]
+            for section, entries in PAGES.items()}
 
 
 def sidebar_frame() -> None:
