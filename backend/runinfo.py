@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -15,6 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str | None:
+    """HEAD of this checkout; where the tree was copied without .git (a GPU machine), SSM_ARENA_GIT_SHA."""
+    if os.environ.get("SSM_ARENA_GIT_SHA"):
+        return os.environ["SSM_ARENA_GIT_SHA"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=5)
