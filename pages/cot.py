@@ -39,18 +39,7 @@ with st.container(border=True):
                            "" if data else "arithmetic", data)
     job = kit.run_controls(KEY, cfg, get_generator, store)
 
-st.subheader("Results")
-runs = kit.stored_runs(store, "cot")
-if runs.empty:
-    st.info("No chain-of-thought run is stored yet. Press Run above, or run `python -m backend experiment cot` "
-            "in a terminal; runs from either appear here.")
-    st.stop()
-row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
-kit.resume_button(row, KEY, get_generator, store)
-preds = store.predictions(run_id=row["run_id"])
-if preds.empty:
-    st.info("This run has no finished instances yet.")
-    st.stop()
+runs, row, preds = kit.results_header(store, "cot", "chain-of-thought", KEY, job, get_generator)
 filt = kit.filter_choice(preds, f"{KEY}_filter", default="strict")
 table = accuracy_table(preds, ["steps", "mode"], filt)
 st.plotly_chart(accuracy_lines(table, "steps", "Direct (dashed) vs step-by-step accuracy by number of steps",

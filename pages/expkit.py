@@ -155,6 +155,24 @@ def resume_button(row, key: str, get_generator: Callable, store) -> None:
                   args=(key, cfg, get_generator, store, row["run_id"]))
 
 
+def results_header(store, experiment: str, label: str, key: str, job, get_generator: Callable):
+    """The Results part every experiment page starts with: pick a stored run (the one just made first),
+    offer Resume, return (stored runs, the picked run's row, its predictions). Stops the page with a hint when there is nothing yet."""
+    st.subheader("Results")
+    runs = stored_runs(store, experiment)
+    if runs.empty:
+        st.info(f"No {label} run is stored yet. Press Run above, or run `python -m backend experiment "
+                f"{experiment}` in a terminal; runs from either appear here.")
+        st.stop()
+    row = pick_run(runs, f"{key}_pick", prefer=job.run_id if job else None)
+    resume_button(row, key, get_generator, store)
+    preds = store.predictions(run_id=row["run_id"])
+    if preds.empty:
+        st.info("This run has no finished instances yet.")
+        st.stop()
+    return runs, row, preds
+
+
 def filter_choice(preds: pd.DataFrame, key: str, default: str = "strict") -> str:
     filters = filters_of(preds) or [default]
     if len(filters) == 1:

@@ -48,18 +48,7 @@ with st.container(border=True):
         st.caption("Give the path of a JSONL file to run on your own data.")
     job = kit.run_controls(KEY, cfg, get_generator, store)
 
-st.subheader("Results")
-runs = kit.stored_runs(store, "fewshot")
-if runs.empty:
-    st.info("No few-shot run is stored yet. Press Run above, or run `python -m backend experiment fewshot` in a "
-            "terminal; runs from either appear here.")
-    st.stop()
-row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
-kit.resume_button(row, KEY, get_generator, store)
-preds = store.predictions(run_id=row["run_id"])
-if preds.empty:
-    st.info("This run has no finished instances yet.")
-    st.stop()
+runs, row, preds = kit.results_header(store, "fewshot", "few-shot", KEY, job, get_generator)
 filt = kit.filter_choice(preds, f"{KEY}_filter", default="acc")
 table = accuracy_table(preds, ["k"], filt)
 st.plotly_chart(accuracy_lines(table, "k", "Accuracy vs number of in-context examples (95% Wilson bands)",

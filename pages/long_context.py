@@ -43,18 +43,7 @@ with st.container(border=True):
                            "" if data else "passkey", data)
     job = kit.run_controls(KEY, cfg, get_generator, store)
 
-st.subheader("Results")
-runs = kit.stored_runs(store, "long-context")
-if runs.empty:
-    st.info("No long-context run is stored yet. Press Run above, or run `python -m backend experiment "
-            "long-context` in a terminal; runs from either appear here.")
-    st.stop()
-row = kit.pick_run(runs, f"{KEY}_pick", prefer=job.run_id if job else None)
-kit.resume_button(row, KEY, get_generator, store)
-preds = store.predictions(run_id=row["run_id"])
-if preds.empty:
-    st.info("This run has no finished instances yet.")
-    st.stop()
+runs, row, preds = kit.results_header(store, "long-context", "long-context", KEY, job, get_generator)
 filt = kit.filter_choice(preds, f"{KEY}_filter", default="strict")
 train_ctx = kit.train_contexts(row)
 table = accuracy_table(preds, ["length", "depth"], filt)
