@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 
@@ -11,19 +10,7 @@ import pytest
 from backend.commands import experiment as cmd
 from backend.experiments.config import ExperimentConfig, default_config
 from store import open_store
-
-
-def parser():
-    p = argparse.ArgumentParser(prog="python -m backend")
-    cmd.register(p.add_subparsers(dest="command"))
-    return p
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    args = parser().parse_args(argv)
-    rc = args.func(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
+from tests.backend.cli_helpers import parser, run_cli
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ index of toy-world documents; answers come from fake generators or tiny random-w
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 
@@ -19,6 +18,7 @@ from backend.experiments.runner import run_experiment
 from backend.fake import FakeGenerator
 from backend.rag import RETRIEVER_LABEL
 from store import RecordWriter, open_store
+from tests.backend.cli_helpers import parser, run_cli
 
 pytest.importorskip("faiss")
 pytest.importorskip("sentence_transformers")
@@ -29,19 +29,6 @@ MODELS = ["toy-mamba", "toy-transformer"]
 def fakes() -> dict:
     return {"toy-mamba": FakeGenerator("toy-mamba", "mamba"), "toy-transformer": FakeGenerator("toy-transformer",
                                                                                              "transformer")}
-
-
-def parser():
-    p = argparse.ArgumentParser(prog="python -m backend")
-    cmd.register(p.add_subparsers(dest="command"))
-    return p
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    args = parser().parse_args(argv)
-    rc = args.func(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def check_measurements(meas, models, ks, n):
