@@ -234,6 +234,7 @@ class HFGenerator(Generator):
             peak_mem_bytes=mem.peak(),
             peak_mem_kind=mem.kind,
             cache_bytes=stepper.cache_bytes(),
+            cache_alloc_bytes=stepper.cache_alloc_bytes() if hasattr(stepper, "cache_alloc_bytes") else None,
             cache_kind=stepper.cache_kind,
             path=stepper.path,
             device=self.info.device,

@@ -85,6 +85,7 @@ class GenMetrics:
     device: str  # e.g. "cpu", "NVIDIA H100 80GB HBM3"
     dtype: str  # e.g. "float32", "bfloat16"
     batch: int = 1
+    cache_alloc_bytes: int | None = None  # a preallocated (static) cache's whole size; None when it grows
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,6 +17,8 @@ H heads, Dh head dim, V vocab):
         `pos` visible in the 4-D additive mask [B, 1, 1, M], run the model on [B, 1] with
         position_ids = pos (the StaticCache writes K/V at its own device-side counter), copy the logits
         out, advance `pos`. Nothing in the step reads a value back to the host.
+    `cache_bytes()` counts the positions written so far (prompt + tokens fed back), every layer's K and V;
+    `cache_alloc_bytes()` the whole static allocation (M slots; with `capacity_buckets` a power of two).
     When the cache is full the stepper doubles its capacity (new cache, copy, re-capture), so callers that
     do not know the generation length up front still work; the benchmark passes the exact length.
 
@@ -65,6 +67,31 @@ def _full_attention_only(model) -> bool:
     if layer_types and any(t != "full_attention" for t in layer_types):
         return False
     return not getattr(cfg, "sliding_window", None)
+
+
+def kv_bytes(tensors, filled: int) -> tuple[int, int]:
+    """(bytes of the first `filled` positions, bytes allocated) of static K/V tensors [B, H, M, Dh]
+    (positions on dim -2; tensors sharing storage are counted once; None entries, layers not yet written,
+    count 0). Pure arithmetic on shapes, so it is checked on CPU."""
+    seen, used, alloc = set(), 0, 0
+    for t in tensors:
+        if not isinstance(t, torch.Tensor) or t.numel() == 0 or t.data_ptr() in seen:
+            continue
+        seen.add(t.data_ptr())
+        size = t.numel() * t.element_size()
+        slots = t.shape[-2]
+        alloc += size
+        used += size // slots * min(max(int(filled), 0), slots)
+    return used, alloc
+
+
+def kv_bytes_per_position(config, batch: int, dtype: torch.dtype) -> int:
+    """K and V bytes one position takes over all layers, from a model config: layers x 2 x batch x KV heads
+    x head dim x element size (GQA: key/value heads, not query heads). What `kv_bytes` should find."""
+    cfg = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return cfg.num_hidden_layers * 2 * batch * heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
 
 class StaticGraphStepper:
@@ -136,16 +163,18 @@ class StaticGraphStepper:
         return self._logits  # a static buffer: valid until the next step (callers pick a token at once)
 
     def cache_bytes(self) -> int:
-        """Bytes held by the static K/V tensors (allocated capacity, deduplicated by storage)."""
+        """Bytes of the K/V cache in use: the positions written so far (prompt + fed-back tokens) times
+        each layer's K and V bytes per position. The static allocation is `cache_alloc_bytes()`."""
+        return kv_bytes(self._kv_tensors(), self._pos_host if self.cache is not None else 0)[0]
+
+    def cache_alloc_bytes(self) -> int:
+        """Bytes the static K/V tensors hold (all `capacity` slots, deduplicated by storage)."""
+        return kv_bytes(self._kv_tensors(), 0)[1]
+
+    def _kv_tensors(self) -> list:
         if self.cache is None:
-            return 0
-        seen, total = set(), 0
-        for layer in self.cache.layers:
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-                if isinstance(t, torch.Tensor) and t.data_ptr() not in seen:
-                    seen.add(t.data_ptr())
-                    total += t.numel() * t.element_size()
-        return total
+            return []
+        return [t for layer in self.cache.layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
 
     def close(self) -> None:
         """Drop the graph and cache so their memory can be reused (the benchmark calls this between points)."""

@@ -91,11 +91,15 @@ if fig is None:
 else:
     st.plotly_chart(fig, key=f"{KEY}_eff")
     inst = meas[meas["metric"].isna() & (meas["cache_kind"] == "kv")]
-    static = sorted(set(inst.loc[inst["path"].fillna("").str.contains("static"), "model"]))
+    old = inst["path"].fillna("").str.contains("static")
+    if "cache_alloc_bytes" in inst.columns:
+        old &= inst["cache_alloc_bytes"].isna()
+    static = sorted(set(inst.loc[old, "model"]))
     if static:
-        st.caption(f"{', '.join(static)}: a preallocated static KV cache (the GPU path with CUDA graphs), so its "
-                   "bytes are the allocation, sized for the longest context served so far, not the tokens in use; "
-                   "on the CPU path the KV cache grows with the context.")
+        st.caption(f"{', '.join(static)}: rows recorded before the static-cache accounting was fixed count the "
+                   "whole preallocated KV cache of the GPU path (sized for the longest context served so far), "
+                   "not the positions in use; newer rows count the positions written and record the "
+                   "allocation separately (cache_alloc_bytes).")
     dev = ", ".join(sorted(set(meas["device"].dropna().astype(str))))
     st.caption(f"Measured on {dev or 'an unknown device'}; medians over the instances of each length. Peak "
                "memory is GPU allocated memory on a GPU and the process's RSS on a CPU; timings from a CPU are "

@@ -147,6 +147,17 @@ with c3:
     _context_plot("peak_mem_bytes", "Peak memory (bytes)")
 with c4:
     _context_plot("cache_bytes", "Cache bytes (KV or conv + SSM state)")
+    kv = A.points(view)
+    kv = kv[kv["cache_kind"] == "kv"] if "cache_kind" in kv.columns else kv.iloc[0:0]
+    if not kv.empty:
+        note = ("KV cache bytes count the positions written (prompt + generated tokens, every layer's K and V); "
+                "the static cache's whole allocation is the `cache_alloc_bytes` column (All rows).")
+        old = kv["cache_alloc_bytes"].isna() if "cache_alloc_bytes" in kv.columns else pd.Series(True, kv.index)
+        if old.any():
+            note += (" Rows recorded before that split (no `cache_alloc_bytes`: "
+                     f"{', '.join(sorted(kv.loc[old, 'series'].unique()))}) report the allocation: prompt + new "
+                     "tokens rounded up to 16 slots in the benchmark, at most 16 positions more than in use.")
+        st.caption(note)
 
 st.subheader(f"Throughput against batch size (prompt {PAPER[0]}, {PAPER[1]} new tokens)")
 pts = A.points(view)

@@ -88,7 +88,15 @@ def _one_run(stepper, ids: torch.Tensor, new_tokens: int, device: torch.device) 
         "peak_mem_bytes": mem.peak(),
         "peak_mem_kind": mem.kind,
         "cache_bytes": int(stepper.cache_bytes()),
+        "cache_alloc_bytes": _alloc_bytes(stepper),
     }
+
+
+def _alloc_bytes(stepper) -> int | None:
+    """What a stepper's cache tensors hold allocated (a static KV cache: every slot, written or not);
+    None for steppers that only report bytes in use."""
+    alloc = getattr(stepper, "cache_alloc_bytes", None)
+    return int(alloc()) if callable(alloc) else None
 
 
 def _median(runs: list[dict], key: str):
@@ -149,6 +157,7 @@ def measure_point(
             "peak_mem_bytes": int(max(r["peak_mem_bytes"] for r in runs)),
             "peak_mem_kind": runs[0]["peak_mem_kind"],
             "cache_bytes": runs[-1]["cache_bytes"],
+            "cache_alloc_bytes": runs[-1]["cache_alloc_bytes"],
             "warmup": warmup,
             "repeats": n_rep,
             "warmup_ms": warm_s * 1e3,

@@ -10,6 +10,13 @@ Order per model (most important first, so a time budget cuts the least useful po
   4. the long prompts (>= long_from) at batch 1, until one runs out of memory
 An out-of-memory point is recorded (status "oom") and frees its memory; longer prompts (or larger
 batches) for that model are then skipped, since they would need more.
+
+Time budgets only stop *starting* points. Each model's limit is the smaller of `budget_per_model_s` and,
+with `budget_s`, its fair share of what is left (time left / models left), so one slow model cannot eat the
+time of the models after it (a model that finishes early leaves its rest to the others). A batch or long
+point whose predicted time (the previous point of that phase, scaled by batch x prompt tokens) exceeds what
+is left is not started either. Every row records `point_s` (wall seconds for the point, warm-up included)
+and `model_elapsed_s` (seconds since the model's load began), so later runs can be planned from the data.
 """
 
 from __future__ import annotations
@@ -148,6 +155,8 @@ class Sweep:
         self.not_run: list[str] = []
         self._eager_only: set[str] = set()  # models whose fast path failed: the shared eager loop from then on
         self.on_point: Callable | None = None  # called with each plan before it is measured (child processes)
+        self._model_limit: float | None = None  # this model's time limit (see model_limit)
+        self._model_t0 = self._t_point = None  # when the current model / point began (for row timings)
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self, name: str | None = None) -> str:
@@ -158,7 +167,8 @@ class Sweep:
         self._t0 = time.perf_counter()
         status = "failed"
         try:
-            for model_name in self.cfg.models:
+            for i, model_name in enumerate(self.cfg.models):
+                self._model_limit = self.model_limit(len(self.cfg.models) - i)
                 if self.cfg.isolate:
                     from backend.bench.isolate import run_model_in_child
 
@@ -179,15 +189,31 @@ class Sweep:
             self.writer.finish_run(run_id, status, summary)
         return run_id
 
-    def _over_budget(self, model_t0: float) -> bool:
+    def model_limit(self, models_left: int) -> float | None:
+        """Seconds the next model may use: min(budget_per_model_s, fair share of the sweep's budget left)."""
+        limits = [self.cfg.budget_per_model_s] if self.cfg.budget_per_model_s is not None else []
+        if self.cfg.budget_s is not None:
+            left = max(0.0, self.cfg.budget_s - (time.perf_counter() - self._t0))
+            limits.append(left / max(1, models_left))
+        return min(limits) if limits else None
+
+    def _time_left(self, model_t0: float) -> float | None:
         now = time.perf_counter()
-        if self.cfg.budget_s is not None and now - self._t0 > self.cfg.budget_s:
-            return True
-        return self.cfg.budget_per_model_s is not None and now - model_t0 > self.cfg.budget_per_model_s
+        left = []
+        if self.cfg.budget_s is not None:
+            left.append(self.cfg.budget_s - (now - self._t0))
+        limit = self._model_limit if self._model_limit is not None else self.cfg.budget_per_model_s
+        if limit is not None:
+            left.append(limit - (now - model_t0))
+        return min(left) if left else None
+
+    def _over_budget(self, model_t0: float) -> bool:
+        left = self._time_left(model_t0)
+        return left is not None and left < 0
 
     def _run_model(self, model_name: str) -> None:
         shape = self.shapes[model_name]
-        model_t0 = time.perf_counter()
+        self._model_t0 = self._t_point = model_t0 = time.perf_counter()
         if self._over_budget(model_t0):
             self.not_run.append(f"{model_name}: all points (time budget spent)")
             return
@@ -200,6 +226,7 @@ class Sweep:
             return
         limit = _max_positions(model) if shape.family == "transformer" else None
         oom_len: dict[int, int] = {}  # new_tokens -> shortest prompt that ran out of memory
+        last_cost: dict[str, tuple[int, float]] = {}  # phase -> (batch x prompt tokens, seconds) of its last point
         batch_ok, batch_oom, batch_stop = 0, None, "end_of_list"
         try:
             for plan in plan_points(self.cfg):
@@ -222,15 +249,28 @@ class Sweep:
                     if plan.phase == "batch" and batch_stop == "end_of_list":
                         batch_stop = "time_budget"
                     continue
+                predicted = _predicted_s(last_cost.get(plan.phase), plan)
+                left = self._time_left(model_t0)
+                if predicted is not None and left is not None and predicted > left:
+                    self.not_run.append(f"{label} (predicted {predicted:.0f} s, {max(left, 0):.0f} s of the time "
+                                        "budget left)")
+                    if plan.phase == "batch" and batch_stop == "end_of_list":
+                        batch_stop = "time_budget"
+                    continue
                 self.progress(label)
                 if self.on_point is not None:
                     self.on_point(plan)
+                self._t_point = t_point = time.perf_counter()
                 row = self._measure(shape, model, kernel_path, plan)
                 if row["status"] == "error" and shape.family != "transformer" and kernel_path != "hf-torch":
                     # our SSM fast path failed: say so, fall back to Hugging Face's torch path for the rest
                     kernel_path = self._fall_back(model, shape, row)
                     self.progress(f"{label}: fast path failed ({row['error']}); again on {kernel_path}")
+                    self._t_point = t_point = time.perf_counter()
                     row = self._measure(shape, model, kernel_path, plan)
+                now = time.perf_counter()
+                if row["status"] == "ok" and plan.phase in ("batch", "long"):
+                    last_cost[plan.phase] = (plan.batch * plan.prompt_len, now - t_point)
                 if row["status"] == "oom":
                     if plan.phase in ("context", "long"):
                         oom_len[plan.new_tokens] = min(plan.prompt_len, oom_len.get(plan.new_tokens, 1 << 62))
@@ -316,6 +356,10 @@ class Sweep:
             row["path"] = "hf-generate" if plan.phase == "hf-generate" else None
         if model is not None:
             row["model_bytes"] = M.model_bytes(model)
+        if self._t_point is not None:
+            now = time.perf_counter()
+            row["point_s"] = round(now - self._t_point, 3)
+            row["model_elapsed_s"] = round(now - self._model_t0, 3)
         row["status"] = status
         if error is not None:
             row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
@@ -334,6 +378,15 @@ class Sweep:
                                   if r["model"] == shape.name and r["phase"] == "batch" and r["status"] == "ok"), None)})
         self.rows.append(row)
         self.writer.add_measurements(self.run_id, [row])
+
+
+def _predicted_s(last: tuple[int, float] | None, plan: _Plan) -> float | None:
+    """Seconds the next batch / long point should take: the last point of its phase scaled by batch x prompt
+    tokens (decode and prefill both grow about linearly there); None without a previous point."""
+    if last is None or plan.phase not in ("batch", "long"):
+        return None
+    size, seconds = last
+    return seconds * plan.batch * plan.prompt_len / max(1, size)
 
 
 def _default_stepper(kind: str, model, family: str, device: torch.device, new_tokens: int):

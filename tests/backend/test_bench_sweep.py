@@ -218,3 +218,61 @@ def test_isolated_children_survive_a_crash_of_one_model(tmp_path, monkeypatch):
     recs = [rec for _, rec, _ in iter_records(out)]
     assert {rec["run_id"] for rec in recs} == {sweep.run_id}
     assert recs[-1]["type"] == "run_end" and recs[-1]["status"] == "completed"
+
+
+def _clocked(monkeypatch, cost):
+    """Fake clock: each measured point advances it by cost(batch, prompt_len) seconds."""
+    import types
+
+    import backend.bench.sweep as sweep_mod
+
+    clock = [0.0]
+    monkeypatch.setattr(sweep_mod, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        clock[0] += cost(batch, prompt_len)
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    return measure
+
+
+def test_each_model_gets_a_fair_share_of_the_sweep_budget(tmp_path, monkeypatch):
+    """budget_s 60 for two models: the first (10 s a point) stops after its 30 s share, the second gets the rest."""
+    measure = _clocked(monkeypatch, lambda b, L: 10.0)
+    sweep = Sweep(cfg(budget_s=60.0, batches=[1, 2, 4, 8, 16, 32]), RecordWriter(tmp_path / "b.jsonl"), shapes=TINY,
+                  load_model=fake_load, measure_point=measure)
+    sweep.run()
+    per_model = {m: sum(r["metric"] == "point" and r["model"] == m for r in sweep.rows) for m in TINY}
+    assert per_model == {"tiny-neox": 4, "tiny-mamba": 3}  # started at 0, 10, 20, 30 s; then 40, 50, 60 s
+    first = [r for r in sweep.rows if r["model"] == "tiny-neox" and r["metric"] == "point"]
+    assert [r["point_s"] for r in first] == [10.0] * 4
+    assert [r["model_elapsed_s"] for r in first] == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_a_batch_point_predicted_past_the_budget_is_not_started(tmp_path, monkeypatch):
+    measure = _clocked(monkeypatch, lambda b, L: 4.0 * b)  # batch 1: 4 s, 2: 8 s, 4: 16 s ...
+    sweep = Sweep(cfg(models=["tiny-neox"], prompt_lens=[16], budget_per_model_s=40.0),
+                  RecordWriter(tmp_path / "b.jsonl"), shapes=TINY, load_model=fake_load, measure_point=measure)
+    sweep.run()
+    ran = [(r["phase"], r["batch"]) for r in sweep.rows if r["metric"] == "point"]
+    assert ran == [("context", 1), ("batch", 1), ("batch", 2), ("batch", 4)]  # 4 + 4 + 8 + 16 = 32 s
+    assert any("B=8" in s and "predicted 32 s, 8 s of the time budget left" in s for s in sweep.not_run)
+    (mb,) = [r for r in sweep.rows if r["metric"] == "max_batch"]
+    assert mb["value"] == 4 and mb["stopped_by"] == "time_budget"
+
+
+def test_a_hung_child_is_killed_past_its_limit_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import backend.bench.isolate as iso
+
+    monkeypatch.setenv("SSM_ARENA_BENCH_HANG_AT", "tiny-mamba:context:1:8")
+    shapes = {"tiny-mamba": TINY["tiny-mamba"], "tiny-neox": TINY["tiny-neox"]}
+    c = cfg(models=list(shapes), prompt_lens=[8], long_from=1000, batches=[1], batch_prompt_len=8,
+            new_tokens=[3], batch_new_tokens=3, isolate=True, budget_per_model_s=30.0)
+    sweep = Sweep(c, RecordWriter(tmp_path / "iso.jsonl"), shapes=shapes)
+    monkeypatch.setattr(iso, "kill_after_s", lambda limit: 20.0)  # 30 s limit, but the test need not wait 90 s
+    sweep.run()
+    got = [(r["model"], r["phase"], r["batch"], r["status"]) for r in sweep.rows if r["metric"] == "point"]
+    assert got == [("tiny-mamba", "context", 1, "error"),
+                   ("tiny-neox", "context", 1, "ok"), ("tiny-neox", "batch", 1, "ok")]
+    crash = [r for r in sweep.rows if r["status"] == "error"][0]
+    assert "killed after 20 s" in crash["error"]

@@ -108,3 +108,19 @@ def test_a_failed_run_is_flagged_with_what_did_not_run(arena_env):
     at = _page()
     assert any("ended as 'failed'" in w.value for w in at.warning)
     assert any("mamba-1.4b: all points" in m.value for m in at.markdown)
+
+
+def test_kv_cache_note_names_old_rows_that_report_the_allocation(arena_env):
+    new = [dict(r, cache_alloc_bytes=r.get("cache_bytes", 0) + 16 * 36864) if r.get("cache_kind") == "kv" else r
+           for r in _bench_rows()]
+    new_id, old_id = _fill([("new", "NVIDIA H200", new),
+                            ("old", "NVIDIA H100 80GB HBM3", _bench_rows())])  # rows from before the split
+    at = _page()
+    at.multiselect(key="perf_runs").set_value([new_id]).run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "count the positions written" in captions and "cache_alloc_bytes" in captions
+    assert "report the allocation" not in captions  # every KV row has the split
+    at.multiselect(key="perf_runs").set_value([old_id]).run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "report the allocation" in captions and "pythia-160m" in captions
