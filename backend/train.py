@@ -57,6 +57,11 @@ class TrainConfig:
     device: str = "auto"
     save_dtype: str = "bfloat16"
     results: str = ""  # JSONL file for the summary records (store.RecordWriter format)
+    fast_ssm: str = "auto"  # auto | on | off: our SSM training ops (backend/ssm_train.py), checked first
+    stream_file: str = ""  # .npy of the token stream: made once if absent, shared by every process
+    plan_dir: str = ""  # rendezvous folder: processes agree on the step count (backend/train_plan.py)
+    plan_models: list[str] = field(default_factory=list)  # every model taking part in the rendezvous
+    plan_after: int = 40  # steps trained before the rendezvous (inside warmup)
 
 
 # ---------------------------------------------------------------- data
@@ -78,6 +83,14 @@ def _shard(args: tuple[int, int, int]) -> np.ndarray:
 def token_stream(cfg: TrainConfig) -> np.ndarray:
     """The one token stream every model trains on: documents (each starting with <|endoftext|>) back to
     back, generated in shards that are concatenated in shard order (deterministic for data_seed)."""
+    if cfg.stream_file:
+        from backend.train_plan import load_or_make_stream
+
+        return load_or_make_stream(cfg.stream_file, lambda: _make_stream(cfg))
+    return _make_stream(cfg)
+
+
+def _make_stream(cfg: TrainConfig) -> np.ndarray:
     workers = cfg.workers or os.cpu_count() or 1
     n_shards = max(1, min(64, cfg.n_tokens // 200_000))
     jobs = [(cfg.data_seed, i, cfg.n_tokens // n_shards) for i in range(n_shards)]
@@ -167,9 +180,12 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
 
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
-    if "toy-mamba" in cfg.models and importlib.util.find_spec("mambapy") is None:
-        raise RuntimeError("Training toy-mamba needs the `mambapy` package (pip install mambapy==1.2.0); without "
-                           "it transformers falls back to a sequential scan that is far too slow to train.")
+    if "toy-mamba" in cfg.models and cfg.fast_ssm == "off" and importlib.util.find_spec("mambapy") is None:
+        raise RuntimeError("Training toy-mamba with --fast-ssm off needs the `mambapy` package (pip install "
+                           "mambapy==1.2.0); without it transformers falls back to a sequential scan that is far "
+                           "too slow to train.")
+    if cfg.plan_dir and cfg.steps:
+        raise ValueError("--plan-dir plans the step count from a time budget: leave --steps at 0.")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -179,28 +195,46 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
     data = Batches(stream, cfg)
     log(f"data: {len(stream):,} tokens, {data.n_seq:,} windows, {time.perf_counter() - t_data:.1f}s")
 
-    models, opts, losses, gpu_ms, pending = {}, {}, {}, {}, {}
+    from backend.train_paths import choose_path
+
+    models, opts, losses, gpu_ms, pending, paths, checks = {}, {}, {}, {}, {}, {}, {}
+    x0, y0 = (t.to(device) for t in data.batch(0))
     for name in cfg.models:
         m = build_model(name, cfg.preset, seed=cfg.seed, vocab_size=len(tok), context=cfg.seq_len,
                         bos_id=tok.bos_token_id, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id).to(device)
         m.train()
+        paths[name], checks[name] = choose_path(m, FAMILY[name], x0, y0, cfg.fast_ssm, log)
         models[name], opts[name] = m, _optimizer(m, cfg, device)
         losses[name], gpu_ms[name], pending[name] = [], 0.0, []
-        log(f"{name}: {n_params(m):,} parameters")
+        log(f"{name}: {n_params(m):,} parameters, training path {paths[name]}")
 
     total = cfg.steps or None
+    rendezvous = None
+    if cfg.plan_dir:
+        from backend.train_plan import Rendezvous
+
+        rendezvous = Rendezvous(cfg.plan_dir, cfg.plan_models or cfg.models, timeout_s=max(120.0, cfg.time_budget_s))
+    probe_t: list[float] = []
+    plan: dict = {}
     logs = {n: [] for n in cfg.models}
     running = {n: [] for n in cfg.models}
     t0 = time.perf_counter()
     step = 0
     while True:
         elapsed = time.perf_counter() - t0
-        if total is None and elapsed >= cfg.time_budget_s * (1 - cfg.decay_frac):
+        if rendezvous is not None and total is None and step == cfg.plan_after:
+            total, plan = _rendezvous(rendezvous, cfg, models, elapsed, probe_t, log)
+        if rendezvous is None and total is None and elapsed >= cfg.time_budget_s * (1 - cfg.decay_frac):
             total = total_for_decay_at(step, cfg)
             log(f"step {step}: {elapsed:.0f}s passed, decay begins; total steps fixed at {total}")
         if total is not None and step >= total:
             break
         lr = lr_at(step, total, cfg)
+        probing = rendezvous is not None and cfg.plan_after // 2 <= step < cfg.plan_after
+        if probing:
+            if cuda:
+                torch.cuda.synchronize()
+            t_step = time.perf_counter()
         x, y = data.batch(step)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for name, m in models.items():
@@ -224,6 +258,10 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
             else:
                 gpu_ms[name] += (time.perf_counter() - t_cpu) * 1000
             running[name].append(loss.detach())
+        if probing:
+            if cuda:
+                torch.cuda.synchronize()
+            probe_t.append(time.perf_counter() - t_step)
         step += 1
         if step % cfg.log_every == 0 or (total is not None and step >= total):
             if cuda:
@@ -256,6 +294,8 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
             "final_loss": round(sum(tail) / len(tail), 4), "first_loss": round(losses[name][0], 4),
             "device": dev_name, "train_dtype": "bfloat16-autocast" if cuda else "float32",
             "save_dtype": cfg.save_dtype, "decay_start": decay_start(step, cfg),
+            "train_path": paths[name], "path_check": checks[name], "batch_size": cfg.batch_size,
+            "seq_len": cfg.seq_len, **({"plan": plan} if plan else {}),
             "command": reproduce_command(cfg, step),
         }
         save_model(m, tok, Path(cfg.out_dir) / name, cfg, summary, logs[name], TOKENIZER_DIR)
@@ -264,6 +304,19 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
     if cfg.results:
         write_results(cfg, summaries)
     return summaries
+
+
+def _rendezvous(rv, cfg: TrainConfig, models: dict, elapsed: float, probe_t: list[float], log) -> tuple[int, dict]:
+    """Post this process's step time, wait for every process, return the shared total and the plan."""
+    from backend.train_plan import plan_total
+
+    ms = 1000.0 * float(np.median(probe_t)) if probe_t else 1.0
+    for name in models:
+        rv.post(name, elapsed, ms, step=cfg.plan_after)
+    posts = rv.gather()
+    total = max(plan_total(posts, cfg.time_budget_s, cfg.plan_after), cfg.plan_after + 1)
+    log(f"rendezvous: {[(p['model'], p['ms_per_step']) for p in posts]} -> total steps {total}")
+    return total, {"posts": posts, "total": total, "budget_s": cfg.time_budget_s}
 
 
 def reproduce_command(cfg: TrainConfig, steps: int) -> str:
@@ -322,14 +375,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
             flag = "--time-budget"
         if f.name == "models":
             ap.add_argument(flag, default=",".join(MODEL_NAMES), help="comma-separated model names")
+        elif f.name == "plan_models":
+            ap.add_argument(flag, default="", help="comma-separated: every model in the rendezvous (default --models)")
         else:
             ap.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
 
 
 def config_from_args(ns) -> TrainConfig:
     kw = {f.name: getattr(ns, f.name) for f in fields(TrainConfig) if hasattr(ns, f.name)}
-    if isinstance(kw.get("models"), str):
-        kw["models"] = [m for m in kw["models"].split(",") if m]
+    for key in ("models", "plan_models"):
+        if isinstance(kw.get(key), str):
+            kw[key] = [m for m in kw[key].split(",") if m]
     return TrainConfig(**kw)
 
 

@@ -12,6 +12,7 @@ own process under --eval-timeout seconds; one that runs out keeps the records it
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 import subprocess
 import tempfile
 import sys
@@ -63,6 +64,53 @@ def run_evals(folders: list[Path], out: Path, tag: str, timeout_s: float, quick:
             lh.write(f"==== {name}\n" + (tmp / f"{name}.log").read_text())
 
 
+def train_parallel(cfg, out: Path, tag: str, log_path: Path) -> list[dict]:
+    """Train each model of cfg.models in its own process at the same time, on the same token stream, with a
+    rendezvous that fixes one step count for all (backend/train_plan.py). Returns the summaries."""
+    import json
+
+    from backend.train import _make_stream, write_results
+    from backend.train_plan import load_or_make_stream
+
+    stream_file = cfg.stream_file or str(Path(tempfile.gettempdir()) / f"toy_stream_{cfg.data_seed}_{cfg.n_tokens}.npy")
+    t = time.perf_counter()
+    stream = load_or_make_stream(stream_file, lambda: _make_stream(cfg))
+    print(f"token stream: {len(stream):,} tokens in {stream_file} ({time.perf_counter() - t:.1f}s)", flush=True)
+    plan_dir = Path(tempfile.mkdtemp(prefix="toy_plan_"))
+    base = []
+    for f in fields(cfg):
+        if f.name in ("models", "plan_models", "results", "stream_file", "plan_dir", "out_dir"):
+            continue
+        v = getattr(cfg, f.name)
+        base += [f"--{f.name.replace('_', '-')}" if f.name != "time_budget_s" else "--time-budget", str(v)]
+    procs = []
+    with open(log_path, "a") as logf:
+        for name in cfg.models:
+            cmd = [sys.executable, "-u", "-m", "backend.train", "--models", name, "--plan-models",
+                   ",".join(cfg.models), "--plan-dir", str(plan_dir), "--stream-file", stream_file,
+                   "--out", cfg.out_dir, *base]
+            part = open(Path(tempfile.gettempdir()) / f"train_{name}.log", "w")
+            procs.append((name, subprocess.Popen(cmd, stdout=part, stderr=subprocess.STDOUT), part))
+        for name, p, part in procs:
+            p.wait()
+            part.close()
+            text = (Path(tempfile.gettempdir()) / f"train_{name}.log").read_text()
+            logf.write(f"==== train {name} (exit {p.returncode})\n{text}")
+            print(f"train {name}: exit {p.returncode}; last line: {text.strip().splitlines()[-1][:300] if text.strip() else ''}",
+                  flush=True)
+    failed = [n for n, p, _ in procs if p.returncode != 0]
+    if failed:
+        raise RuntimeError(f"training failed for {', '.join(failed)}: see {log_path}")
+    summaries = []
+    for name in cfg.models:
+        s = json.loads((Path(cfg.out_dir) / name / "train_summary.json").read_text())
+        s.pop("config", None)
+        summaries.append(s)
+    if cfg.results:
+        write_results(cfg, summaries)
+    return summaries
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m backend.train_all", description=__doc__.split("\n")[0])
     add_arguments(ap)
@@ -70,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", default="/tmp/toy_models", help="where checkpoints are written first")
     ap.add_argument("--eval-timeout", type=float, default=130.0)
     ap.add_argument("--quick-eval", action="store_true")
+    ap.add_argument("--no-eval", action="store_true", help="train and pack only")
+    ap.add_argument("--parallel", action="store_true",
+                    help="one process per model, all at once, step count agreed at a rendezvous (GPU)")
     ap.set_defaults(out_dir=None)
     a = ap.parse_args(argv)
     if not a.out_dir:
@@ -81,13 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.tag == "auto":
         a.tag = device_tag(cfg.device)
     cfg.results = str(out / f"train_{a.tag}.jsonl")
-    train(cfg, log=lambda s: print(s, flush=True))
+    if a.parallel:
+        train_parallel(cfg, out, a.tag, out / "train_log.txt")
+    else:
+        train(cfg, log=lambda s: print(s, flush=True))
     from backend.toyworld.pack import pack
 
     folders = [Path(a.models_dir) / m for m in cfg.models]
     for f in folders:
         print(f"packed {pack(str(f), out)}", flush=True)
-    run_evals(folders, out, a.tag, a.eval_timeout, a.quick_eval, cfg.device)
+    if not a.no_eval:
+        run_evals(folders, out, a.tag, a.eval_timeout, a.quick_eval, cfg.device)
     return 0
 
 

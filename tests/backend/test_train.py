@@ -55,3 +55,66 @@ def test_tiny_training_lowers_the_loss_and_saves_loadable_models(tmp_path):
     assert res.metrics.new_tokens == 4 and res.finish_reason == "length"
     [(lp, _)] = gen.loglikelihood([("Question: x\nAnswer:", " 12\n")])
     assert lp < 0
+
+
+def test_plan_total_fits_the_slowest_model_into_the_budget_left():
+    from backend.train_plan import plan_total
+
+    posts = [{"elapsed_s": 10.0, "ms_per_step": 100.0}, {"elapsed_s": 12.0, "ms_per_step": 250.0},
+             {"elapsed_s": 9.0, "ms_per_step": 40.0}]
+    # 100 s budget, the last probe ended at 12 s: 88 s * 0.97 left / 0.25 s per step = 341 more steps
+    assert plan_total(posts, 100.0, 40) == 40 + int(88 * 0.97 / 0.25)
+    assert plan_total(posts, 5.0, 40) == 40  # budget already spent: no steps beyond the probe
+    with pytest.raises(ValueError):
+        plan_total([], 100.0, 40)
+
+
+def test_rendezvous_every_process_gets_the_same_posts(tmp_path):
+    from backend.train_plan import Rendezvous
+
+    a = Rendezvous(str(tmp_path), ["m1", "m2"], timeout_s=5)
+    b = Rendezvous(str(tmp_path), ["m1", "m2"], timeout_s=5)
+    a.post("m1", 3.0, 120.0, step=4)
+    b.post("m2", 2.5, 80.0, step=4)
+    assert a.gather() == b.gather() == [
+        {"model": "m1", "elapsed_s": 3.0, "ms_per_step": 120.0, "step": 4},
+        {"model": "m2", "elapsed_s": 2.5, "ms_per_step": 80.0, "step": 4}]
+    with pytest.raises(TimeoutError, match="m3"):
+        Rendezvous(str(tmp_path), ["m1", "m3"], timeout_s=0.3).gather()
+
+
+def test_stream_file_is_made_once_and_reused(tmp_path):
+    import numpy as np
+
+    from backend.train_plan import load_or_make_stream
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        return np.arange(10, dtype=np.uint16)
+
+    f = tmp_path / "s.npy"
+    first = load_or_make_stream(str(f), make)
+    again = load_or_make_stream(str(f), make)
+    assert calls == [1] and np.array_equal(first, again) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_parallel_training_agrees_on_one_step_count_and_one_stream(tmp_path):
+    """train_all --parallel: one process per model, same stream file, same planned step count."""
+    from backend.train_all import main
+
+    out, models = tmp_path / "out", tmp_path / "models"
+    rc = main(["--out", str(out), "--tag", "cpu", "--preset", "tiny", "--seq-len", "32", "--batch-size", "4",
+               "--n-tokens", "20000", "--parallel", "--time-budget", "12", "--plan-after", "4", "--warmup-steps",
+               "10", "--no-eval", "--device", "cpu", "--models-dir", str(models), "--stream-file",
+               str(tmp_path / "stream.npy"), "--log-every", "2"])
+    assert rc == 0
+    summaries = [json.loads((models / m / "train_summary.json").read_text()) for m in MODEL_NAMES]
+    steps = {s["steps"] for s in summaries}
+    assert len(steps) == 1 and steps.pop() > 4
+    assert all(s["plan"]["total"] == s["steps"] and len(s["plan"]["posts"]) == 3 for s in summaries)
+    assert len({s["stream_tokens"] for s in summaries}) == 1
+    records = [json.loads(line) for line in (out / "train_cpu.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records].count("measurement") == 3
+    assert sorted(p.name for p in out.glob("*.tar.gz")) == sorted(f"{m}.tar.gz" for m in MODEL_NAMES)

@@ -1,0 +1,270 @@
+"""Mamba-2 chunked SSD for *training*: batched matmuls / einsums only, so PyTorch autograd gives the backward.
+
+Shape glossary
+    batch    sequences
+    seqlen   positions L (padded inside to c * Q)
+    nheads   heads H;  headdim P (channels per head);  dstate N
+    ngroups  B/C groups G (nheads % ngroups == 0);  R = H / G heads per group
+    Q        chunk length (`chunk_size`, capped at seqlen; the result does not depend on it beyond rounding)
+    c        chunks = ceil(L / Q)
+
+Arguments (the layout of kernels/ssd_chunk_scan.py, i.e. mamba-ssm's `mamba_chunk_scan_combined`)
+    x             (batch, seqlen, nheads, headdim)   fp32/bf16/fp16
+    dt            (batch, seqlen, nheads)
+    A             (nheads,) fp32 (negative)
+    B, C          (batch, seqlen, ngroups, dstate)
+    D             (nheads,) or (nheads, headdim) or None;  z like x or None;  dt_bias (nheads,) or None
+Returns y (batch, seqlen, nheads, headdim) in x's dtype. Everything inside runs in fp32 (autocast is
+switched off for the body, so bf16 inputs under autocast are upcast once and y is rounded once).
+
+    dt_t = clamp(softplus(dt_t + dt_bias), dt_min, dt_max)
+    h_t  = exp(dt_t * A) h_{t-1} + dt_t x_t B_t^T;     y_t = h_t C_t + D x_t;   y_t *= silu(z_t)
+
+The algorithm is the "state space duality" one of the Mamba-2 paper (its minimal listing), in four terms.
+With cs = cumsum(dt * A) inside each chunk (non-increasing, cs <= 0):
+    1. intra-chunk  Y_diag[t] = sum_{s<=t} (C_t . B_s) exp(cs_t - cs_s) dt_s x_s
+                    a masked "attention" with the (Q, Q) segment-sum decay matrix per chunk and head
+    2. chunk states S_k = sum_s exp(cs_last - cs_s) dt_s x_s B_s^T           (batch, c, H, P, N)
+    3. state passing start_k = sum_{j<k} exp(T_{j+1} + ... + T_{k-1}) S_j,  T_j = cs_last of chunk j
+                    a (c, c) strictly lower-triangular decay matrix per head
+    4. state output Y_off[t] = exp(cs_t) C_t start_k^T
+Every exponent is a difference cs_t - cs_s with s <= t (or a sum of chunk totals), masked to -inf above the
+diagonal *before* exp, so all exponentials are of non-positive numbers and nothing overflows (the masked
+entries get zero gradient). Padding positions at the end have dt = 0: no decay, no input, so they carry the
+state and contribute nothing; their outputs are sliced off.
+
+Memory: the largest intermediates are the (batch, H, c, Q, Q) decay / score matrices and the
+(batch, c, H, P, N) chunk states; nothing of size (.., Q, Q, H, N) or (.., P, N) per position is formed
+(B and C are contracted per group: heads of a group share one matmul over R * P columns).
+
+`self_check(device)` compares forward and gradients with `ssd_chunk_scan_ref` (the sequential recurrence);
+`python -m kernels.ssd_train --bench` times forward + backward against Hugging Face's pure-PyTorch path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _dt_processed(dt, dt_bias, dt_softplus, dt_limit):
+    dtf = dt.float()
+    if dt_bias is not None:
+        dtf = dtf + dt_bias.float()
+    if dt_softplus:
+        dtf = F.softplus(dtf)
+    return dtf.clamp(min=dt_limit[0], max=dt_limit[1])
+
+
+def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, dt_softplus=True,
+                dt_limit=(0.0, float("inf"))):
+    """Chunked SSD (differentiable); see the module docstring. Returns y (batch, seqlen, nheads, headdim)."""
+    batch, seqlen, nheads, headdim = x.shape
+    ngroups, dstate = B.shape[2], B.shape[3]
+    assert dt.shape == (batch, seqlen, nheads), f"dt must be {(batch, seqlen, nheads)}, got {tuple(dt.shape)}"
+    assert A.shape == (nheads,), "A must be (nheads,)"
+    assert B.shape == (batch, seqlen, ngroups, dstate) and C.shape == B.shape, "B, C must be (batch, seqlen, G, N)"
+    assert nheads % ngroups == 0, "nheads must be a multiple of ngroups"
+    assert D is None or D.shape in ((nheads,), (nheads, headdim)), "D must be (nheads,) or (nheads, headdim)"
+    assert z is None or z.shape == x.shape, "z must have the shape of x"
+    if seqlen == 0:
+        return x.new_zeros(x.shape)
+    out_dtype = x.dtype
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        y = _ssd_chunked_fp32(x.float(), _dt_processed(dt, dt_bias, dt_softplus, dt_limit), A.float(),
+                              B.float(), C.float(), max(1, min(int(chunk_size), seqlen)))
+        if D is not None:
+            y = y + x.float() * (D.float()[:, None] if D.dim() == 1 else D.float())
+        if z is not None:
+            y = y * F.silu(z.float())
+    return y.to(out_dtype)
+
+
+def _ssd_chunked_fp32(x, dt, A, B, C, Q):
+    """The four SSD terms on fp32 tensors; dt already processed (>= 0). Returns y without D / z."""
+    b, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    R = H // G
+    c = math.ceil(L / Q)
+    pad = c * Q - L
+    if pad:  # dt = 0 at the padding: no decay, no input
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        dt = F.pad(dt, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+    xc = x.view(b, c, Q, H, P)
+    dtc = dt.view(b, c, Q, H)
+    Bg = B.view(b, c, Q, G, N).transpose(2, 3)  # (b, c, G, Q, N)
+    Cg = C.view(b, c, Q, G, N).transpose(2, 3)
+
+    cs = torch.cumsum(dtc * A, dim=2)  # (b, c, Q, H), non-increasing along Q, <= 0
+    csh = cs.transpose(2, 3)  # (b, c, H, Q)
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+
+    # 1. intra-chunk: scores (C_t . B_s) per group, decay exp(cs_t - cs_s) [s <= t] and dt_s per head
+    CB = Cg @ Bg.transpose(-1, -2)  # (b, c, G, Q, Q)
+    seg = (csh[..., :, None] - csh[..., None, :]).masked_fill(~causal, -math.inf)  # (b, c, H, Q, Q)
+    M = torch.exp(seg) * dtc.transpose(2, 3)[..., None, :]  # decay * dt_s
+    M = (M.view(b, c, G, R, Q, Q) * CB[:, :, :, None]).view(b, c, H, Q, Q)
+    y_diag = M @ xc.transpose(2, 3)  # (b, c, H, Q, P)
+
+    # 2. per-chunk end states from the chunk's own inputs: (R*P, Q) @ (Q, N) per group
+    w = torch.exp(cs[:, :, -1:, :] - cs) * dtc  # (b, c, Q, H)
+    xw = (xc * w[..., None]).view(b, c, Q, G, R * P).permute(0, 1, 3, 4, 2)  # (b, c, G, R*P, Q)
+    states = (xw @ Bg).view(b, c, H, P, N)
+
+    # 3. inter-chunk state passing: start_k = sum_{j<k} exp(E_k - CT_j) S_j, CT inclusive / E exclusive cumsum
+    CT = torch.cumsum(csh[..., -1], dim=1)  # (b, c, H)
+    E = F.pad(CT[:, :-1], (0, 0, 1, 0))  # (b, c, H): E_k = CT_{k-1}, E_0 = 0
+    strict = torch.ones(c, c, dtype=torch.bool, device=x.device).tril(-1)
+    seg_c = (E.transpose(1, 2)[..., :, None] - CT.transpose(1, 2)[..., None, :]).masked_fill(~strict, -math.inf)
+    start = torch.einsum("bhkj,bjhpn->bkhpn", torch.exp(seg_c), states)  # (b, c, H, P, N)
+
+    # 4. state -> output: exp(cs_t) C_t start^T, per group over R*P columns
+    y_off = Cg @ start.reshape(b, c, G, R * P, N).transpose(-1, -2)  # (b, c, G, Q, R*P)
+    y_off = y_off.view(b, c, G, Q, R, P).transpose(3, 4) * csh.view(b, c, G, R, Q).exp()[..., None]
+
+    y = (y_diag + y_off.reshape(b, c, H, Q, P)).transpose(2, 3).reshape(b, c * Q, H, P)
+    return y[:, :L] if pad else y
+
+
+def _random_problem(batch, seqlen, nheads, headdim, ngroups, dstate, device, dtype=torch.float32, seed=0,
+                    with_d=True, with_z=True):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=g) * scale).to(device)
+
+    return dict(
+        x=r(batch, seqlen, nheads, headdim).to(dtype), dt=r(batch, seqlen, nheads, scale=0.5).to(dtype),
+        A=(-torch.rand(nheads, generator=g) - 0.2).to(device),
+        B=r(batch, seqlen, ngroups, dstate).to(dtype), C=r(batch, seqlen, ngroups, dstate).to(dtype),
+        D=r(nheads) if with_d else None, z=r(batch, seqlen, nheads, headdim).to(dtype) if with_z else None,
+        dt_bias=r(nheads, scale=0.3),
+    )
+
+
+def self_check(device) -> dict:
+    """ssd_chunked vs the sequential `ssd_chunk_scan_ref` on a small random problem on `device` (fp32):
+    forward and the gradient of every input. Returns {"ok": bool, "max_rel_err": {name: err}}."""
+    from kernels.ssd_chunk_scan import ssd_chunk_scan_ref
+
+    device = torch.device(device)
+    args = _random_problem(2, 45, 4, 8, 2, 16, device)
+    leaves = {k: v.detach().requires_grad_() for k, v in args.items() if v is not None}
+    ref_leaves = {k: v.detach().clone().requires_grad_() for k, v in leaves.items()}
+    gy = torch.randn(2, 45, 4, 8, generator=torch.Generator().manual_seed(1)).to(device)
+    y = ssd_chunked(**leaves, chunk_size=16, dt_softplus=True)
+    y_ref, _ = ssd_chunk_scan_ref(**ref_leaves, dt_softplus=True)
+    (y * gy).sum().backward()
+    (y_ref * gy).sum().backward()
+
+    def rel(a, b):
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-6)).item()
+
+    errs = {"y": rel(y, y_ref)}
+    errs.update({f"grad_{k}": rel(leaves[k].grad, ref_leaves[k].grad) for k in leaves})
+    return {"ok": all(e < 1e-3 for e in errs.values()), "max_rel_err": errs, "device": str(device)}
+
+
+def _bench(args) -> dict:
+    """Forward + backward of one Mamba-2 mixer in training mode: Hugging Face's pure-PyTorch forward vs ours,
+    plus ssd_chunked alone."""
+    import json
+    import time
+
+    from transformers import Mamba2Config
+    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+
+    from backend.ssm_train import enable_training
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    H, P, N = args.heads, args.headdim, args.dstate
+    cfg = Mamba2Config(hidden_size=H * P // 2, num_heads=H, head_dim=P, expand=2, n_groups=1, state_size=N,
+                       num_hidden_layers=1, chunk_size=args.hf_chunk, conv_kernel=4)
+    torch.manual_seed(0)
+    mixer = Mamba2Mixer(cfg, layer_idx=0).to(device).train()
+    hs = torch.randn(args.batch, args.seqlen, cfg.hidden_size, device=device, requires_grad=True)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        for _ in range(args.warmup):
+            fn()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(args.iters):
+            fn()
+        sync()
+        return (time.perf_counter() - t0) / args.iters * 1e3
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step_mixer():
+        with autocast:
+            out = mixer(hs)
+        out.float().sum().backward()
+
+    record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "batch": args.batch, "seqlen": args.seqlen, "heads": H, "headdim": P, "dstate": N,
+              "chunk": args.chunk, "hf_chunk": args.hf_chunk, "bf16_autocast": args.bf16,
+              "flush_denormal": bool(args.flush_denormal), "torch": torch.__version__,
+              "transformers": __import__("transformers").__version__}
+    record["hf_mixer_ms"] = timed(step_mixer)
+    enable_training(torch.nn.ModuleList([mixer]), kinds=("mamba2",))
+    record["ours_mixer_ms"] = timed(step_mixer)
+    prob = _random_problem(args.batch, args.seqlen, H, P, 1, N, device, with_z=False)
+    leaves = {k: v.requires_grad_() for k, v in prob.items() if v is not None}
+    gy = torch.randn_like(leaves["x"])
+
+    def step_ssd():
+        (ssd_chunked(**leaves, chunk_size=args.chunk) * gy).sum().backward()
+
+    record["ssd_chunked_ms"] = timed(step_ssd)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        step_ssd()
+        sync()
+        record["ssd_chunked_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    record["speedup_mixer"] = record["hf_mixer_ms"] / record["ours_mixer_ms"]
+    record["self_check"] = self_check(device)
+    print(json.dumps(record))
+    return record
+
+
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bench", action="store_true", help="time forward + backward (last stdout line: JSON)")
+    p.add_argument("--check", action="store_true", help="run self_check and print its JSON")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seqlen", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--headdim", type=int, default=64)
+    p.add_argument("--dstate", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=64, help="ssd_chunked chunk length")
+    p.add_argument("--hf-chunk", type=int, default=32, help="chunk_size of the Hugging Face config")
+    p.add_argument("--bf16", action="store_true", help="run the mixers under bf16 autocast")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="CPU: flush denormals to zero (exp of very negative numbers makes CPU timings erratic)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
+    if args.bench:
+        _bench(args)
+    else:
+        import json
+
+        print(json.dumps(self_check(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))))
+
+
+if __name__ == "__main__":
+    main()

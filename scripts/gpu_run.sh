@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The GPU runs behind the committed results/ files, in two calls on one GPU machine (H100/H200 image:
+# python3 with torch, triton, transformers; no duckdb/faiss, no network). Results go to $OUT as JSONL
+# (store.RecordWriter format; load them here with `python -m backend import-results results/*.jsonl`).
+#
+#   OUT=/some/dir bash scripts/gpu_run.sh train     # train the trio, one process per model, all at once
+#   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments + benchmark
+#
+# `train` leaves the checkpoints in .gpu/models (git-ignored: the next call on a warm machine finds them) and
+# packs each into $OUT/<name>.tar.gz; `evaluate` copies .gpu/models over assets/models when present, then
+# refuses to run on checkpoints that did not come from a `train` of the current settings.
+# Env: TAG (file-name tag, default h200), TRAIN_BUDGET_S (training seconds per model, default 400),
+#      GROUP_S (evaluation + experiments, default 240), BENCH_S (benchmark, default 300),
+#      SSM_ARENA_GIT_SHA (the commit, when the tree travelled without .git).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?set OUT to the folder for results}"
+TAG=${TAG:-h200}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 USE_HUB_KERNELS=0 TOKENIZERS_PARALLELISM=false
+LOGS=/tmp/gpu_logs
+mkdir -p "$LOGS" "$OUT"
+
+train() {
+  $PY -m backend.train_all --parallel --out "$OUT" --tag "$TAG" --no-eval --models-dir .gpu/models \
+    --time-budget "${TRAIN_BUDGET_S:-400}" --batch-size 12 --seq-len 1024 --lr 0.002 --warmup-steps 100 \
+    --decay-frac 0.2 --n-tokens 120000000 --plan-after 40 --log-every 50
+}
+
+evaluate() {
+  if [ -d .gpu/models ]; then
+    for m in toy-mamba toy-mamba2 toy-transformer; do
+      rm -rf "assets/models/$m" && cp -r ".gpu/models/$m" "assets/models/$m"
+    done
+  fi
+  $PY - <<'EOF' || exit 3
+import json, sys
+for m in ("toy-mamba", "toy-mamba2", "toy-transformer"):
+    s = json.load(open(f"assets/models/{m}/train_summary.json"))
+    if s.get("plan") is None:
+        sys.exit(f"assets/models/{m} is not from a parallel `train` run (no rendezvous plan recorded): stop.")
+    print(m, s["steps"], "steps", s["train_path"])
+EOF
+  local t0=$SECONDS
+  local R=/tmp/gpu_results; mkdir -p $R
+  for m in toy-mamba toy-mamba2 toy-transformer; do
+    timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend.toyworld.eval_suite "assets/models/$m" --out "$R/eval_$m.jsonl" \
+      >"$LOGS/eval_$m.log" 2>&1 &
+  done
+  local E="--profile full --workers 3 --name $TAG-full"
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment fewshot --task workplace $E --jsonl "$OUT/exp_fewshot_$TAG.jsonl" \
+    >"$LOGS/exp_fewshot_workplace.log" 2>&1 &
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment long-context $E --jsonl "$OUT/exp_long_context_$TAG.jsonl" \
+    >"$LOGS/exp_long_context.log" 2>&1 &
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment cot $E --jsonl "$OUT/exp_cot_$TAG.jsonl" >"$LOGS/exp_cot.log" 2>&1 &
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment rag --plan .gpu/rag_plan_full.jsonl --workers 3 --name "$TAG-full" \
+    --jsonl "$OUT/exp_rag_$TAG.jsonl" >"$LOGS/exp_rag.log" 2>&1 &
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m pytest tests/kernels tests/backend/test_ssm_fast_gpu.py tests/backend/test_gpu_generation.py \
+    -q -x -p no:cacheprovider >"$LOGS/pytest_gpu.log" 2>&1 &
+  # the arbitrary-label few-shot task: labels defined only by the examples
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment fewshot --task arbitrary $E \
+    --jsonl "$OUT/exp_fewshot_$TAG.jsonl" >"$LOGS/exp_fewshot_arbitrary.log" 2>&1 &
+  wait
+  cat $R/eval_*.jsonl >"$OUT/eval_$TAG.jsonl"
+  echo "evaluation and experiments: $((SECONDS - t0)) s"
+  # the benchmark alone on the GPU (nothing else running)
+  local B=${BENCH_S:-300}
+  timeout -s INT -k 20 "$B" $PY -m backend bench --models toy,1.4b --prompt-lens 512,1024,2048,4096,8192,16384,32768 \
+    --budget-s $((B - 30)) --name "$TAG-toy-1.4b" --jsonl "$OUT/bench_$TAG.jsonl" >"$LOGS/bench.log" 2>&1
+  echo "total: $((SECONDS - t0)) s"
+}
+
+case "${1:-}" in
+  train) train ;;
+  evaluate) evaluate ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate" >&2; exit 2 ;;
+esac
+rc=$?
+for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"
+tail -n 5 "$LOGS"/*.log 2>/dev/null | tail -c 6000
+exit $rc
