@@ -178,7 +178,17 @@ if not maxb.empty:
     cols = [c for c in ("series", "value", "oom_at", "stopped_by") if c in maxb.columns]
     t = maxb[cols].rename(columns={"value": "largest batch that ran", "oom_at": "ran out of memory at",
                                    "stopped_by": "sweep stopped by"})
+    if "sweep stopped by" in t.columns:
+        t["sweep stopped by"] = t["sweep stopped by"].map(lambda v: A.STOPPED_BY.get(v, v))
     st.dataframe(t, hide_index=True, key="perf_maxb")
+    # rows from before stopped_by: capped says end of list, else the next batch ran out of memory
+    why = [v if isinstance(v, str) else ("end_of_list" if c is not None and c == c and bool(c) else "oom")
+           for v, c in zip(maxb.get("stopped_by", pd.Series(None, maxb.index)),
+                           maxb.get("capped", pd.Series(None, maxb.index)), strict=True)]
+    if any(w != "oom" for w in why):
+        st.caption("Where the sweep did not stop at an out-of-memory batch, \"largest batch that ran\" is the "
+                   "largest batch measured, not the largest that fits: the paper-setting ratios above compare "
+                   "those batches.")
 
 st.subheader("Baselines (labelled, never a model's own number)")
 base = meas[meas["phase"].isin(["hf-generate", "eager"]) & (meas["status"] == "ok")] if "phase" in meas else meas.iloc[0:0]

@@ -66,14 +66,17 @@ def crossover(ssm: pd.DataFrame, tf: pd.DataFrame, y: str, x: str = "prompt_toke
     xs = both[x].tolist()
     diff = [math.log(a) - math.log(b) for a, b in zip(both[f"{y}_ssm"], both[f"{y}_tf"], strict=True)]
     max_x = int(xs[-1])
+    # the measured values at the longest length both reached, and how far each side was measured alone
+    extra = {"ssm_at_max": float(both[f"{y}_ssm"].iloc[-1]), "tf_at_max": float(both[f"{y}_tf"].iloc[-1]),
+             "ssm_max_x": int(ssm[x].max()), "tf_max_x": int(tf[x].max())}
     if diff[0] < 0 and all(d < 0 for d in diff):
-        return {"kind": "always", "x": float(xs[0]), "max_x": max_x}
+        return {"kind": "always", "x": float(xs[0]), "max_x": max_x, **extra}
     for i in range(1, len(xs)):
         if diff[i - 1] >= 0 > diff[i] and all(d < 0 for d in diff[i:]):
             lx0, lx1 = math.log(xs[i - 1]), math.log(xs[i])
             t = diff[i - 1] / (diff[i - 1] - diff[i])
-            return {"kind": "crossing", "x": float(math.exp(lx0 + t * (lx1 - lx0))), "max_x": max_x}
-    return {"kind": "never", "x": None, "max_x": max_x}
+            return {"kind": "crossing", "x": float(math.exp(lx0 + t * (lx1 - lx0))), "max_x": max_x, **extra}
+    return {"kind": "never", "x": None, "max_x": max_x, **extra}
 
 
 def pairs_in(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -134,6 +137,11 @@ def _f(v):
     return None if math.isnan(v) else v
 
 
+STOPPED_BY = {"oom": "out of memory (the next batch)", "end_of_list": "end of the batch list (no OOM)",
+              "time_budget": "time budget (larger batches not tried; no OOM)",
+              "error": "an error (the next batch failed)", "unfinished": "sweep did not finish"}
+
+
 def claim_sentence(r: dict, device: str = "") -> str:
     """Whether the 4-5x throughput claim holds for this pair, stated with the numbers."""
     where = f" on {device}" if device else ""
@@ -145,7 +153,8 @@ def claim_sentence(r: dict, device: str = "") -> str:
     s, t = r["ssm"], r["tf"]
 
     notes = {"end_of_list": " (the largest batch tried; it did not run out of memory)",
-             "time_budget": " (larger batches not tried: the run's time budget ended)",
+             "time_budget": " (the largest batch measured: the sweep stopped by the time budget, not by memory; "
+                            "larger batches were not tried)",
              "oom": " (the next batch ran out of memory)",
              "error": " (the next batch failed: see the run's errors)",
              "unfinished": " (its batch sweep did not finish: larger batches were not measured)"}
@@ -155,18 +164,41 @@ def claim_sentence(r: dict, device: str = "") -> str:
         return f"{name} {v['e2e_tok_s']:,.0f} tok/s at batch {v['batch']}{cap} on path {v['path']}"
 
     verdict = ("holds" if r["ratio"] >= CLAIM_LOW else "does not hold")
+    # the paper compares each model at the largest batch that fits in memory: say when a side never got there
+    short = [name for name, v in ((sm, s), (tm, t)) if v.get("stopped_by") not in ("oom", None)]
+    caveat = ""
+    if short:
+        who = " and ".join(short)
+        caveat = (f" (at the largest batches measured: {who} did not reach a memory limit, so these may not "
+                  f"be the largest batch each fits)")
     return (f"At prompt {r['prompt_len']} + {r['new_tokens']} new tokens{where}: {side(sm, s)}, vs "
             f"{side(tm, t)}: {fmt_ratio(r['ratio'])}. The paper's 4-5x throughput claim {verdict} for this pair "
-            f"in this run." + (f" Decode alone (prefill excluded): {fmt_ratio(r['decode_ratio'])}."
-                               if r.get("decode_ratio") else ""))
+            f"in this run{caveat}." + (f" Decode alone (prefill excluded): {fmt_ratio(r['decode_ratio'])}."
+                                       if r.get("decode_ratio") else ""))
 
 
-def crossover_sentence(c: dict, ssm: str, tf: str, what: str = "decode (time per output token)") -> str:
+def _num(v: float) -> str:
+    return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def crossover_sentence(c: dict, ssm: str, tf: str, what: str = "decode (time per output token)",
+                       unit: str = "ms") -> str:
     if c["kind"] == "unknown":
         return f"No context lengths measured for both {ssm} and {tf}: no {what} comparison."
     if c["kind"] == "always":
-        return f"{ssm}'s {what} is faster than {tf}'s at every measured context length (from {c['x']:,.0f} tokens)."
-    if c["kind"] == "never":
-        return f"{ssm}'s {what} is not faster than {tf}'s at any measured context length up to {c['max_x']:,} tokens."
-    return (f"{ssm}'s {what} becomes faster than {tf}'s at about {c['x']:,.0f} tokens of context "
-            f"(measured up to {c['max_x']:,}).")
+        out = f"{ssm}'s {what} is faster than {tf}'s at every measured context length (from {c['x']:,.0f} tokens"
+        out += f", measured up to {c['max_x']:,})." if c["max_x"] != int(c["x"]) else ")."
+    elif c["kind"] == "never":
+        out = f"{ssm}'s {what} is not faster than {tf}'s at any measured context length up to {c['max_x']:,} tokens."
+    else:
+        out = (f"{ssm}'s {what} becomes faster than {tf}'s at about {c['x']:,.0f} tokens of context "
+               f"(measured up to {c['max_x']:,}).")
+    if c.get("ssm_at_max") is not None:
+        out += (f" At {c['max_x']:,} tokens: {ssm} {_num(c['ssm_at_max'])} {unit}, {tf} {_num(c['tf_at_max'])} {unit} "
+                f"({tf} / {ssm} = {c['tf_at_max'] / c['ssm_at_max']:.2f}x).")
+    for name, mx in ((ssm, c.get("ssm_max_x")), (tf, c.get("tf_max_x"))):
+        if mx is not None and mx < max(c.get("ssm_max_x") or 0, c.get("tf_max_x") or 0):
+            other = ssm if name == tf else tf
+            out += (f" {name} was measured only up to {mx:,} tokens ({other} up to "
+                    f"{max(c['ssm_max_x'], c['tf_max_x']):,}): no comparison beyond that.")
+    return out

@@ -80,3 +80,26 @@ def test_a_cut_batch_sweep_and_the_decode_ratio_are_stated():
     assert r["ssm"]["stopped_by"] == "unfinished"
     text = A.claim_sentence(r)
     assert "did not finish" in text and "Decode alone (prefill excluded): 6.67x" in text
+
+
+def test_a_sweep_stopped_by_the_time_budget_is_not_called_a_memory_limit():
+    df = frame()
+    df["stopped_by"] = None
+    df.loc[df["metric"] == "max_batch", "stopped_by"] = ["time_budget", "oom"]
+    r = A.paper_ratio(df, "ssm", "tf")
+    assert r["ssm"]["stopped_by"] == "time_budget" and r["tf"]["stopped_by"] == "oom"
+    text = A.claim_sentence(r)
+    assert "ssm 20,000 tok/s at batch 256 (the largest batch measured: the sweep stopped by the time budget" in text
+    assert "tf 3,000 tok/s at batch 64 (the next batch ran out of memory)" in text
+    assert "at the largest batches measured: ssm did not reach a memory limit" in text
+
+
+def test_crossover_sentence_gives_the_values_and_a_shorter_side():
+    df = frame()
+    df = df[~((df["model"] == "tf") & (df["prompt_tokens"] == 32768))]  # tf measured only up to 8192
+    c = A.crossover(A.curve(df, "ssm", "tpot_ms"), A.curve(df, "tf", "tpot_ms"), "tpot_ms")
+    assert c["max_x"] == 8192 and c["ssm_max_x"] == 32768 and c["tf_max_x"] == 8192
+    assert c["ssm_at_max"] == 1.0 and c["tf_at_max"] == 1.4
+    text = A.crossover_sentence(c, "ssm", "tf")
+    assert "At 8,192 tokens: ssm 1 ms, tf 1.4 ms (tf / ssm = 1.40x)." in text
+    assert "tf was measured only up to 8,192 tokens (ssm up to 32,768)" in text

@@ -124,3 +124,48 @@ def test_kv_cache_note_names_old_rows_that_report_the_allocation(arena_env):
     assert not at.exception, at.exception
     captions = " ".join(c.value for c in at.caption)
     assert "report the allocation" in captions and "pythia-160m" in captions
+
+
+H200 = Path(__file__).resolve().parents[2] / "results" / "bench_h200.jsonl"
+
+
+def test_committed_h200_run_states_every_pair(arena_env):
+    """The committed H200 run (toy trio + 1.4b pair): each pair is found and stated from the rows, and the
+    1.4b batch sweep, cut by the time budget, is called the largest batch measured, not an OOM limit."""
+    import pytest
+
+    if not H200.exists():
+        pytest.skip("results/bench_h200.jsonl is not in this checkout")
+    from backend.bench import analysis as A
+    from store import open_store
+
+    store = open_store()
+    store.import_jsonl(H200)
+    meas = store.measurements(kinds="bench", expand_extra=True)
+    assert A.pairs_in(meas) == [("toy-mamba", "toy-transformer"), ("toy-mamba2", "toy-transformer"),
+                                ("mamba-1.4b", "pythia-1.4b")]
+    at = _page()
+    assert not at.error
+    text = " ".join(m.value for m in at.markdown)
+    metrics = {m.label: m.value for m in at.metric}
+    for ssm, tf in A.pairs_in(meas):
+        r = A.paper_ratio(meas, ssm, tf)
+        assert metrics[f"{ssm} / {tf}"] == A.fmt_ratio(r["ratio"])
+        assert A.claim_sentence(r, "NVIDIA H200") in text
+        assert f"{ssm}'s decode (time per output token, batch 1) is faster than {tf}'s at every measured" in text
+        verdict = "holds" if r["ratio"] >= A.CLAIM_LOW else "does not hold"
+        assert f"claim {verdict} for this pair" in text
+    budget = A.paper_ratio(meas, "mamba-1.4b", "pythia-1.4b")
+    assert budget["ssm"]["batch"] == budget["tf"]["batch"] == 128
+    assert budget["ssm"]["stopped_by"] == budget["tf"]["stopped_by"] == "time_budget"
+    assert "the largest batch measured: the sweep stopped by the time budget, not by memory" in text
+    assert "ran out of memory" not in text  # no OOM in this run, and the page does not claim one
+    assert "toy-transformer was measured only up to 2,048 tokens" in text  # max_position_embeddings=4096
+    assert any("predicted 25 s, 20 s of the time budget left" in m.value for m in at.markdown)  # not_run list
+    (maxb,) = [d.value for d in at.dataframe if "sweep stopped by" in d.value.columns]
+    assert set(maxb["sweep stopped by"]) == {A.STOPPED_BY["end_of_list"]}  # the toy pair is selected first
+    at.selectbox(key="perf_pair").set_value(("mamba-1.4b", "pythia-1.4b")).run()
+    assert not at.exception, at.exception
+    (maxb,) = [d.value for d in at.dataframe if "sweep stopped by" in d.value.columns]
+    assert maxb["largest batch that ran"].tolist() == [128.0, 128.0]
+    assert set(maxb["sweep stopped by"]) == {A.STOPPED_BY["time_budget"]}
