@@ -7,7 +7,8 @@ Public API (evaluation split unless named otherwise; all pure Python, determinis
     arithmetic_problems(n, steps, seed)         -> [{"question", "solution", "answer", "steps"}]
     passkey_documents(n, context_tokens, depth, seed, count_tokens=None)
                                                 -> [{"context", "question", "answer", "depth", "length"}]
-    qa_pairs(n, seed, open_book)                -> [{"context" (None when closed-book), "question", "answer"}]
+    qa_pairs(n, seed, open_book)                -> [{"context" (None when closed-book), "question", "answer",
+                                                    "key" (the attribute asked for, e.g. "colour")}]
     rag_corpus(seed, n_entities)                -> {"documents": [{"doc_id","title","text"}],
                                                     "questions": [{"question","answer","doc_id"}]}
     recall_segments(n, n_pairs, seed)           -> [{"context", "question", "answer"}]

@@ -82,16 +82,46 @@ def targets(evals: list[dict]) -> list[str]:
     return lines
 
 
-def card(name: str, s: dict, evals: list[dict], all_evals: list[dict], train_cmd: str) -> str:
+def why_text(evals: list[dict], s: dict, errors: list[dict] | None) -> str:
+    """What the records say about each missed target (numbers from the records, never typed in)."""
+    out = [f"Why the misses (each model saw {s['tokens_seen'] / 1e6:.1f}M tokens, {s['steps']} steps; the "
+           "evaluation was not tuned to the models):"]
+    qa = sorted((r for r in evals if r["task"] == "qa_open"), key=lambda r: r["value"])
+    if qa and qa[0]["value"] < 0.9:
+        out.append(f"- Open-book QA: {_vals(qa)}.")
+        for e in errors or []:
+            if e["model"] in {r["model"] for r in qa if r["value"] < 0.9}:
+                worst = sorted(e["miss_rate_by_key"].items(), key=lambda kv: -kv[1])[:3]
+                out.append(f"  {e['model']} ({e['device']} rerun of the same {e['n']} questions, "
+                           f"{e['correct']} correct): misses by attribute " +
+                           ", ".join(f"{k} {v:.0%} of {e['n_by_key'][k]}" for k, v in worst) +
+                           f"; kinds {e['misses_by_kind']}; commonest wrong answers "
+                           + ", ".join(f"'{a}' x{c}" for a, c in e["commonest_wrong_answers"][:3]) + ".")
+    few = [r for r in evals if r["task"] == "fewshot"]
+    if few and not any("rising" in x and "met" in x for x in targets(evals) if "few-shot" in x):
+        for task in sorted({r["fewshot_task"] for r in few}):
+            rows = [r for r in few if r["fewshot_task"] == task]
+            k0 = [r for r in rows if r["k"] == 0]
+            lo, hi = min(r["value"] for r in rows), max(r["value"] for r in rows)
+            if k0 and min(r["value"] for r in k0) >= 0.95:
+                out.append(f"- Few-shot {task}: already {min(r['value'] for r in k0):.0%} at k=0 for every model "
+                           "(a mapping learned in training), so it cannot rise with k.")
+            else:
+                out.append(f"- Few-shot {task}: between {lo:.0%} and {hi:.0%} for every model and k (chance "
+                           f"{rows[0]['chance']:.0%}): inferring a labelling from the examples alone did not "
+                           "emerge at this size and budget.")
+    cot2 = [r for r in evals if r["task"] == "arithmetic" and r.get("mode") == "cot" and r.get("steps") == 2]
+    if cot2 and max(r["value"] for r in cot2) < 0.5:
+        out.append(f"- 2-step arithmetic with CoT: {_vals(cot2)}.")
+    return "\n".join(out) + "\n"
+
+
+def card(name: str, s: dict, evals: list[dict], all_evals: list[dict], train_cmd: str,
+         errors: list[dict] | None = None) -> str:
     p = PRESETS[s["preset"]]
     arch = ARCH[name].format(hd=2 * p["d"] // p["m2_heads"], **p)
     tl = targets(all_evals)
-    why = "" if not any("missed" in line for line in tl) else (
-        f"Why the misses: each model saw {s['tokens_seen'] / 1e6:.1f}M tokens ({s['steps']} steps), the most the "
-        f"slowest of the three fits into the training budget of one GPU shared by the trio. Tasks that need "
-        "in-context copying over long spans (pass keys beyond the training context, many-pair recall) and "
-        "multi-step arithmetic are the ones a model of this size learns last. The evaluation was not tuned "
-        "to the models.\n")
+    why = why_text(all_evals, s, errors) if any("missed" in line for line in tl) else ""
     rows = "\n".join(f"| {r['task']} | {_setting(r)} | {r['metric']} | {r['n']} | {_ci(r)} |" for r in evals)
     return f"""# {name}
 
@@ -164,15 +194,25 @@ def _how_timed(s: dict) -> str:
             "count above when its decay began:")
 
 
-def write_cards(results: Path, models_dir: Path, run_command: str = RUN_COMMAND) -> list[Path]:
+def read_errors(path: Path | None) -> list[dict]:
+    """The qa_errors records (backend/toyworld/qa_errors.py), if that file exists."""
+    if path is None or not Path(path).exists():
+        return []
+    return [json.loads(line)["data"] for line in Path(path).read_text().splitlines()
+            if json.loads(line)["type"] == "measurement"]
+
+
+def write_cards(results: Path, models_dir: Path, run_command: str = RUN_COMMAND,
+                errors_path: Path | None = None) -> list[Path]:
     train, evals = read_records(results)
+    errors = read_errors(errors_path)
     out = []
     for s in train:
         name = s["model"]
         folder = models_dir / name
         cfg = json.loads((folder / "train_summary.json").read_text())["config"]
         s = {**s, **{f"config_{k}": v for k, v in cfg.items()}}
-        text = card(name, s, [r for r in evals if r["model"] == name], evals, run_command)
+        text = card(name, s, [r for r in evals if r["model"] == name], evals, run_command, errors)
         (folder / "README.md").write_text(text)
         out.append(folder / "README.md")
     return out
@@ -183,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", help="JSONL with the train run and the toyworld_eval runs")
     ap.add_argument("--models-dir", default=str(Path(__file__).resolve().parents[2] / "assets" / "models"))
     ap.add_argument("--run-command", default=RUN_COMMAND, help="the command the checkpoints came from")
+    ap.add_argument("--qa-errors", default="", help="JSONL from backend/toyworld/qa_errors.py (optional)")
     a = ap.parse_args(argv)
-    for p in write_cards(Path(a.results), Path(a.models_dir), a.run_command):
+    for p in write_cards(Path(a.results), Path(a.models_dir), a.run_command, Path(a.qa_errors) if a.qa_errors else None):
         print(p)
     return 0
 

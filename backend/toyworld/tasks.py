@@ -183,13 +183,13 @@ def qa(n: int, rng: random.Random, split: str, open_book: bool) -> list[dict]:
         while len(out) < n:
             w = _fresh_world(split, rng)
             for e in rng.sample(w.entities(), 3):
-                q, a = rng.choice([(rng.choice(f.questions), f.answer) for f in facts(e)])
-                out.append({"context": article(e, rng), "question": q, "answer": a})
+                q, a, key = rng.choice([(rng.choice(f.questions), f.answer, f.key) for f in facts(e)])
+                out.append({"context": article(e, rng), "question": q, "answer": a, "key": key})
         return out[:n]
     pool = closed_book_entities(held_out=split == "eval")
     for _ in range(n):
         f = rng.choice(facts(rng.choice(pool)))
-        out.append({"context": None, "question": rng.choice(f.questions), "answer": f.answer})
+        out.append({"context": None, "question": rng.choice(f.questions), "answer": f.answer, "key": f.key})
     return out
 
 

@@ -117,3 +117,26 @@ def test_pack_unpack_round_trip(tmp_path):
     assert (out / "model.safetensors").read_bytes() == b"\x00" * 100
     with pytest.raises(FileNotFoundError):
         pack(str(tmp_path / "missing"))
+
+
+def test_qa_rows_name_the_attribute_asked_and_it_answers_the_question():
+    from backend.toyworld.text import facts
+
+    rows = tw.qa_pairs(40, 3, open_book=True) + tw.qa_pairs(40, 3, open_book=False)
+    all_keys = {f.key for e in tw.core_world().entities() for f in facts(e)}
+    keys = {r["key"] for r in rows}
+    assert len(keys) >= 4 and keys <= all_keys, keys
+    for r in rows:
+        if r["context"] is not None:
+            assert r["answer"] in r["context"], r
+
+
+def test_qa_miss_classification():
+    from backend.toyworld.qa_errors import classify
+
+    ctx = "Tom lives in Oakby. Tom likes green. Oakby has a population of 491048."
+    assert classify("green", "green", ctx) == "correct"
+    assert classify("491044", "491048", ctx) == "near_copy"
+    assert classify("Oakby", "green", ctx) == "in_passage"
+    assert classify("blue", "green", ctx) == "other"
+    assert classify("", "green", ctx) == "other"

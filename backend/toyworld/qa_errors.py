@@ -1,0 +1,88 @@
+"""Where a model misses open-book QA: miss rate per attribute asked, and what the wrong answers were.
+
+Runs the eval suite's open-book questions (same seed and n, so the same instances as `eval_suite`'s
+`qa_open`) with greedy decoding up to the first newline, and classifies each miss:
+    in_passage   the wrong answer is another span of the passage (copied the wrong fact)
+    near_copy    same length as the reference and differs in at most two characters (e.g. one digit of
+                 a population)
+    other        anything else (e.g. the most common colour, seen often in training)
+One record per model (store.RecordWriter JSONL with --jsonl); the last stdout line is a JSON summary.
+
+    python -m backend.toyworld.qa_errors assets/models/toy-mamba assets/models/toy-transformer --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from . import TEMPLATES, qa_pairs
+
+
+def classify(got: str, ref: str, context: str) -> str:
+    if got == ref:
+        return "correct"
+    if len(got) == len(ref) and sum(a != b for a, b in zip(got, ref, strict=True)) <= 2:
+        return "near_copy"
+    if got and got in context:
+        return "in_passage"
+    return "other"
+
+
+def analyse(gen, n: int = 200, seed: int = 0, batch: int = 32) -> dict:
+    rows = qa_pairs(n, seed, open_book=True)
+    prompts = [TEMPLATES["qa_open"].format(context=r["context"], question=r["question"]) for r in rows]
+    outs = []
+    for i in range(0, len(prompts), batch):
+        outs += gen.generate_batch(prompts[i:i + batch], 16, stop="\n")
+    per_key, misses, kinds, wrong = Counter(), Counter(), Counter(), Counter()
+    for r, o in zip(rows, outs, strict=True):
+        got = o.split("\n")[0].strip()
+        kind = classify(got, r["answer"], r["context"])
+        per_key[r["key"]] += 1
+        if kind != "correct":
+            misses[r["key"]] += 1
+            kinds[kind] += 1
+            wrong[got] += 1
+    return {"n": n, "seed": seed, "correct": n - sum(misses.values()),
+            "miss_rate_by_key": {k: round(misses[k] / per_key[k], 3) for k in sorted(per_key)},
+            "n_by_key": dict(sorted(per_key.items())), "misses_by_kind": dict(kinds),
+            "commonest_wrong_answers": wrong.most_common(5)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m backend.toyworld.qa_errors", description=__doc__.split("\n")[0])
+    ap.add_argument("folders", nargs="+")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--jsonl", default="")
+    a = ap.parse_args(argv)
+    from backend.toyworld.batched import load_batched
+
+    recs = []
+    for folder in a.folders:
+        gen = load_batched(folder, device=a.device)
+        rec = {"model": Path(folder).name, **analyse(gen, a.n, a.seed), "device": str(gen.device),
+               "metric": "qa_open_exact_match", "task": "qa_open_errors"}
+        rec["value"] = rec["correct"] / rec["n"]
+        recs.append(rec)
+        print(json.dumps(rec), flush=True)
+    if a.jsonl:
+        from store import RecordWriter
+
+        from backend.runinfo import run_meta
+
+        w = RecordWriter(a.jsonl)
+        run_id = w.start_run("toyworld_qa_errors", vars(a), run_meta(), name="open-book QA misses")
+        w.add_measurements(run_id, recs)
+        w.finish_run(run_id, "completed", {r["model"]: r["value"] for r in recs})
+    print(json.dumps({r["model"]: r["miss_rate_by_key"] for r in recs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
