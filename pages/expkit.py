@@ -121,6 +121,8 @@ def run_label(row) -> str:
     if devices:
         dev = " · " + "/".join(devices)
     task = cfg.get("task") or (Path(cfg["data"]).name if cfg.get("data") else "")
+    if cfg.get("experiment") == "rag" and not cfg.get("task") and cfg.get("data"):
+        task = f"saved plan {task}"  # `--plan FILE`: contexts retrieved elsewhere (the GPU runs)
     return (f"{when} · {row['status']} · {task + ' · ' if task else ''}{', '.join(cfg.get('models', []))} · "
             f"n={cfg.get('n')}{dev} · {str(row['run_id'])[:8]}")
 

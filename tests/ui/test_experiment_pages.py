@@ -157,9 +157,13 @@ def test_a_finished_page_run_is_selected_and_the_buttons_reset(arena_env):
     assert not at.warning, [w.value for w in at.warning]
 
 
-@pytest.mark.parametrize("name, file", [("long_context", "exp_long_context_h100.jsonl"),
-                                        ("fewshot", "exp_fewshot_h100.jsonl"), ("cot", "exp_cot_h100.jsonl")])
-def test_committed_gpu_results_render(arena_env, name, file):
+COMMITTED = [(name, f"exp_{stem}_{gpu}.jsonl", gpu) for gpu in ("h100", "h200")
+             for name, stem in (("long_context", "long_context"), ("fewshot", "fewshot"), ("cot", "cot"))]
+PICK = dict(fewshot="fewshot_pick", long_context="longctx_pick", cot="cot_pick")
+
+
+@pytest.mark.parametrize("name, file, gpu", COMMITTED)
+def test_committed_gpu_results_render(arena_env, name, file, gpu):
     from store import open_store
 
     path = PAGES.parent / "results" / file
@@ -168,7 +172,32 @@ def test_committed_gpu_results_render(arena_env, name, file):
     open_store().import_jsonl(path)
     at = page(name)
     assert charts(at) and not at.error, [e.value for e in at.error]
-    assert any("H100" in o for o in at.selectbox(key=f"{dict(fewshot='fewshot', long_context='longctx', cot='cot')[name]}_pick").options)
+    pick = at.selectbox(key=PICK[name])
+    assert pick.options and all(gpu.upper() in o for o in pick.options), pick.options  # labels name the device
     if name == "long_context":
         assert len(charts(at)) >= 5  # three heatmaps, the difference, accuracy by length (+ efficiency)
-        assert any("preallocated KV cache" in c.value for c in at.caption)  # old rows count the allocation
+        if gpu == "h100":
+            assert any("preallocated KV cache" in c.value for c in at.caption)  # old rows count the allocation
+    # every run in the file can be drawn, not only the default one
+    for i in range(1, len(pick.options)):
+        at.selectbox(key=PICK[name]).select_index(i).run()
+        assert not at.exception and charts(at) and not at.error, (i, at.exception, [e.value for e in at.error])
+
+
+@pytest.mark.parametrize("name", list(PICK))
+def test_committed_gpu_results_default_to_the_newest_run(arena_env, name):
+    """With the previous checkpoints' H100 runs and the retrained trio's H200 runs both stored (as on first
+    start), each page opens on the newest run: an H200 one."""
+    from store import open_store
+
+    stem = dict(fewshot="fewshot", long_context="long_context", cot="cot")[name]
+    files = [PAGES.parent / "results" / f"exp_{stem}_{gpu}.jsonl" for gpu in ("h100", "h200")]
+    if not all(f.is_file() for f in files):
+        pytest.skip("needs both the h100 and the h200 results")
+    for f in files:
+        open_store().import_jsonl(f)
+    at = page(name)
+    pick = at.selectbox(key=PICK[name])
+    runs = open_store().runs()
+    newest = runs.sort_values("created_at").iloc[-1]["run_id"]
+    assert pick.value == newest and "H200" in pick.options[pick.index], pick.options

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sentence_transformers  # noqa: F401  (see below)
 from streamlit.testing.v1 import AppTest
 
@@ -187,18 +188,44 @@ def test_evaluation_resumes_a_cancelled_run(arena_env):
     assert _table(at, "metric")["n"].eq(2).all()
 
 
-def test_committed_cpu_results_render(arena_env):
-    import pytest
+def _committed_run(path: Path) -> dict:
+    import json
 
+    with path.open() as f:
+        return next(r for r in map(json.loads, f) if r.get("type") == "run")
+
+
+@pytest.mark.parametrize("file", ["exp_rag_cpu.jsonl", "exp_rag_h200.jsonl"])
+def test_committed_results_render(arena_env, file):
     from store import open_store
 
-    path = Path(PAGE).parents[1] / "results" / "exp_rag_cpu.jsonl"
+    path = Path(PAGE).parents[1] / "results" / file
     if not path.is_file():
-        pytest.skip("results/exp_rag_cpu.jsonl is not committed")
+        pytest.skip(f"results/{file} is not committed")
+    record = _committed_run(path)
+    n, device = record["config"]["n"], record["meta"]["device_name"]
     open_store().import_jsonl(path)
     at = _page()
+    assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     label = at.selectbox(key="rag_exp_pick").options[0]
-    assert "toy-rag" in label and "n=12" in label and "AMD EPYC" in label, label  # a CPU run
+    assert f"n={n}" in label and device in label, label
+    assert ("toy-rag" in label) if record["config"]["task"] else ("saved plan" in label), label
     assert len(at.get("plotly_chart")) >= 5
-    assert set(_table(at, "metric")["n"]) == {12}
+    assert set(_table(at, "metric")["n"]) == {n}
+    book = _table(at, "condition")
+    assert not book.empty
+
+
+def test_committed_results_default_to_the_newest_run(arena_env):
+    """All committed RAG runs stored (as on first start): the page opens on the newest."""
+    from store import open_store
+
+    files = [Path(PAGE).parents[1] / "results" / f for f in ("exp_rag_cpu.jsonl", "exp_rag_h200.jsonl")]
+    if not all(f.is_file() for f in files):
+        pytest.skip("needs both committed RAG results")
+    for f in files:
+        open_store().import_jsonl(f)
+    at = _page()
+    runs = open_store().runs(kind="experiment-rag")
+    assert at.selectbox(key="rag_exp_pick").value == runs.sort_values("created_at").iloc[-1]["run_id"]
