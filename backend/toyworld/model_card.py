@@ -91,8 +91,8 @@ def why_text(evals: list[dict], s: dict, errors: list[dict] | None) -> str:
         out.append(f"- Open-book QA: {_vals(qa)}.")
         for e in errors or []:
             if e["model"] in {r["model"] for r in qa if r["value"] < 0.9}:
-                worst = sorted(e["miss_rate_by_key"].items(), key=lambda kv: -kv[1])[:3]
-                out.append(f"  {e['model']} ({e['device']} rerun of the same {e['n']} questions, "
+                worst = sorted(((k, v) for k, v in e["miss_rate_by_key"].items() if v > 0), key=lambda kv: -kv[1])
+                out.append(f"  {e['model']} ({e.get('dtype', '')} rerun on {e['device']}, the same {e['n']} questions, "
                            f"{e['correct']} correct): misses by attribute " +
                            ", ".join(f"{k} {v:.0%} of {e['n_by_key'][k]}" for k, v in worst) +
                            f"; kinds {e['misses_by_kind']}; commonest wrong answers "
@@ -163,7 +163,7 @@ Issue 3 targets, over the trio:
 ## Reproduce
 
 ```
-{s['command'].replace('/tmp/toy_models', 'assets/models')}
+{s['command'].replace('/tmp/toy_models', 'assets/models').replace('.gpu/models', 'assets/models')}
 ```
 (bf16 autocast on a GPU is not bit-exact across runs). {_how_timed(s)}
 ```

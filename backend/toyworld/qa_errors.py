@@ -32,12 +32,14 @@ def classify(got: str, ref: str, context: str) -> str:
     return "other"
 
 
-def analyse(gen, n: int = 200, seed: int = 0, batch: int = 32) -> dict:
+def analyse(gen, n: int = 200, seed: int = 0) -> dict:
+    """gen: a backend Generator (prefill once, then cached decode steps)."""
+    from backend.interface import GenSettings
+
     rows = qa_pairs(n, seed, open_book=True)
     prompts = [TEMPLATES["qa_open"].format(context=r["context"], question=r["question"]) for r in rows]
-    outs = []
-    for i in range(0, len(prompts), batch):
-        outs += gen.generate_batch(prompts[i:i + batch], 16, stop="\n")
+    settings = GenSettings(max_new_tokens=12)  # answers are 1-7 tokens; the text is cut at the newline
+    outs = [gen.generate(p, settings).text for p in prompts]
     per_key, misses, kinds, wrong = Counter(), Counter(), Counter(), Counter()
     for r, o in zip(rows, outs, strict=True):
         got = o.split("\n")[0].strip()
@@ -53,6 +55,11 @@ def analyse(gen, n: int = 200, seed: int = 0, batch: int = 32) -> dict:
             "commonest_wrong_answers": wrong.most_common(5)}
 
 
+def _family(folder) -> str:
+    model_type = json.loads((Path(folder) / "config.json").read_text())["model_type"]
+    return {"mamba": "mamba", "mamba2": "mamba2"}.get(model_type, "transformer")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m backend.toyworld.qa_errors", description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="+")
@@ -61,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--jsonl", default="")
     a = ap.parse_args(argv)
-    from backend.toyworld.batched import load_batched
+    from backend.loading import load_generator
+    from backend.registry import ModelSpec
 
     recs = []
     for folder in a.folders:
-        gen = load_batched(folder, device=a.device)
-        rec = {"model": Path(folder).name, **analyse(gen, a.n, a.seed), "device": str(gen.device),
+        spec = ModelSpec(Path(folder).name, _family(folder), source="local", location=str(folder))
+        gen = load_generator(spec, device=a.device)
+        rec = {"model": spec.name, **analyse(gen, a.n, a.seed), "device": gen.info.device, "dtype": gen.info.dtype,
+               "path": gen.info.path,
                "metric": "qa_open_exact_match", "task": "qa_open_errors"}
         rec["value"] = rec["correct"] / rec["n"]
         recs.append(rec)
