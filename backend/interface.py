@@ -88,7 +88,10 @@ class GenMetrics:
     cache_alloc_bytes: int | None = None  # a preallocated (static) cache's whole size; None when it grows
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["cache_alloc_bytes"] is None:  # only static caches have one: rows of growing caches stay as before
+            del d["cache_alloc_bytes"]
+        return d
 
 
 @dataclass

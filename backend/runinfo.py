@@ -78,3 +78,20 @@ def run_meta(device: str | None = None) -> dict:
     except ImportError:  # pragma: no cover
         pass
     return meta
+
+
+def write_jsonl_run(path: str | os.PathLike, kind: str, config: dict, rows: list[dict], summary: dict,
+                    name: str | None = None) -> str:
+    """One completed run with `rows` as its measurements, appended to `path` as store.RecordWriter JSONL (the
+    GPU machines' format: no duckdb needed); returns the run id. Run metadata is best effort there."""
+    from store import RecordWriter
+
+    try:
+        meta = run_meta()
+    except Exception as e:  # a bare GPU machine may lack what run_meta reads; the rows still count
+        meta = {"run_meta_error": str(e)}
+    w = RecordWriter(path)
+    run_id = w.start_run(kind, config, meta, name=name)
+    w.add_measurements(run_id, rows)
+    w.finish_run(run_id, "completed", summary)
+    return run_id

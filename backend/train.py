@@ -346,18 +346,11 @@ def save_model(model, tok, folder: Path, cfg: TrainConfig, summary: dict, log_ro
 
 def write_results(cfg: TrainConfig, summaries: list[dict]) -> None:
     """One "train" run with one measurement row per model, as store.RecordWriter JSONL."""
-    from store import RecordWriter
+    from backend.runinfo import write_jsonl_run
 
-    try:
-        from backend.runinfo import run_meta
-
-        meta = run_meta()
-    except Exception as e:  # run metadata is best effort on bare GPU machines
-        meta = {"run_meta_error": str(e)}
-    w = RecordWriter(cfg.results)
-    run_id = w.start_run("train", asdict(cfg), meta, name="toy trio")
-    w.add_measurements(run_id, [{**s, "metric": "final_loss", "value": s["final_loss"]} for s in summaries])
-    w.finish_run(run_id, "completed", {s["model"]: s["final_loss"] for s in summaries})
+    write_jsonl_run(cfg.results, "train", asdict(cfg),
+                    [{**s, "metric": "final_loss", "value": s["final_loss"]} for s in summaries],
+                    {s["model"]: s["final_loss"] for s in summaries}, name="toy trio")
 
 
 def _parse(argv: list[str] | None) -> TrainConfig:

@@ -104,15 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
     if a.jsonl:
-        from store import RecordWriter
+        from backend.runinfo import write_jsonl_run
 
-        from backend.runinfo import run_meta
-
-        w = RecordWriter(a.jsonl)
-        run_id = w.start_run("train-speed", vars(a), run_meta(), name="training step speed")
-        w.add_measurements(run_id, rows)
-        w.finish_run(run_id, "completed", {f"{r['model']}/{r['batch_size']}/{r['train_path']}": r["ms_per_step"]
-                                           for r in rows})
+        write_jsonl_run(a.jsonl, "train-speed", vars(a), rows,
+                        {f"{r['model']}/{r['batch_size']}/{r['train_path']}": r["ms_per_step"] for r in rows},
+                        name="training step speed")
     print(json.dumps({"points": len(rows), "ms_per_step": {f"{r['model']}/b{r['batch_size']}/{r['train_path']}":
                                                              r["ms_per_step"] for r in rows}}))
     return 0

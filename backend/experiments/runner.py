@@ -137,7 +137,9 @@ def evaluate(task: TaskSpec, inst: Instance, gen: Generator, config: ExperimentC
             meas.update({k: getattr(m, k) for k in (
                 "prompt_tokens", "new_tokens", "ttft_ms", "prefill_ms", "tpot_ms", "tpot_p90_ms", "decode_tok_s",
                 "total_ms", "peak_mem_bytes", "peak_mem_kind", "cache_bytes", "cache_kind", "path", "device",
-                "dtype", "cache_alloc_bytes")})
+                "dtype")})
+            if m.cache_alloc_bytes is not None:  # a static cache: its whole allocation beside the bytes in use
+                meas["cache_alloc_bytes"] = m.cache_alloc_bytes
     except GenerationError as e:  # e.g. the prompt is beyond this model's limit: recorded, not scored
         output, extracted, score = "", "", None
         extra["error"] = str(e)

@@ -82,14 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         recs.append(rec)
         print(json.dumps(rec), flush=True)
     if a.jsonl:
-        from store import RecordWriter
+        from backend.runinfo import write_jsonl_run
 
-        from backend.runinfo import run_meta
-
-        w = RecordWriter(a.jsonl)
-        run_id = w.start_run("toyworld_qa_errors", vars(a), run_meta(), name="open-book QA misses")
-        w.add_measurements(run_id, recs)
-        w.finish_run(run_id, "completed", {r["model"]: r["value"] for r in recs})
+        write_jsonl_run(a.jsonl, "toyworld_qa_errors", vars(a), recs, {r["model"]: r["value"] for r in recs},
+                        name="open-book QA misses")
     print(json.dumps({r["model"]: r["miss_rate_by_key"] for r in recs}))
     return 0
 

@@ -118,3 +118,19 @@ def test_parallel_training_agrees_on_one_step_count_and_one_stream(tmp_path):
     records = [json.loads(line) for line in (out / "train_cpu.jsonl").read_text().splitlines()]
     assert [r["type"] for r in records].count("measurement") == 3
     assert sorted(p.name for p in out.glob("*.tar.gz")) == sorted(f"{m}.tar.gz" for m in MODEL_NAMES)
+
+
+def test_train_speed_records_each_path(tmp_path, capsys):
+    from backend.train_speed import main
+
+    out = tmp_path / "speed.jsonl"
+    assert main(["--preset", "tiny", "--seq-len", "32", "--batch-sizes", "2", "--steps", "1", "--warmup", "0",
+                 "--device", "cpu", "--models", "toy-mamba2,toy-transformer", "--also-hf", "--jsonl", str(out)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last["ms_per_step"]) == {"toy-mamba2/b2/torch-chunked-ssd", "toy-mamba2/b2/hf-torch",
+                                        "toy-transformer/b2/sdpa"}
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    meas = [r["data"] for r in rows if r["type"] == "measurement"]
+    assert len(meas) == 3 and all(m["ms_per_step"] > 0 and m["error"] is None for m in meas)
+    fast = next(m for m in meas if m["train_path"] == "torch-chunked-ssd")
+    assert fast["path_check"]["ok"] and fast["path_check"]["loss_rel_err"] < 1e-4
