@@ -6,9 +6,13 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh train     # train the trio, one process per model, all at once
 #   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments + benchmark
 #
-# `train` leaves the checkpoints in .gpu/models (git-ignored: the next call on a warm machine finds them) and
-# packs each into $OUT/<name>.tar.gz; `evaluate` copies .gpu/models over assets/models when present, then
-# refuses to run on checkpoints that did not come from a `train` of the current settings.
+# `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
+# assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
+# machines of this project's device tool the tree is copied afresh for every call, so .gpu/models did not
+# survive into the next call (seen on 2026-12-01). `evaluate` still copies .gpu/models over assets/models when
+# it is there (same machine, same tree), and refuses checkpoints that no parallel `train` produced.
+# `evaluate` also needs .gpu/rag_plan_full.jsonl, the RAG contexts retrieved where faiss is installed:
+#   python -m backend experiment rag --profile full --save-plan .gpu/rag_plan_full.jsonl
 # Env: TAG (file-name tag, default h200), TRAIN_BUDGET_S (training seconds per model, default 400),
 #      GROUP_S (evaluation + experiments, default 240), BENCH_S (benchmark, default 300),
 #      SSM_ARENA_GIT_SHA (the commit, when the tree travelled without .git).
