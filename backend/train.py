@@ -163,6 +163,21 @@ def _optimizer(model, cfg: TrainConfig, device):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
 
 
+def train_step(model, opt, x, y, device, grad_clip: float):
+    """One optimiser step on (x, y): bf16 autocast on CUDA, fp32 elsewhere; returns the loss tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(input_ids=x, use_cache=False).logits
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 def resolve_device(name: str):
     import torch
 
@@ -174,7 +189,6 @@ def resolve_device(name: str):
 def train(cfg: TrainConfig, log=print) -> list[dict]:
     """Train cfg.models in lockstep; save each to out_dir/<name>; return one summary dict per model."""
     import torch
-    import torch.nn.functional as F
 
     from backend.toyworld.tokenizer import TOKENIZER_DIR, load_tokenizer
 
@@ -245,13 +259,7 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
             t_cpu = time.perf_counter()
             if ev:
                 ev[0].record()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = m(input_ids=x, use_cache=False).logits
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            loss = train_step(m, opt, x, y, device, cfg.grad_clip)
             if ev:
                 ev[1].record()
                 pending[name].append(ev)

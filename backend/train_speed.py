@@ -19,13 +19,12 @@ import statistics
 import sys
 import time
 
-from backend.train import TrainConfig, _optimizer, resolve_device
+from backend.train import TrainConfig, _optimizer, resolve_device, train_step
 from backend.train_models import FAMILY, MODEL_NAMES, build_model, n_params
 
 
 def time_steps(model, opt, x, y, device, warmup: int, steps: int) -> list[float]:
     import torch
-    import torch.nn.functional as F
 
     cuda = device.type == "cuda"
     times = []
@@ -33,13 +32,7 @@ def time_steps(model, opt, x, y, device, warmup: int, steps: int) -> list[float]
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            logits = model(input_ids=x, use_cache=False).logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        train_step(model, opt, x, y, device, TrainConfig().grad_clip)
         if cuda:
             torch.cuda.synchronize()
         if i >= warmup:
