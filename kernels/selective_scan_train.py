@@ -241,8 +241,9 @@ def _bwd_kernel(
 def train_config(dstate: int, device) -> tuple[LaunchConfig, LaunchConfig]:
     """(forward, backward) launch configs. Both walk the same BLOCK_L tiles (the saved tile-start states
     are the forward's). The backward holds ~10 (BLOCK_L, BLOCK_D, N) fp32 tiles live: 16-position tiles,
-    4 channels and one warp per 16 states (H200 sweep, B8 D512 L1024 N16 bf16: fwd+bwd 0.91 ms against
-    1.39 ms for the forward's 8 channels x 4 warps; 32-position tiles were slower)."""
+    4 channels and one warp per 16 states. Chosen from a one-off H200 sweep that was not recorded (B8 D512
+    L1024 N16 bf16: it beat the forward's 8 channels x 4 warps and 32-position tiles; a later run of the same
+    config timed differently, so re-measure before quoting a number)."""
     n = max(16, triton.next_power_of_2(dstate))
     if target_of(device) == "cpu":  # interpreter: small tiles so that the tests cross tile and block edges
         cfg = LaunchConfig(num_warps=4, block_d=16, block_l=8, block_n=n)
