@@ -17,9 +17,12 @@ CTX = mp.get_context("spawn")
 
 def test_processes_write_while_another_reads(store, db_path):
     n_writers, n_batches, batch = 3, 6, 5
-    stop, out = CTX.Event(), CTX.Queue()
-    reader = CTX.Process(target=workers.read_until, args=(str(db_path), stop, out))
+    stop, out, ready = CTX.Event(), CTX.Queue(), CTX.Event()
+    reader = CTX.Process(target=workers.read_until, args=(str(db_path), stop, out, ready))
     reader.start()
+    # a spawned reader takes seconds to import on a busy 2-core machine: start the writers once it reads
+    # (without this wait the writers could finish first and the reader report 0 reads)
+    assert ready.wait(120), "the reader process never completed a first read"
     done = threading.Event()
 
     def dashboard_thread():  # this process reads from threads meanwhile, like dashboard sessions

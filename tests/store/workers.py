@@ -19,8 +19,9 @@ def write_rows(db: str, worker: int, n_batches: int, batch_size: int) -> str:
     return run_id
 
 
-def read_until(db: str, stop, out) -> None:
-    """Read counts in a loop until `stop` is set; report (reads, max measurements seen, errors)."""
+def read_until(db: str, stop, out, ready=None) -> None:
+    """Read counts in a loop until `stop` is set; report (reads, max measurements seen, errors). `ready` is
+    set after the first read, so a test can start its writers once this reader is really reading."""
     from store import open_store
 
     st = open_store(db, lock_timeout=60)
@@ -35,6 +36,9 @@ def read_until(db: str, stop, out) -> None:
             reads += 1
         except Exception as e:  # reported to the test, which fails on any
             errors.append(repr(e))
+        finally:
+            if ready is not None:  # after the first read (or its error, which the test then reports)
+                ready.set()
     out.put((reads, seen, errors))
 
 
