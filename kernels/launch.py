@@ -30,6 +30,7 @@ class LaunchConfig:
     block_p: int = 0  # head-dim slice per program (SSD)
     min_programs: int = 0  # scan: split the sequence into chunks when batch x channel blocks are fewer
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
+    prefetch: bool = False  # scan: issue the next position's loads before this position's arithmetic
 
 
 def target_of(device) -> str:
@@ -98,20 +99,17 @@ def ssu_config(dstate: int, dim: int, tied: bool, device) -> LaunchConfig:
 
 
 def scan_config(dstate: int, device) -> LaunchConfig:
-    """Mamba-1 prefill scan: BLOCK_D channels x BLOCK_L positions x N states in registers per step.
-    B and C rows are loaded once per program for all BLOCK_D channels."""
+    """Mamba-1 prefill scan: BLOCK_D channels per program, one channel per thread (lanes x warps cover
+    BLOCK_D), its N states in that thread's registers; walked one position at a time.
+    min_programs: about 4 programs per SM/CU (132 SMs on H100/H200, 104-304 CUs on MI200/MI300); below
+    that the sequence is split into chunks of at least chunk_min positions."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)
-    if t == "cpu":  # interpreter: few, larger programs; a tiny min_programs so the tests cover the chunked path
-        return LaunchConfig(num_warps=4, block_d=32, block_l=16, block_n=n, min_programs=8, chunk_min=8)
-    bl = 32 if n <= 16 else 16
-    # min_programs: about 4 programs per SM (132 SMs on H100, 104-304 CUs on MI200/MI300)
-    # Tiles are (BLOCK_L, BLOCK_D, N): lanes cover N then D, warps cover the rest of D, so each thread keeps
-    # BLOCK_L positions of one (d, n) and scans them in registers. N = 16 on 32 lanes: 2 channels per warp,
-    # BLOCK_D = 2 * num_warps. On AMD a wavefront has 64 lanes: 4 channels per wavefront.
-    if t == "hip":
-        return LaunchConfig(num_warps=2, block_d=8, block_l=bl, block_n=n, min_programs=1024, chunk_min=256)
-    return LaunchConfig(num_warps=4, block_d=8, block_l=bl, block_n=n, min_programs=528, chunk_min=256)
+    if t == "cpu":  # interpreter: a tiny min_programs so that the tests cover the chunked path
+        return LaunchConfig(num_warps=4, block_d=32, block_n=n, min_programs=8, chunk_min=8)
+    if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels
+        return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128)
+    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=528, chunk_min=128)
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

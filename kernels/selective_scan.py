@@ -20,11 +20,18 @@ Returns y (batch, dim, seqlen) in u's dtype, last_state (batch, dim, dstate) fp3
     y_t   = <h_t, C_t> + D * u_t;   y_t *= silu(z_t)
 
 Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it, see `selective_scan`)
-and walks it in steps of BLOCK_L.
-Per step it loads (BLOCK_L, BLOCK_D) tiles of u/delta/z and one (BLOCK_L, N) tile each of B and C that
-all BLOCK_D channels share, runs a first-order associative scan over the BLOCK_L axis of a
-(BLOCK_L, BLOCK_D, N) register tile, and carries the (BLOCK_D, N) state to the next step. Nothing of
-size (batch, dim, seqlen, dstate) ever reaches memory: HBM traffic is u, delta, z, y (+ B, C once).
+and walks it one position at a time. The (N, BLOCK_D) fp32 state lives in registers with the channels
+across lanes and warps and the N states of a channel in one thread (A is loaded from a channel-major copy
+so that Triton's coalescing picks exactly that layout), so the discretisation, the state update and the C
+contraction are all in-thread: no shuffles, no shared memory, ~70 registers. Per position a thread loads
+its channel's u/delta/z (coalesced across the warp) and the N values of B and C that every lane shares
+(one broadcast transaction each), and writes y. With PREFETCH the next position's loads are issued before
+the current position's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
+traffic is u, delta, z, y (+ B, C once per channel block).
+
+An earlier version scanned (BLOCK_L, BLOCK_D, N) register tiles with `tl.associative_scan`, N across
+lanes: the C contraction then needed 4 shuffles per element and 150 registers (3 blocks per SM), and it
+reached 7% of copy bandwidth on an H100 (results/kernels_h100_2.jsonl).
 """
 
 from __future__ import annotations
@@ -46,84 +53,102 @@ def _first_order(a1, b1, a2, b2):
 
 @triton.jit
 def _selective_scan_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr, dsum_ptr,
+    u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr, dsum_ptr,
     dim, seqlen, dstate, chunk_len,
     s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l,
     s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
     s_z_b, s_z_d, s_z_l, s_o_b, s_o_d, s_o_l,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr, STORE_Y: tl.constexpr, STORE_H: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+    PREFETCH: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
     # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
+    # At is A transposed to (dstate, dim), channel-major: see the module docstring.
     b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     c = tl.program_id(2)
     bc = b * tl.num_programs(2) + c
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, BLOCK_N)
-    offs_l = tl.arange(0, BLOCK_L)
     mask_d = offs_d < dim
     mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]
+    mask_nd = mask_n[:, None] & mask_d[None, :]
 
-    # A pre-scaled by log2(e) so the discretisation is one exp2 per (d, l, n)
-    A = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    # A pre-scaled by log2(e) so the discretisation is one exp2 per (n, d)
+    A = tl.load(At_ptr + offs_n[:, None] * dim + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32)
     A = A * 1.4426950408889634
     if HAS_DELTA_BIAS:
         dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    st_off = (bc * dim + offs_d[:, None]) * dstate + offs_n[None, :]
+    st_off = (bc * dim + offs_d[None, :]) * dstate + offs_n[:, None]  # (N, BLOCK_D) into (.., dim, dstate)
     if HAS_H0:
-        h = tl.load(h0_ptr + st_off, mask=mask_dn, other=0.0).to(tl.float32)
+        h = tl.load(h0_ptr + st_off, mask=mask_nd, other=0.0).to(tl.float32)
     else:
-        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
 
-    # Register tiles are (BLOCK_L, BLOCK_D, BLOCK_N) with the sequence axis first: Triton's default layout
-    # spreads N and D over lanes and warps and keeps the BLOCK_L positions of one (d, n) in one thread, so
-    # the scan below is a short sequential loop in registers (no shuffles, no shared memory), as in the
-    # CUDA kernel's per-thread scan.
-    is_last = (offs_l == BLOCK_L - 1)[:, None, None]
     l_start = c * chunk_len
     l_end = tl.minimum(l_start + chunk_len, seqlen)
-    for l0 in range(l_start, l_end, BLOCK_L):
-        ls = l0 + offs_l
-        mask_l = ls < l_end
-        mask_ld = mask_l[:, None] & mask_d[None, :]
-        u = tl.load(u_ptr + b * s_u_b + ls[:, None] * s_u_l + offs_d[None, :] * s_u_d, mask=mask_ld, other=0.0)
+    u_p = u_ptr + b * s_u_b + offs_d * s_u_d
+    dt_p = delta_ptr + b * s_dt_b + offs_d * s_dt_d
+    if HAS_Z:
+        z_p = z_ptr + b * s_z_b + offs_d * s_z_d
+    o_p = out_ptr + b * s_o_b + offs_d * s_o_d
+    B_p = B_ptr + b * s_B_b + offs_n * s_B_n
+    C_p = C_ptr + b * s_C_b + offs_n * s_C_n
+    if PREFETCH:  # position l's inputs are loaded one iteration ahead (the _nx values)
+        mn = mask_d & (offs_d * 0 + l_start < l_end)  # (a tensor compare: the interpreter wants one)
+        u_nx = tl.load(u_p + l_start * s_u_l, mask=mn, other=0.0)
+        dt_nx = tl.load(dt_p + l_start * s_dt_l, mask=mn, other=0.0)
+        B_nx = tl.load(B_p + l_start * s_B_l, mask=mask_n & (offs_n * 0 + l_start < l_end), other=0.0)
+        if STORE_Y:
+            C_nx = tl.load(C_p + l_start * s_C_l, mask=mask_n & (offs_n * 0 + l_start < l_end), other=0.0)
+            if HAS_Z:
+                z_nx = tl.load(z_p + l_start * s_z_l, mask=mn, other=0.0)
+    for l in range(l_start, l_end):
+        if PREFETCH:
+            u, dt, Bt = u_nx, dt_nx, B_nx
+            nx = l + 1
+            mn = mask_d & (offs_d * 0 + nx < l_end)
+            u_nx = tl.load(u_p + nx * s_u_l, mask=mn, other=0.0)
+            dt_nx = tl.load(dt_p + nx * s_dt_l, mask=mn, other=0.0)
+            B_nx = tl.load(B_p + nx * s_B_l, mask=mask_n & (offs_n * 0 + nx < l_end), other=0.0)
+            if STORE_Y:
+                Ct = C_nx
+                C_nx = tl.load(C_p + nx * s_C_l, mask=mask_n & (offs_n * 0 + nx < l_end), other=0.0)
+                if HAS_Z:
+                    z = z_nx
+                    z_nx = tl.load(z_p + nx * s_z_l, mask=mn, other=0.0)
+        else:
+            u = tl.load(u_p + l * s_u_l, mask=mask_d, other=0.0)
+            dt = tl.load(dt_p + l * s_dt_l, mask=mask_d, other=0.0)
+            Bt = tl.load(B_p + l * s_B_l, mask=mask_n, other=0.0)
+            if STORE_Y:
+                Ct = tl.load(C_p + l * s_C_l, mask=mask_n, other=0.0)
+                if HAS_Z:
+                    z = tl.load(z_p + l * s_z_l, mask=mask_d, other=0.0)
         u = u.to(tl.float32)
-        dt = tl.load(delta_ptr + b * s_dt_b + ls[:, None] * s_dt_l + offs_d[None, :] * s_dt_d,
-                     mask=mask_ld, other=0.0).to(tl.float32)
+        dt = dt.to(tl.float32)
         if HAS_DELTA_BIAS:
-            dt += dbias[None, :]
+            dt += dbias
         if DELTA_SOFTPLUS:
             dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-        dt = tl.where(mask_ld, dt, 0.0)  # past the end: dA = 1, dBu = 0, so the state carries through
-        mask_ln = mask_l[:, None] & mask_n[None, :]
-        Bt = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + offs_n[None, :] * s_B_n, mask=mask_ln, other=0.0)
-        dA = tl.exp2(dt[:, :, None] * A[None, :, :])  # (BLOCK_L, BLOCK_D, BLOCK_N)
-        dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[:, None, :]
-        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=0, combine_fn=_first_order)
-        hs = a_cum * h[None, :, :] + b_cum
-        h = tl.sum(tl.where(is_last, hs, 0.0), axis=0)
+        dt = tl.where(mask_d, dt, 0.0)
+        h = tl.exp2(dt[None, :] * A) * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
         if STORE_Y:
-            Ct = tl.load(C_ptr + b * s_C_b + ls[:, None] * s_C_l + offs_n[None, :] * s_C_n, mask=mask_ln, other=0.0)
-            y = tl.sum(hs * Ct.to(tl.float32)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
+            y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)  # (BLOCK_D,), in-thread over N
             if HAS_D:
-                y += u * Dv[None, :]
+                y += u * Dv
             if HAS_Z:
-                z = tl.load(z_ptr + b * s_z_b + ls[:, None] * s_z_l + offs_d[None, :] * s_z_d,
-                            mask=mask_ld, other=0.0).to(tl.float32)
-                y *= z * tl.sigmoid(z)
-            tl.store(out_ptr + b * s_o_b + ls[:, None] * s_o_l + offs_d[None, :] * s_o_d,
-                     y.to(out_ptr.dtype.element_ty), mask=mask_ld)
+                zf = z.to(tl.float32)
+                y *= zf * tl.sigmoid(zf)
+            tl.store(o_p + l * s_o_l, y.to(out_ptr.dtype.element_ty), mask=mask_d)
         else:
-            dsum += tl.sum(dt, axis=0)
+            dsum += dt
     if STORE_H:
-        tl.store(hN_ptr + st_off, h, mask=mask_dn)
+        tl.store(hN_ptr + st_off, h, mask=mask_nd)
     if not STORE_Y:
         tl.store(dsum_ptr + bc * dim + offs_d, dsum, mask=mask_d)
 
@@ -199,30 +224,31 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     cfg = scan_config(dstate, u.device)
     zz = z if z is not None else u
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
-    chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), cfg.block_l) * cfg.block_l
+    chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16
     n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
-                 HAS_DELTA_BIAS=delta_bias is not None, BLOCK_D=cfg.block_d, BLOCK_L=cfg.block_l,
+                 HAS_DELTA_BIAS=delta_bias is not None, PREFETCH=cfg.prefetch, BLOCK_D=cfg.block_d,
                  BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+    At = A.t().contiguous()  # (dstate, dim): 64 KiB per 1k channels at N = 16, one copy per call
     grid = (batch, triton.cdiv(dim, cfg.block_d), n_chunks)
     if n_chunks == 1:
         _selective_scan_kernel[grid](
-            u, delta, A, B, C, D, z, delta_bias, initial_state, out, hN, None,
+            u, delta, At, B, C, D, z, delta_bias, initial_state, out, hN, None,
             dim, seqlen, dstate, max(seqlen, 1), *strides,
             HAS_H0=initial_state is not None, STORE_Y=True, STORE_H=True, **flags)
         return out, hN
     hloc = torch.empty(batch, n_chunks, dim, dstate, device=u.device, dtype=torch.float32)
     dsum = torch.empty(batch, n_chunks, dim, device=u.device, dtype=torch.float32)
     _selective_scan_kernel[grid](
-        u, delta, A, B, C, D, z, delta_bias, None, out, hloc, dsum,
+        u, delta, At, B, C, D, z, delta_bias, None, out, hloc, dsum,
         dim, seqlen, dstate, chunk_len, *strides, HAS_H0=False, STORE_Y=False, STORE_H=True, **flags)
     hstart = torch.empty_like(hloc)
     _chunk_state_kernel[(batch, triton.cdiv(dim, cfg.block_d))](
         hloc, dsum, A, initial_state, hstart, hN, dim, dstate, n_chunks,
         HAS_H0=initial_state is not None, BLOCK_D=cfg.block_d, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     _selective_scan_kernel[grid](
-        u, delta, A, B, C, D, z, delta_bias, hstart, out, None, None,
+        u, delta, At, B, C, D, z, delta_bias, hstart, out, None, None,
         dim, seqlen, dstate, chunk_len, *strides, HAS_H0=True, STORE_Y=True, STORE_H=False, **flags)
     return out, hN
 

@@ -28,6 +28,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mamba-ssm", metavar="DIR", help="extracted mamba-ssm sdist to compare against (optional)")
     p.add_argument("--sweep", action="store_true", help="also time alternative launch configs (out-of-place kernels)")
     p.add_argument("--no-slow", action="store_true", help="skip the slow reference / HF baselines")
+    p.add_argument("--previous-scan", metavar="FILE",
+                   help="an earlier kernels/selective_scan.py (e.g. `git show REV:kernels/selective_scan.py > F`): "
+                        "timed on the same inputs as baseline 'previous', its output checked against ours")
     p.add_argument("--smoke", action="store_true",
                    help="tiny shapes, runs on CPU under TRITON_INTERPRET=1 (checks the script, times nothing useful)")
     p.set_defaults(func=main)
@@ -99,8 +102,9 @@ def _hf_fn(module: str, name: str):
         return None
 
 
-def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False):
-    """Yield (op, shape label, our_fn, bytes, baselines{name: (fn, slow?)}, sweep hooks) per benchmark."""
+def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_scan=None):
+    """Yield (op, shape label, our_fn, bytes, baselines{name: (fn, slow?)}, sweep hooks) per benchmark.
+    previous_scan: another `selective_scan` (an earlier version of ours), timed as baseline "previous"."""
     import torch
     import torch.nn.functional as F
 
@@ -116,20 +120,31 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False):
     if smoke:
         b, d, L, n, bs, H_list, b3, L3, H3, Lc = (1, 40, 20, 16, 2, ((3, 16, 32),), 1, 20, 3, 9)
 
-    # Mamba-1 prefill scan, the issue's shape
-    u, dt, z = (torch.randn(b, d, L, device=dev, dtype=bf) for _ in range(3))
+    # Mamba-1 prefill scan in the layout the model passes (channels contiguous: (batch, L, d) memory viewed
+    # as (batch, d, L)): the 130m shape, the 1.4b shape at batch 16, and the 1.4b shape at batch 1 (the
+    # chunk-parallel path)
     A = -torch.rand(d, n, device=dev) - 0.1
-    B, C = torch.randn(b, n, L, device=dev, dtype=bf), torch.randn(b, n, L, device=dev, dtype=bf)
     D, bias = torch.randn(d, device=dev), torch.randn(d, device=dev) * 0.1
-    hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
-    base = {}
-    if slow:
-        base["reference"] = (lambda: scan.selective_scan_ref(u, dt, A, B, C, D, z, bias, True), True)
-        if hf_scan is not None:
-            base["hf"] = (lambda: hf_scan(u, dt, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True,
-                                          return_last_state=True), True)
-    yield ("selective_scan", f"B{b} D{d} L{L} N{n} bf16", lambda: scan.selective_scan(u, dt, A, B, C, D, z, bias, True),
-           nbytes(u, dt, z, u, B, C) + b * d * n * 4, base, "scan")
+    scan_shapes = [(b, d, L)] if smoke else [(b, d, L), (16, 4096, 2048), (1, 4096, 2048)]
+    for sb, sd, sL in scan_shapes:
+        u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
+        BC = torch.randn(sb, sL, 2 * n, device=dev, dtype=bf)
+        B, C = BC[..., :n].transpose(1, 2), BC[..., n:].transpose(1, 2)
+        sA, sD, sbias = (A, D, bias) if sd == d else (-torch.rand(sd, n, device=dev) - 0.1,
+                                                      torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1)
+        args = (u, dt, sA, B, C, sD, z, sbias, True)
+        hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
+        base = {}
+        if previous_scan is not None:
+            base["previous"] = (lambda args=args: previous_scan(*args), False)
+        if slow and sd == d:
+            base["reference"] = (lambda args=args: scan.selective_scan_ref(*args), True)
+            if hf_scan is not None:
+                base["hf"] = (lambda args=args: hf_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
+                                                        delta_softplus=True, return_last_state=True), True)
+        yield ("selective_scan", f"B{sb} D{sd} L{sL} N{n} bf16",
+               lambda args=args: scan.selective_scan(*args), nbytes(u, dt, z, u, B, C) + sb * sd * n * 4, base,
+               "scan")
 
     # decode state update, Mamba-1 (130m shape) and Mamba-2 (130m and 2.7b shapes), batch 16
     st1 = torch.randn(bs, d, n, device=dev)
@@ -206,9 +221,11 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False):
 def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
-    if kind == "scan":  # (BLOCK_D, BLOCK_L, num_warps); tiles are (L, D, N) with N on lanes
-        return [LaunchConfig(num_warps=w, block_d=bd, block_l=bl, block_n=16)
-                for bd, bl, w in ((8, 32, 4), (8, 16, 4), (8, 64, 4), (16, 32, 8), (4, 32, 2), (16, 16, 8))]
+    if kind == "scan":  # (BLOCK_D, num_warps, prefetch, min_programs); 32 lanes x warps = channels per thread
+        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf)
+                for bd, w, pf, mp in ((128, 4, False, 528), (128, 4, True, 528), (64, 2, False, 1056),
+                                      (64, 2, True, 1056), (32, 1, False, 2112), (256, 8, False, 264),
+                                      (256, 4, False, 528), (128, 4, False, 0), (128, 4, True, 1056))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
                 for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]
@@ -241,13 +258,17 @@ def main(args: argparse.Namespace) -> int:
     common = dict(device=device, family="kernel", path="triton", batch=None)  # our kernels, called directly
     rows = [{**common, "model": "hbm_copy", "metric": "copy_gbps", "value": ceiling, "dtype": "bfloat16"}]
     summary = {"device": device, "copy_gbps": round(ceiling, 1)}
-    for op, shape, fn, nb, baselines, sweep_kind in cases(m_ssm, slow=not args.no_slow, dev=dev, smoke=args.smoke):
+    previous = _load_previous_scan(args.previous_scan) if args.previous_scan else None
+    for op, shape, fn, nb, baselines, sweep_kind in cases(m_ssm, slow=not args.no_slow, dev=dev, smoke=args.smoke,
+                                                          previous_scan=previous):
         ms = bench(fn)
         gbps = nb / (ms * 1e-3) / 1e9
         row = {**common, "model": op, "metric": "kernel_ms", "value": ms, "shape": shape, "bytes": nb,
                "gbps": gbps, "pct_of_copy": 100 * gbps / ceiling, "dtype": "bfloat16", "repeats": None}
         for name, (bfn, is_slow) in baselines.items():
             try:
+                if name == "previous":  # same inputs, so the outputs must agree before the times mean anything
+                    row["previous_max_rel_err"] = _max_rel_err(fn(), bfn())
                 bms = slow_ms(bfn) if is_slow else bench(bfn)
             except Exception as e:  # e.g. out of memory in a fallback: record why, keep going
                 print(f"  {op} baseline {name} failed: {e}", file=sys.stderr)
@@ -266,6 +287,24 @@ def main(args: argparse.Namespace) -> int:
     writer.finish_run(run_id, "completed", summary)
     print(json.dumps(summary))
     return 0
+
+
+def _load_previous_scan(path: str):
+    """`selective_scan` from another copy of kernels/selective_scan.py, imported under its own name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("previous_selective_scan", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--previous-scan: cannot import {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.selective_scan
+
+
+def _max_rel_err(ours, theirs) -> float:
+    """Largest |a - b| / max|b| over the tensors of two (y, state) results."""
+    return max(float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30))
+               for a, b in zip(ours, theirs, strict=True))
 
 
 def _sweep(op, shape, fn, nb, ceiling, kind, common) -> list[dict]:

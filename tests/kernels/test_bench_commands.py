@@ -30,7 +30,9 @@ def records(path):
 
 def test_kernel_bench_smoke(tmp_path):
     out = tmp_path / "k.jsonl"
-    stdout = run(["kernel-bench", "--smoke", "--out", str(out)], tmp_path, interpret=True)
+    # --previous-scan given our own file: the "previous" baseline is timed and agrees with ours
+    stdout = run(["kernel-bench", "--smoke", "--out", str(out), "--previous-scan",
+                  str(ROOT / "kernels" / "selective_scan.py")], tmp_path, interpret=True)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["device"] == "cpu (smoke)"
     recs = records(out)
@@ -38,6 +40,8 @@ def test_kernel_bench_smoke(tmp_path):
     ops = {r["data"]["model"] for r in recs if r["type"] == "measurement"}
     assert {"selective_scan", "selective_state_update", "ssd_chunk_scan", "causal_conv1d",
             "causal_conv1d_update", "hbm_copy"} <= ops
+    scan = next(r["data"] for r in recs if r["type"] == "measurement" and r["data"]["model"] == "selective_scan")
+    assert scan["previous_ms"] > 0 and scan["previous_max_rel_err"] < 1e-6
 
 
 def test_ssm_bench_smoke(tmp_path):

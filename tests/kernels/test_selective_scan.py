@@ -78,8 +78,28 @@ def test_chunking_kicks_in_only_when_programs_are_few():
     from kernels.selective_scan import _n_chunks
 
     gpu = scan_config(16, "cuda")
-    assert _n_chunks(8, 1536, 4096, gpu) == 1  # 3072 programs already
-    assert _n_chunks(1, 1536, 8192, gpu) > 1  # 384 programs: split the sequence
-    assert _n_chunks(1, 1536, 300, gpu) == 1  # too short to split
+    assert _n_chunks(128, 4096, 2048, gpu) == 1  # 4096 programs already
+    assert _n_chunks(1, 4096, 2048, gpu) > 1  # 32 programs: split the sequence
+    assert _n_chunks(8, 1536, 4096, gpu) > 1  # 96 programs
+    assert _n_chunks(1, 1536, 200, gpu) == 1  # too short to split
     cpu = scan_config(16, "cpu")
     assert _n_chunks(2, 67, 33, cpu) == 2 and _n_chunks(1, 12, 30, cpu) > 1
+
+
+@pytest.mark.parametrize("shape", [pytest.param((2, 67, 33, 16), id="B2-D67-L33-chunked"),
+                                   pytest.param((1, 5, 1, 4), id="B1-D5-L1"),
+                                   pytest.param((3, 40, 6, 16), id="B3-D40-L6-one-chunk")])
+def test_prefetch_variant_matches_reference(shape, poison, monkeypatch):
+    """PREFETCH (next position's loads issued a step ahead) computes the same scan, chunked or not."""
+    import dataclasses
+
+    from kernels import selective_scan as scan
+
+    base = scan.scan_config(16, "cpu")
+    monkeypatch.setattr(scan, "scan_config", lambda *a, **k: dataclasses.replace(base, prefetch=True))
+    u, delta, A, B, C, D, z, bias = make(*shape, torch.float32, seed=3)
+    y, h = scan.selective_scan(u, delta, A, B, C, D, z, bias, True)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
+    assert rel_err(y, y_ref) < 1e-4 and rel_err(h, h_ref) < 1e-4
+    y2, _ = scan.selective_scan(u, delta, A, B, C)  # no D, z, bias: the optional branches
+    assert rel_err(y2, selective_scan_ref(u, delta, A, B, C)[0]) < 1e-4
