@@ -30,7 +30,7 @@ class LaunchConfig:
     block_p: int = 0  # head-dim slice per program (SSD)
     min_programs: int = 0  # scan: split the sequence into chunks when batch x channel blocks are fewer
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
-    prefetch: bool = False  # scan: issue the next position's loads before this position's arithmetic
+    prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
 
 
 def target_of(device) -> str:
@@ -107,9 +107,10 @@ def scan_config(dstate: int, device) -> LaunchConfig:
     t = _t(device)
     if t == "cpu":  # interpreter: a tiny min_programs so that the tests cover the chunked path
         return LaunchConfig(num_warps=4, block_d=32, block_n=n, min_programs=8, chunk_min=8)
-    if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels
-        return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128)
-    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=528, chunk_min=128)
+    if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels (not measured on AMD yet)
+        return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
+    # H200 sweep (results/kernels_h200.jsonl): one position of prefetch and ~8 programs per SM were fastest
+    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=1056, chunk_min=128, prefetch=1)
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

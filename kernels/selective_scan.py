@@ -25,8 +25,8 @@ across lanes and warps and the N states of a channel in one thread (A is loaded 
 so that Triton's coalescing picks exactly that layout), so the discretisation, the state update and the C
 contraction are all in-thread: no shuffles, no shared memory, ~70 registers. Per position a thread loads
 its channel's u/delta/z (coalesced across the warp) and the N values of B and C that every lane shares
-(one broadcast transaction each), and writes y. With PREFETCH the next position's loads are issued before
-the current position's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
+(one broadcast transaction each), and writes y. With PREFETCH = k the loads of position l + k are issued
+before position l's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
 traffic is u, delta, z, y (+ B, C once per channel block).
 
 An earlier version scanned (BLOCK_L, BLOCK_D, N) register tiles with `tl.associative_scan`, N across
@@ -49,6 +49,25 @@ LOG2E = 1.4426950408889634
 def _first_order(a1, b1, a2, b2):
     # compose h -> a1*h + b1 then h -> a2*h + b2
     return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n,
+              STORE_Y: tl.constexpr, HAS_Z: tl.constexpr):
+    """Inputs of position l (masked off past l_end): u, delta, z (BLOCK_D,) and B, C (N,). C and z are only
+    loaded when they are used (STORE_Y, HAS_Z); otherwise B / u stand in for them."""
+    md = mask_d & (offs_d * 0 + l < l_end)  # tensor compares: the interpreter wants a tensor mask
+    mn = mask_n & (offs_n * 0 + l < l_end)
+    u = tl.load(u_p + l * s_u_l, mask=md, other=0.0)
+    dt = tl.load(dt_p + l * s_dt_l, mask=md, other=0.0)
+    Bt = tl.load(B_p + l * s_B_l, mask=mn, other=0.0)
+    Ct = Bt
+    z = u
+    if STORE_Y:
+        Ct = tl.load(C_p + l * s_C_l, mask=mn, other=0.0)
+        if HAS_Z:
+            z = tl.load(z_p + l * s_z_l, mask=md, other=0.0)
+    return u, dt, Bt, Ct, z
 
 
 @triton.jit
@@ -93,42 +112,30 @@ def _selective_scan_kernel(
     l_end = tl.minimum(l_start + chunk_len, seqlen)
     u_p = u_ptr + b * s_u_b + offs_d * s_u_d
     dt_p = delta_ptr + b * s_dt_b + offs_d * s_dt_d
-    if HAS_Z:
-        z_p = z_ptr + b * s_z_b + offs_d * s_z_d
+    z_p = z_ptr + b * s_z_b + offs_d * s_z_d if HAS_Z else u_p
     o_p = out_ptr + b * s_o_b + offs_d * s_o_d
     B_p = B_ptr + b * s_B_b + offs_n * s_B_n
     C_p = C_ptr + b * s_C_b + offs_n * s_C_n
-    if PREFETCH:  # position l's inputs are loaded one iteration ahead (the _nx values)
-        mn = mask_d & (offs_d * 0 + l_start < l_end)  # (a tensor compare: the interpreter wants one)
-        u_nx = tl.load(u_p + l_start * s_u_l, mask=mn, other=0.0)
-        dt_nx = tl.load(dt_p + l_start * s_dt_l, mask=mn, other=0.0)
-        B_nx = tl.load(B_p + l_start * s_B_l, mask=mask_n & (offs_n * 0 + l_start < l_end), other=0.0)
-        if STORE_Y:
-            C_nx = tl.load(C_p + l_start * s_C_l, mask=mask_n & (offs_n * 0 + l_start < l_end), other=0.0)
-            if HAS_Z:
-                z_nx = tl.load(z_p + l_start * s_z_l, mask=mn, other=0.0)
+    # PREFETCH = k: position l's inputs are loaded k iterations ahead (the _1, _2 values)
+    if PREFETCH >= 1:
+        u_1, dt_1, B_1, C_1, z_1 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l_start, l_end, s_u_l, s_dt_l, s_B_l, s_C_l,
+                                             s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+    if PREFETCH >= 2:
+        u_2, dt_2, B_2, C_2, z_2 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l_start + 1, l_end, s_u_l, s_dt_l, s_B_l,
+                                             s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
     for l in range(l_start, l_end):
-        if PREFETCH:
-            u, dt, Bt = u_nx, dt_nx, B_nx
-            nx = l + 1
-            mn = mask_d & (offs_d * 0 + nx < l_end)
-            u_nx = tl.load(u_p + nx * s_u_l, mask=mn, other=0.0)
-            dt_nx = tl.load(dt_p + nx * s_dt_l, mask=mn, other=0.0)
-            B_nx = tl.load(B_p + nx * s_B_l, mask=mask_n & (offs_n * 0 + nx < l_end), other=0.0)
-            if STORE_Y:
-                Ct = C_nx
-                C_nx = tl.load(C_p + nx * s_C_l, mask=mask_n & (offs_n * 0 + nx < l_end), other=0.0)
-                if HAS_Z:
-                    z = z_nx
-                    z_nx = tl.load(z_p + nx * s_z_l, mask=mn, other=0.0)
+        if PREFETCH == 0:
+            u, dt, Bt, Ct, z = _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l,
+                                         mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+        elif PREFETCH == 1:
+            u, dt, Bt, Ct, z = u_1, dt_1, B_1, C_1, z_1
+            u_1, dt_1, B_1, C_1, z_1 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l + 1, l_end, s_u_l, s_dt_l, s_B_l,
+                                                 s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
         else:
-            u = tl.load(u_p + l * s_u_l, mask=mask_d, other=0.0)
-            dt = tl.load(dt_p + l * s_dt_l, mask=mask_d, other=0.0)
-            Bt = tl.load(B_p + l * s_B_l, mask=mask_n, other=0.0)
-            if STORE_Y:
-                Ct = tl.load(C_p + l * s_C_l, mask=mask_n, other=0.0)
-                if HAS_Z:
-                    z = tl.load(z_p + l * s_z_l, mask=mask_d, other=0.0)
+            u, dt, Bt, Ct, z = u_1, dt_1, B_1, C_1, z_1
+            u_1, dt_1, B_1, C_1, z_1 = u_2, dt_2, B_2, C_2, z_2
+            u_2, dt_2, B_2, C_2, z_2 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l + 2, l_end, s_u_l, s_dt_l, s_B_l,
+                                                 s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
         u = u.to(tl.float32)
         dt = dt.to(tl.float32)
         if HAS_DELTA_BIAS:

@@ -89,14 +89,15 @@ def test_chunking_kicks_in_only_when_programs_are_few():
 @pytest.mark.parametrize("shape", [pytest.param((2, 67, 33, 16), id="B2-D67-L33-chunked"),
                                    pytest.param((1, 5, 1, 4), id="B1-D5-L1"),
                                    pytest.param((3, 40, 6, 16), id="B3-D40-L6-one-chunk")])
-def test_prefetch_variant_matches_reference(shape, poison, monkeypatch):
-    """PREFETCH (next position's loads issued a step ahead) computes the same scan, chunked or not."""
+@pytest.mark.parametrize("depth", [1, 2])
+def test_prefetch_variant_matches_reference(shape, depth, poison, monkeypatch):
+    """PREFETCH = 1, 2 (loads issued that many positions ahead) computes the same scan, chunked or not."""
     import dataclasses
 
     from kernels import selective_scan as scan
 
     base = scan.scan_config(16, "cpu")
-    monkeypatch.setattr(scan, "scan_config", lambda *a, **k: dataclasses.replace(base, prefetch=True))
+    monkeypatch.setattr(scan, "scan_config", lambda *a, **k: dataclasses.replace(base, prefetch=depth))
     u, delta, A, B, C, D, z, bias = make(*shape, torch.float32, seed=3)
     y, h = scan.selective_scan(u, delta, A, B, C, D, z, bias, True)
     y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
