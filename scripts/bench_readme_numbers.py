@@ -43,11 +43,14 @@ for ssm, tf in A.pairs_in(m):
         x = "" if c["x"] is None else f" x={c['x']:,.0f}"
         line.append(f"{y} crossover {c['kind']}{x} (common max {c['max_x']:,}; {ssm} {c['ssm_at_max']:.3g} vs {tf} {c['tf_at_max']:.3g} ms there)")
     print("- " + "; ".join(line))
-for model in ("toy-mamba", "toy-mamba2", "toy-transformer", "mamba-1.4b", "pythia-1.4b"):
-    pk = m[(m.model == model) & (m.metric == "point") & (m.phase == "batch")].sort_values("batch").iloc[-1]
+def batch_rows(model):  # the batch sweep's points that ran (not the out-of-memory one)
+    return m[(m.model == model) & (m.metric == "point") & (m.phase == "batch") & (m.status == "ok")].sort_values("batch")
+models = sorted(set(m.model))
+for model in models:
+    pk = batch_rows(model).iloc[-1]
     p32 = at(model, "peak_mem_bytes", 32768); c32 = at(model, "cache_bytes", 32768); c512 = at(model, "cache_bytes", 512)
     print(f"  {model}: peak at paper setting batch {int(pk['batch'])} {pk['peak_mem_bytes']/2**30:.2f} GiB, prefill {pk['prefill_ms']/1e3:.2f} s, "
           f"TPOT {pk['tpot_ms']:.2f} ms; b1 peak @32k {f(None if p32 is None else p32/2**30, '.2f')} GiB; cache @512 {f(None if c512 is None else c512/2**20,'.2f')} MiB, @32k {f(None if c32 is None else c32/2**20,'.2f')} MiB")
-for model in ("mamba-1.4b", "pythia-1.4b", "toy-mamba", "toy-transformer"):
-    b = m[(m.model == model) & (m.metric == "point") & (m.phase == "batch")].sort_values("batch")
+for model in models:
+    b = batch_rows(model)
     print(f"  {model} batch-sweep TPOT: batch {int(b.batch.iloc[0])} {b.tpot_ms.iloc[0]:.2f} ms -> batch {int(b.batch.iloc[-1])} {b.tpot_ms.iloc[-1]:.2f} ms")

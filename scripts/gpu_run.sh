@@ -4,7 +4,8 @@
 # (store.RecordWriter format; load them here with `python -m backend import-results results/*.jsonl`).
 #
 #   OUT=/some/dir bash scripts/gpu_run.sh train     # train the trio, one process per model, all at once
-#   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments + benchmark
+#   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments
+#   OUT=/some/dir bash scripts/gpu_run.sh bench     # kernel-bench, then the benchmark, every batch sweep to OOM
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -13,8 +14,10 @@
 # it is there (same machine, same tree), and refuses checkpoints that no parallel `train` produced.
 # `evaluate` also needs .gpu/rag_plan_full.jsonl, the RAG contexts retrieved where faiss is installed:
 #   python -m backend experiment rag --profile full --save-plan .gpu/rag_plan_full.jsonl
+# `bench` passes --previous-scan .gpu/previous_selective_scan.py to kernel-bench when that file is there (an
+# earlier kernels/selective_scan.py, e.g. `git show REV:kernels/selective_scan.py`, with its launch config).
 # Env: TAG (file-name tag, default h200), TRAIN_BUDGET_S (training seconds per model, default 400),
-#      GROUP_S (evaluation + experiments, default 240), BENCH_S (benchmark, default 300),
+#      GROUP_S (evaluation + experiments, default 240),
 #      SSM_ARENA_GIT_SHA (the commit, when the tree travelled without .git).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,24 +63,37 @@ EOF
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment rag --plan .gpu/rag_plan_full.jsonl --workers 3 --name "$TAG-full" \
     --jsonl "$OUT/exp_rag_$TAG.jsonl" >"$LOGS/exp_rag.log" 2>&1 &
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m pytest tests/kernels tests/backend/test_ssm_fast_gpu.py tests/backend/test_gpu_generation.py \
-    -q -x -p no:cacheprovider >"$LOGS/pytest_gpu.log" 2>&1 &
+    tests/backend/test_bench_gpu.py -q -p no:cacheprovider --deselect tests/kernels/test_bench_commands.py::test_kernel_bench_smoke \
+    >"$LOGS/pytest_gpu.log" 2>&1 &  # that smoke test is the CPU interpreter's (triton 3.6 + numpy 2.5 there: int() of an array fails)
   # the arbitrary-label few-shot task: labels defined only by the examples
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment fewshot --task arbitrary $E \
     --jsonl "$OUT/exp_fewshot_$TAG.jsonl" >"$LOGS/exp_fewshot_arbitrary.log" 2>&1 &
   wait
   cat $R/eval_*.jsonl >"$OUT/eval_$TAG.jsonl"
   echo "evaluation and experiments: $((SECONDS - t0)) s"
-  # the benchmark alone on the GPU (nothing else running)
-  local B=${BENCH_S:-300}
-  timeout -s INT -k 20 "$B" $PY -m backend bench --models toy,1.4b --prompt-lens 512,1024,2048,4096,8192,16384,32768 \
-    --budget-s $((B - 30)) --name "$TAG-toy-1.4b" --jsonl "$OUT/bench_$TAG.jsonl" >"$LOGS/bench.log" 2>&1
+}
+
+bench() {
+  # the commands behind results/kernels_h200_2.jsonl, bench_h200_1.4b.jsonl and bench_h200_130m_toy.jsonl.
+  # Those ran in two device calls with --budget-s 508 and 540 and took 47 s, 177 s and 314 s, so the budgets
+  # here (which fit all three into one 10-minute call) would not have cut them. Nothing else uses the GPU.
+  local t0=$SECONDS prev=()
+  [ -f .gpu/previous_selective_scan.py ] && prev=(--previous-scan .gpu/previous_selective_scan.py)
+  timeout 150 $PY -m backend kernel-bench --out "$OUT/kernels_$TAG.jsonl" --no-slow --sweep "${prev[@]}" \
+    >"$LOGS/kernel_bench.log" 2>&1
+  local P="--prompt-lens 512,1024,2048,4096,8192,16384,32768"
+  timeout -s INT -k 20 240 $PY -m backend bench --models 1.4b $P --budget-s 210 --name "$TAG-1.4b-maxbatch" \
+    --jsonl "$OUT/bench_${TAG}_1.4b.jsonl" >"$LOGS/bench_1.4b.log" 2>&1
+  timeout -s INT -k 20 360 $PY -m backend bench --models 130m,toy $P --budget-s 330 --name "$TAG-130m-toy-maxbatch" \
+    --jsonl "$OUT/bench_${TAG}_130m_toy.jsonl" >"$LOGS/bench_130m_toy.log" 2>&1
   echo "total: $((SECONDS - t0)) s"
 }
 
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate" >&2; exit 2 ;;
+  bench) bench ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench" >&2; exit 2 ;;
 esac
 rc=$?
 for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"

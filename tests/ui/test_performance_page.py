@@ -169,3 +169,47 @@ def test_committed_h200_run_states_every_pair(arena_env):
     (maxb,) = [d.value for d in at.dataframe if "sweep stopped by" in d.value.columns]
     assert maxb["largest batch that ran"].tolist() == [128.0, 128.0]
     assert set(maxb["sweep stopped by"]) == {A.STOPPED_BY["time_budget"]}
+
+
+H200_MAXBATCH = [Path(__file__).resolve().parents[2] / "results" / f for f in
+                 ("bench_h200_1.4b.jsonl", "bench_h200_130m_toy.jsonl")]
+
+
+def test_committed_h200_max_batch_runs(arena_env):
+    """The committed H200 runs that took every batch sweep to its end: the 1.4b and 130m pairs stop at an
+    out-of-memory batch (so the paper-setting ratio is at the largest batch each fits, with no caveat),
+    the toy SSMs ran the whole list to 4096 and are said not to have reached a memory limit."""
+    import pytest
+
+    if not all(f.exists() for f in H200_MAXBATCH):
+        pytest.skip("results/bench_h200_{1.4b,130m_toy}.jsonl are not in this checkout")
+    from backend.bench import analysis as A
+    from store import open_store
+
+    store = open_store()
+    for f in H200_MAXBATCH:
+        store.import_jsonl(f)
+    meas = store.measurements(kinds="bench", expand_extra=True)
+    fits = {("mamba-1.4b", "pythia-1.4b"), ("mamba-130m", "pythia-160m"), ("mamba2-130m", "pythia-160m")}
+    assert fits | {("toy-mamba", "toy-transformer"), ("toy-mamba2", "toy-transformer")} == set(A.pairs_in(meas))
+    for ssm, tf in fits:
+        r = A.paper_ratio(meas, ssm, tf)
+        assert r["ssm"]["stopped_by"] == r["tf"]["stopped_by"] == "oom", (ssm, tf)
+        assert r["ssm"]["batch"] > r["tf"]["batch"]  # the SSM fits a larger batch in every pair
+        assert "did not reach a memory limit" not in A.claim_sentence(r)
+    toy = A.paper_ratio(meas, "toy-mamba", "toy-transformer")
+    assert toy["ssm"]["stopped_by"] == "end_of_list" and toy["tf"]["stopped_by"] == "oom"
+    assert "toy-mamba did not reach a memory limit" in A.claim_sentence(toy)
+    # the page, on both runs: the 1.4b pair's sentences come from the rows
+    at = _page()
+    runs = at.multiselect(key="perf_runs")
+    assert len(runs.options) == 2
+    at.multiselect(key="perf_runs").set_value(list(runs.options)).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="perf_pair").set_value(("mamba-1.4b", "pythia-1.4b")).run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    r = A.paper_ratio(meas, "mamba-1.4b", "pythia-1.4b")
+    assert A.claim_sentence(r, "NVIDIA H200") in text
+    (maxb,) = [d.value for d in at.dataframe if "sweep stopped by" in d.value.columns]
+    assert set(maxb["sweep stopped by"]) == {A.STOPPED_BY["oom"]}
