@@ -40,6 +40,9 @@ class Spec:
     blocks: object  # target("cuda"|"hip") -> (dict of block constexprs, num_warps)
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # integer args that are 1 in the layout the model passes: Triton specializes an int argument equal to 1
+    # into a constant at launch, so they are compiled as the constant 1 here too (contiguity = vector loads)
+    ones: tuple = ()
 
 
 def specs() -> list[Spec]:
@@ -75,13 +78,14 @@ def specs() -> list[Spec]:
         return {"BLOCK_D": c.block_d}, c.num_warps
 
     act = dict.fromkeys(("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "x_ptr", "dt_ptr"), "bf16")
+    scan_ones = ("s_u_d", "s_dt_d", "s_B_n", "s_C_n", "s_z_d", "s_o_d")  # channels / states contiguous (ssm_fast)
     return [
         Spec("selective_scan", "mamba-130m bf16 N=16", scan._selective_scan_kernel, act,
              dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=True,
-                  STORE_H=True), scan_blocks),
+                  STORE_H=True), scan_blocks, ones=scan_ones),
         Spec("selective_scan", "chunk pass 1 (local states)", scan._selective_scan_kernel, act,
              dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=False,
-                  STORE_H=True), scan_blocks),
+                  STORE_H=True), scan_blocks, ones=scan_ones),
         Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
              dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k != "PREFETCH"},
                                             scan_blocks(t)[1])),
@@ -174,7 +178,7 @@ def compile_one(spec: Spec, target: tuple) -> dict:
     if blocks.get("num_stages"):
         options["num_stages"] = blocks["num_stages"]
     blocks.pop("num_stages", None)
-    constexprs = {**spec.flags, **blocks}
+    constexprs = {**spec.flags, **blocks, **dict.fromkeys(spec.ones, 1)}
     rec = {"op": spec.op, "variant": spec.variant, "kernel": spec.kernel.fn.__name__, "target": f"{backend}:{arch}",
            "backend": backend, "arch": str(arch), "warp_size": warp, "num_warps": num_warps,
            "config": json.dumps({**blocks, **options}, sort_keys=True), "triton": triton.__version__}
