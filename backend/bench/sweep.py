@@ -44,7 +44,7 @@ class SweepConfig:
     prompt_lens: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
     new_tokens: list[int] = field(default_factory=lambda: [128])
     long_from: int = 16384  # prompts this long or longer run after the batch sweep
-    batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+    batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
     batch_prompt_len: int = 2048  # the Mamba paper's setting
     batch_new_tokens: int = 128
     warmup: int = 1

@@ -41,7 +41,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prompt-lens", default="512,1024,2048,4096,8192,16384,32768,65536")
     p.add_argument("--new-tokens", default="128", help="new-token counts for the context sweep")
     p.add_argument("--long-from", type=int, default=16384, help="prompts this long run after the batch sweep")
-    p.add_argument("--batches", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096",
+    p.add_argument("--batches", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384",
                    help="batch sizes tried in order at the paper setting until one runs out of memory")
     p.add_argument("--batch-prompt-len", type=int, default=2048)
     p.add_argument("--batch-new-tokens", type=int, default=128)
