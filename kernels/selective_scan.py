@@ -23,14 +23,15 @@ Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it
 and walks it one position at a time. The (N, BLOCK_D) fp32 state lives in registers with the channels
 across lanes and warps and the N states of a channel in one thread (A is loaded from a channel-major copy
 so that Triton's coalescing picks exactly that layout), so the discretisation, the state update and the C
-contraction are all in-thread: no shuffles, no shared memory, ~70 registers. Per position a thread loads
+contraction are all in-thread: no shuffles, no shared memory in the loop, 110 registers on sm_90 with one
+position of prefetch (`python -m backend kernel-aot`). Per position a thread loads
 its channel's u/delta/z (coalesced across the warp) and the N values of B and C that every lane shares
 (one broadcast transaction each), and writes y. With PREFETCH = k the loads of position l + k are issued
 before position l's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
 traffic is u, delta, z, y (+ B, C once per channel block).
 
 An earlier version scanned (BLOCK_L, BLOCK_D, N) register tiles with `tl.associative_scan`, N across
-lanes: the C contraction then needed 4 shuffles per element and 150 registers (3 blocks per SM), and it
+lanes: the C contraction then needed 4 shuffles per element and 152 registers (3 blocks per SM), and it
 reached 7% of copy bandwidth on an H100 (results/kernels_h100_2.jsonl).
 """
 
@@ -41,15 +42,6 @@ import triton
 import triton.language as tl
 
 from kernels.launch import scan_config
-
-LOG2E = 1.4426950408889634
-
-
-@triton.jit
-def _first_order(a1, b1, a2, b2):
-    # compose h -> a1*h + b1 then h -> a2*h + b2
-    return a1 * a2, a2 * b1 + b2
-
 
 @triton.jit
 def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n,
