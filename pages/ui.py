@@ -90,11 +90,11 @@ def results_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def _import_once(db: str, folder: str) -> str | None:
-    """Import results/*.jsonl into an empty store; returns the import's problems (bad lines) or None."""
+    """Import results/*.jsonl(.gz) into an empty store; returns the import's problems (bad lines) or None."""
     from store import StoreImportError
 
     store = get_store()
-    if len(store.runs()) or not sorted(Path(folder).glob("*.jsonl")):
+    if len(store.runs()) or not [*Path(folder).glob("*.jsonl"), *Path(folder).glob("*.jsonl.gz")]:
         return None
     with st.spinner(f"First start: importing committed results from {folder} ..."):
         try:
@@ -105,7 +105,7 @@ def _import_once(db: str, folder: str) -> str | None:
 
 
 def ensure_results_imported() -> None:
-    """On first start, fill an empty store from results/*.jsonl (once per process and store)."""
+    """On first start, fill an empty store from results/*.jsonl and *.jsonl.gz (once per process and store)."""
     try:
         problems = _import_once(os.environ.get("SSM_ARENA_DB", ""), str(results_dir()))
     except Exception as e:  # e.g. the store is locked by another program: retried on the next run

@@ -236,7 +236,7 @@ class Store(RetrievalTablesMixin):
         return importer.import_jsonl(self, Path(path))
 
     def import_results_dir(self, folder: str | os.PathLike = "results") -> dict:
-        """Import every *.jsonl under `folder` (relative paths: current folder, else the repo root)."""
+        """Import every *.jsonl and *.jsonl.gz under `folder` (relative paths: current folder, else the repo root)."""
         folder = Path(folder)
         if not folder.is_absolute() and not folder.exists():
             folder = REPO_ROOT / folder

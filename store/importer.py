@@ -62,7 +62,7 @@ def import_dir(store, folder: Path) -> dict:
     totals = dict.fromkeys(COUNT_KEYS, 0)
     totals["files"] = 0
     problems: list[str] = []
-    for path in sorted(folder.rglob("*.jsonl")):
+    for path in sorted([*folder.rglob("*.jsonl"), *folder.rglob("*.jsonl.gz")]):
         counts, bad = _import_file(store, path)
         for k in COUNT_KEYS:
             totals[k] += counts[k]
@@ -86,18 +86,22 @@ def _import_file(store, path: Path) -> tuple[dict[str, int], list[str]]:
         raise StoreError(f"There is no results file {path}.")
     buckets: dict[str, dict[str, dict]] = {"runs": {}, "run_ends": {}, "measurements": {}, "predictions": {}}
     problems = []
-    for lineno, rec, problem in iter_records(path):
-        if rec is not None:
-            try:
-                bucket, row = _parse(rec)
-            except ValueError as e:
-                problem = str(e)
-            else:
-                key = row["run_id"] if bucket in ("runs", "run_ends") else row[bucket[:-1] + "_id"]
-                if bucket == "run_ends" or key not in buckets[bucket]:  # first row wins; last run_end wins
-                    buckets[bucket][key] = row
-        if problem is not None:
-            problems.append(f"{path}:{lineno}: {problem}")
+    lineno = 0
+    try:
+        for lineno, rec, problem in iter_records(path):
+            if rec is not None:
+                try:
+                    bucket, row = _parse(rec)
+                except ValueError as e:
+                    problem = str(e)
+                else:
+                    key = row["run_id"] if bucket in ("runs", "run_ends") else row[bucket[:-1] + "_id"]
+                    if bucket == "run_ends" or key not in buckets[bucket]:  # first row wins; last run_end wins
+                        buckets[bucket][key] = row
+            if problem is not None:
+                problems.append(f"{path}:{lineno}: {problem}")
+    except (OSError, EOFError) as e:  # a truncated or corrupt .gz: keep the lines read before the damage
+        problems.append(f"{path}: unreadable after line {lineno} ({type(e).__name__}: {e})")
 
     counts = dict.fromkeys(COUNT_KEYS, 0)
     counts["errors"] = len(problems)

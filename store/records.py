@@ -14,6 +14,7 @@ of them. One JSON object per line, each with a stable id so importing a file twi
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -198,8 +199,10 @@ def _ends_without_newline(path: Path) -> bool:
 
 
 def iter_records(path: Path):
-    """Yield (line_number, record or None, problem or None) for each non-blank line of a JSONL file."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    """Yield (line_number, record or None, problem or None) for each non-blank line of a JSONL file
+    (gzip-compressed when its name ends in .gz: large committed results are kept that way)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

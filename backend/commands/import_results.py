@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "import JSONL result files (RecordWriter output, e.g. results/*.jsonl) into the results database"
+HELP = "import JSONL result files (RecordWriter output, e.g. results/*.jsonl, *.jsonl.gz) into the results database"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("import-results", help=HELP, description=HELP + ". Importing twice adds nothing.")
-    p.add_argument("folder", nargs="?", default="results", help="a folder of *.jsonl files, or one file "
+    p.add_argument("folder", nargs="?", default="results", help="a folder of *.jsonl / *.jsonl.gz files, or one file "
                                                                "(default: results)")
     p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
     p.set_defaults(func=main)

@@ -122,3 +122,28 @@ def test_record_writer_done_instances(tmp_path):
     assert w.done_instances("other", "a") == set()
     with pytest.raises(ValueError, match="completed, cancelled, failed"):
         w.finish_run(run_id, "ok")
+
+
+def test_gzipped_results_import_like_plain_ones(store, tmp_path):
+    """Large committed results are kept as .jsonl.gz: the folder import finds them, a file imports the same
+    rows as its plain copy, and a truncated .gz keeps the lines before the damage and names the file."""
+    import gzip
+
+    folder = tmp_path / "results"
+    plain = folder / "a.jsonl"
+    _write_run(plain, n=4)
+    gz = folder / "old" / "a_copy.jsonl.gz"
+    gz.parent.mkdir(parents=True)
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    totals = store.import_results_dir(folder)
+    assert totals["files"] == 1 and totals["runs"] == 1 and totals["measurements"] == 4 and totals["errors"] == 0
+    assert store.runs().iloc[0].status == "completed"
+
+    other = tmp_path / "b.jsonl"
+    _write_run(other, n=50)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(other.read_bytes())[:-40])  # the gzip trailer and some data missing
+    with pytest.raises(StoreImportError, match="cut.jsonl.gz: unreadable after line") as err:
+        store.import_jsonl(cut)
+    assert err.value.counts["runs"] == 1 and 0 < err.value.counts["measurements"] <= 50
