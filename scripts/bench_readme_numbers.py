@@ -12,9 +12,11 @@ F = sys.argv[1] if len(sys.argv) > 1 else "results/bench_h200.jsonl"
 st = open_store(os.environ["SSM_ARENA_DB"]); st.import_jsonl(F)
 run = st.runs(kind="bench").iloc[0]; m = st.measurements(kinds="bench", expand_extra=True)
 meta, cfg, summ = run["meta"], run["config"], run["summary"]
+PTS = m[m.metric == "point"]
 print(f"run {run['name']} status {run['status']}; {meta['device_name']}; git {meta['git_sha'][:7]}; torch {meta['torch']}, "
       f"triton {meta['triton']}, transformers {meta['transformers']}, cuda {meta['cuda']}; dtype {cfg['dtype_resolved']}; "
-      f"budget_s {cfg['budget_s']}; elapsed {summ['elapsed_s']} s; points {summ['points']} ok {summ['ok']} oom {summ['oom']} errors {summ['errors']}")
+      f"budget_s {cfg['budget_s']}; elapsed {summ['elapsed_s']} s; points (counted from the rows) {len(PTS)} ok {(PTS.status == 'ok').sum()} "
+      f"oom {(PTS.status == 'oom').sum()} errors {(PTS.status == 'error').sum()}")
 for x in summ["not_run"]: print("  not run:", x)
 W = {r["model"]: r.get("weights") for _, r in m.iterrows()}
 def at(model, y, L):

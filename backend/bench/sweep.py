@@ -180,10 +180,10 @@ class Sweep:
             status = "cancelled"
             raise
         finally:
-            summary = {"points": len(self.rows),
-                       "ok": sum(r["status"] == "ok" for r in self.rows),
-                       "oom": sum(r["status"] == "oom" for r in self.rows),
-                       "errors": sum(r["status"] == "error" for r in self.rows),
+            pts = [r for r in self.rows if r["metric"] == "point"]  # not the per-model max_batch rows
+            summary = {"points": len(pts), "ok": sum(r["status"] == "ok" for r in pts),
+                       "oom": sum(r["status"] == "oom" for r in pts),
+                       "errors": sum(r["status"] == "error" for r in pts),
                        "not_run": self.not_run,
                        "elapsed_s": round(time.perf_counter() - self._t0, 1)}
             self.writer.finish_run(run_id, status, summary)

@@ -36,6 +36,7 @@ def test_tiny_run_is_stored_and_the_last_line_is_json(tmp_path, monkeypatch, cap
     assert bench.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["ok"] == 2 and summary["max_batch"] == {"tiny-neox": 1.0}
+    assert summary["points"] == 2 and summary["oom"] == summary["errors"] == 0  # max_batch rows not counted
     from store import open_store
 
     store = open_store(str(db))
