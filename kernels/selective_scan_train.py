@@ -69,6 +69,34 @@ def _rev_combine(p_r, q_r, a_r, p_l, q_l, a_l):
 
 
 @triton.jit
+def _load_tile(u_ptr, delta_ptr, B_ptr, C_ptr, b, ls, offs_d, offs_n, mask_d, mask_n, seqlen, dbias,
+               s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l, s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
+               DELTA_SOFTPLUS: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):
+    """One tile's inputs in fp32: u, the pre-softplus delta (+ bias), dt (zero past the end, so dA = 1 and
+    dBu = 0 there), B and C, with the (BLOCK_L, BLOCK_D) and (BLOCK_L, N) masks. Shared by forward and
+    backward, which must see the same dt."""
+    mask_l = ls < seqlen
+    mask_ld = mask_l[:, None] & mask_d[None, :]
+    mask_ln = mask_l[:, None] & mask_n[None, :]
+    u = tl.load(u_ptr + b * s_u_b + ls[:, None] * s_u_l + offs_d[None, :] * s_u_d,
+                mask=mask_ld, other=0.0).to(tl.float32)
+    pre = tl.load(delta_ptr + b * s_dt_b + ls[:, None] * s_dt_l + offs_d[None, :] * s_dt_d,
+                  mask=mask_ld, other=0.0).to(tl.float32)
+    if HAS_DELTA_BIAS:
+        pre += dbias[None, :]
+    if DELTA_SOFTPLUS:
+        dt = tl.where(pre <= 20.0, tl.log(1.0 + tl.exp(pre)), pre)
+    else:
+        dt = pre
+    dt = tl.where(mask_ld, dt, 0.0)
+    Bt = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + offs_n[None, :] * s_B_n,
+                 mask=mask_ln, other=0.0).to(tl.float32)
+    Ct = tl.load(C_ptr + b * s_C_b + ls[:, None] * s_C_l + offs_n[None, :] * s_C_n,
+                 mask=mask_ln, other=0.0).to(tl.float32)
+    return u, pre, dt, Bt, Ct, mask_ld, mask_ln
+
+
+@triton.jit
 def _fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, out_ptr, hs_ptr,
     dim, seqlen, dstate, n_tiles,
@@ -89,6 +117,7 @@ def _fwd_kernel(
     mask_dn = mask_d[:, None] & mask_n[None, :]
     A = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     A = A * 1.4426950408889634
+    dbias = tl.zeros((BLOCK_D,), dtype=tl.float32)  # read only with HAS_DELTA_BIAS
     if HAS_DELTA_BIAS:
         dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
@@ -99,26 +128,16 @@ def _fwd_kernel(
     for t in range(0, n_tiles):
         tl.store(hs_ptr + hs_off + t * dstate, h, mask=mask_dn)
         ls = t * BLOCK_L + offs_l
-        mask_l = ls < seqlen
-        mask_ld = mask_l[:, None] & mask_d[None, :]
-        mask_ln = mask_l[:, None] & mask_n[None, :]
-        u = tl.load(u_ptr + b * s_u_b + ls[:, None] * s_u_l + offs_d[None, :] * s_u_d, mask=mask_ld, other=0.0)
-        u = u.to(tl.float32)
-        dt = tl.load(delta_ptr + b * s_dt_b + ls[:, None] * s_dt_l + offs_d[None, :] * s_dt_d,
-                     mask=mask_ld, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            dt += dbias[None, :]
-        if DELTA_SOFTPLUS:
-            dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-        dt = tl.where(mask_ld, dt, 0.0)  # past the end: dA = 1, dBu = 0
-        Bt = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + offs_n[None, :] * s_B_n, mask=mask_ln, other=0.0)
-        Ct = tl.load(C_ptr + b * s_C_b + ls[:, None] * s_C_l + offs_n[None, :] * s_C_n, mask=mask_ln, other=0.0)
+        u, _, dt, Bt, Ct, mask_ld, _ = _load_tile(
+            u_ptr, delta_ptr, B_ptr, C_ptr, b, ls, offs_d, offs_n, mask_d, mask_n, seqlen, dbias,
+            s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l, s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
+            DELTA_SOFTPLUS, HAS_DELTA_BIAS)
         dA = tl.exp2(dt[:, :, None] * A[None, :, :])  # (BLOCK_L, BLOCK_D, BLOCK_N)
-        dBu = (dt * u)[:, :, None] * Bt.to(tl.float32)[:, None, :]
+        dBu = (dt * u)[:, :, None] * Bt[:, None, :]
         a_cum, b_cum = tl.associative_scan((dA, dBu), axis=0, combine_fn=_first_order)
         hs = a_cum * h[None, :, :] + b_cum
         h = tl.sum(tl.where(is_last, hs, 0.0), axis=0)
-        y = tl.sum(hs * Ct.to(tl.float32)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
+        y = tl.sum(hs * Ct[:, None, :], axis=2)  # (BLOCK_L, BLOCK_D)
         if HAS_D:
             y += u * Dv[None, :]
         if HAS_Z:
@@ -154,6 +173,7 @@ def _bwd_kernel(
     mask_dn = mask_d[:, None] & mask_n[None, :]
     An = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     A2 = An * 1.4426950408889634
+    dbias = tl.zeros((BLOCK_D,), dtype=tl.float32)  # read only with HAS_DELTA_BIAS
     if HAS_DELTA_BIAS:
         dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
@@ -169,24 +189,10 @@ def _bwd_kernel(
     for i in range(0, n_tiles):
         t = n_tiles - 1 - i
         ls = t * BLOCK_L + offs_l
-        mask_l = ls < seqlen
-        mask_ld = mask_l[:, None] & mask_d[None, :]
-        mask_ln = mask_l[:, None] & mask_n[None, :]
-        u = tl.load(u_ptr + b * s_u_b + ls[:, None] * s_u_l + offs_d[None, :] * s_u_d,
-                    mask=mask_ld, other=0.0).to(tl.float32)
-        pre = tl.load(delta_ptr + b * s_dt_b + ls[:, None] * s_dt_l + offs_d[None, :] * s_dt_d,
-                      mask=mask_ld, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            pre += dbias[None, :]
-        if DELTA_SOFTPLUS:
-            dt = tl.where(pre <= 20.0, tl.log(1.0 + tl.exp(pre)), pre)
-        else:
-            dt = pre
-        dt = tl.where(mask_ld, dt, 0.0)
-        Bt = tl.load(B_ptr + b * s_B_b + ls[:, None] * s_B_l + offs_n[None, :] * s_B_n,
-                     mask=mask_ln, other=0.0).to(tl.float32)
-        Ct = tl.load(C_ptr + b * s_C_b + ls[:, None] * s_C_l + offs_n[None, :] * s_C_n,
-                     mask=mask_ln, other=0.0).to(tl.float32)
+        u, pre, dt, Bt, Ct, mask_ld, mask_ln = _load_tile(
+            u_ptr, delta_ptr, B_ptr, C_ptr, b, ls, offs_d, offs_n, mask_d, mask_n, seqlen, dbias,
+            s_u_b, s_u_d, s_u_l, s_dt_b, s_dt_d, s_dt_l, s_B_b, s_B_n, s_B_l, s_C_b, s_C_n, s_C_l,
+            DELTA_SOFTPLUS, HAS_DELTA_BIAS)
         h0 = tl.load(hs_ptr + hs_off + t * dstate, mask=mask_dn, other=0.0)
         # recompute the tile's states
         dA = tl.exp2(dt[:, :, None] * A2[None, :, :])

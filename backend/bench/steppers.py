@@ -108,3 +108,10 @@ def best_stepper(model, family: str, device: torch.device, new_tokens: int):
 
         return StaticGraphStepper(model, max_new_tokens=new_tokens, use_cuda_graph=device.type == "cuda")
     return _registered_stepper(model, family, device)
+
+
+def make_stepper(kind: str, model, family: str, device: torch.device, new_tokens: int):
+    """The sweep's stepper for a point: the shared eager loop for kind "eager", else the family's best path."""
+    if kind == "eager":
+        return eager_stepper(model, family, device)
+    return best_stepper(model, family, device, new_tokens)

@@ -22,7 +22,6 @@ and `model_elapsed_s` (seconds since the model's load began), so later runs can 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -36,6 +35,12 @@ from backend.bench.shapes import SHAPES, Shape, partner_of
 
 log = logging.getLogger(__name__)
 RUN_KIND = "bench"
+
+
+def point_counts(rows: list[dict]) -> dict:
+    """points / ok / oom / errors over the measured points (each model's max_batch row only summarises)."""
+    pts = [r["status"] for r in rows if r["metric"] == "point"]
+    return {"points": len(pts), "ok": pts.count("ok"), "oom": pts.count("oom"), "errors": pts.count("error")}
 
 
 @dataclass
@@ -81,23 +86,12 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _meta(device: torch.device) -> dict:
-    """backend.runinfo.run_meta plus a `versions` dict and a readable `device_name` (GPU or CPU model)."""
-    try:
-        from backend.runinfo import run_meta
+    """backend.runinfo.run_meta (git sha, or SSM_ARENA_GIT_SHA where the tree came without .git; versions;
+    device_name: the GPU's or the CPU model) plus the versions gathered in one `versions` dict."""
+    from backend.runinfo import run_meta
 
-        meta = dict(run_meta(device=str(device)))
-    except ImportError:  # the core's run_meta not present: record the essentials ourselves
-        import platform
-
-        import transformers
-
-        meta = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "python": platform.python_version(), "hostname": platform.node()}
-    if not meta.get("git_sha") and os.environ.get("SSM_ARENA_GIT_SHA"):
-        meta["git_sha"] = os.environ["SSM_ARENA_GIT_SHA"]  # copies without .git (GPU machines) pass it in
+    meta = dict(run_meta(device=str(device)))
     meta["versions"] = {k: meta.get(k) for k in ("torch", "transformers", "triton", "python", "cuda", "hip")}
-    if device.type == "cuda" or not meta.get("device_name"):
-        meta["device_name"] = M.device_name(device) if device.type == "cuda" else meta.get("device_name", "cpu")
     return meta
 
 
@@ -142,7 +136,7 @@ class Sweep:
         self.writer = writer
         self.shapes = shapes or SHAPES
         self.load_model = load_model or S.load_model
-        self.make_stepper = make_stepper or _default_stepper
+        self.make_stepper = make_stepper or S.make_stepper
         self.measure_point = measure_point or M.measure_point
         self.measure_hf = measure_hf or M.measure_hf_generate
         self.progress = progress or (lambda msg: log.info(msg))
@@ -180,11 +174,7 @@ class Sweep:
             status = "cancelled"
             raise
         finally:
-            pts = [r for r in self.rows if r["metric"] == "point"]  # not the per-model max_batch rows
-            summary = {"points": len(pts), "ok": sum(r["status"] == "ok" for r in pts),
-                       "oom": sum(r["status"] == "oom" for r in pts),
-                       "errors": sum(r["status"] == "error" for r in pts),
-                       "not_run": self.not_run,
+            summary = {**point_counts(self.rows), "not_run": self.not_run,
                        "elapsed_s": round(time.perf_counter() - self._t0, 1)}
             self.writer.finish_run(run_id, status, summary)
         return run_id
@@ -387,12 +377,6 @@ def _predicted_s(last: tuple[int, float] | None, plan: _Plan) -> float | None:
         return None
     size, seconds = last
     return seconds * plan.batch * plan.prompt_len / max(1, size)
-
-
-def _default_stepper(kind: str, model, family: str, device: torch.device, new_tokens: int):
-    if kind == "eager":
-        return S.eager_stepper(model, family, device)
-    return S.best_stepper(model, family, device, new_tokens)
 
 
 def run_sweep(cfg: SweepConfig, writer, name: str | None = None, **kw) -> tuple[str, list[dict]]:

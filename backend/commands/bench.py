@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from backend.bench.sweep import run_sweep
+    from backend.bench.sweep import point_counts, run_sweep
 
     def progress(msg: str) -> None:
         if not args.quiet:
@@ -151,10 +151,7 @@ def main(args: argparse.Namespace) -> int:
                   f"{r['new_tokens']:>4} {_fmt(r.get('prefill_ms')):>10} {_fmt(r.get('tpot_ms'), 3):>8} "
                   f"{_fmt(r.get('decode_tok_s')):>9} {_fmt(r.get('decode_tok_s_batch')):>11} "
                   f"{_fmt(peak / 2**30 if peak else None, 2):>7} {r['status']}")
-    pts = [r for r in rows if r["metric"] == "point"]  # the max_batch rows summarise, they are not points
-    summary = {"run_id": run_id, "points": len(pts), "ok": sum(r["status"] == "ok" for r in pts),
-               "oom": sum(r["status"] == "oom" for r in pts),
-               "errors": sum(r["status"] == "error" for r in pts),
+    summary = {"run_id": run_id, **point_counts(rows),
                "max_batch": {r["model"]: r["value"] for r in rows if r["metric"] == "max_batch"},
                "out": args.jsonl or "store"}
     print(json.dumps(summary))

@@ -126,6 +126,7 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
     A = -torch.rand(d, n, device=dev) - 0.1
     D, bias = torch.randn(d, device=dev), torch.randn(d, device=dev) * 0.1
     scan_shapes = [(b, d, L)] if smoke else [(b, d, L), (16, 4096, 2048), (1, 4096, 2048)]
+    hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
     for sb, sd, sL in scan_shapes:
         u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
         BC = torch.randn(sb, sL, 2 * n, device=dev, dtype=bf)
@@ -133,7 +134,6 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
         sA, sD, sbias = (A, D, bias) if sd == d else (-torch.rand(sd, n, device=dev) - 0.1,
                                                       torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1)
         args = (u, dt, sA, B, C, sD, z, sbias, True)
-        hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
         base = {}
         if previous_scan is not None:
             base["previous"] = (lambda args=args: previous_scan(*args), False)
