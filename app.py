@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import ui
+from backend.generation.compare import device_setting, error_sentence
+from pages.components import resources
 
 ROOT = Path(__file__).resolve().parent
 
@@ -21,7 +22,8 @@ PAGES = {
                 ("pages/rag.py", "RAG", ":material/description:")],
     "Experiments": [("pages/fewshot.py", "Few-shot", ":material/school:"),
                     ("pages/long_context.py", "Long context", ":material/straighten:"),
-                    ("pages/cot.py", "Chain of thought", ":material/psychology:")],
+                    ("pages/cot.py", "Chain of thought", ":material/psychology:"),
+                    ("pages/rag_eval.py", "RAG evaluation", ":material/fact_check:")],
     "Results": [("pages/history.py", "History", ":material/history:"),
                 ("pages/performance.py", "Performance", ":material/speed:"),
                 ("pages/kernel_results.py", "Kernels", ":material/memory:")],
@@ -43,14 +45,14 @@ def sidebar_frame() -> None:
     with st.sidebar:
         st.caption("SSM Arena: state space models vs transformers")
         try:
-            loaded = ui.get_manager().loaded()
+            loaded = resources.get_manager().loaded()
         except Exception as e:
             loaded = []
-            st.warning(f"Model manager unavailable: {ui.error_sentence(e)}")
+            st.warning(f"Model manager unavailable: {error_sentence(e)}")
         devices = sorted({info.device for info in loaded})
-        st.text("Device: " + (", ".join(devices) if devices else f"{ui.device_setting()} (no model loaded yet)"))
-        st.text(f"Store: {ui.store_path()}")
-    ui.ensure_results_imported()  # first start: an empty store gets the committed results/*.jsonl
+        st.text("Device: " + (", ".join(devices) if devices else f"{device_setting()} (no model loaded yet)"))
+        st.text(f"Store: {resources.store_path()}")
+    resources.ensure_results_imported()  # first start: an empty store gets the committed results/*.jsonl
 
 
 st.set_page_config(page_title="SSM Arena", layout="wide")

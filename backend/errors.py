@@ -1,9 +1,9 @@
 """Errors the UI and the CLI show to people. Every message is one or two sentences: what happened and
-what to do about it. Generation errors live in `backend.interface` and are re-exported here."""
+what to do about it. Generation errors live in `backend.generation.interface` and are re-exported here."""
 
 from __future__ import annotations
 
-from backend.interface import GenerationError, PromptTooLongError
+from backend.generation.interface import GenerationError, PromptTooLongError
 
 __all__ = [
     "ModelError",

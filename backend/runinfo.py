@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from store import RecordWriter
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,8 +86,6 @@ def write_jsonl_run(path: str | os.PathLike, kind: str, config: dict, rows: list
                     name: str | None = None) -> str:
     """One completed run with `rows` as its measurements, appended to `path` as store.RecordWriter JSONL (the
     GPU machines' format: no duckdb needed); returns the run id. Run metadata is best effort there."""
-    from store import RecordWriter
-
     try:
         meta = run_meta()
     except Exception as e:  # a bare GPU machine may lack what run_meta reads; the rows still count

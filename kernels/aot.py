@@ -11,19 +11,24 @@ figures come from running Triton's bundled `ptxas -v` on the PTX (registers, spi
 from the kernel metadata (shared bytes). `spills` counts spills to memory: NVIDIA spill stores + loads;
 AMD VGPR spills + scratch bytes. AMD SGPR spills land in VGPR lanes, not memory: shown, not counted.
 
-`python -m kernels.aot [--out FILE.jsonl] [--targets hip:gfx90a,cuda:90]` prints the table.
+`python -m backend kernel-aot [--out FILE.jsonl] [--targets hip:gfx90a,cuda:90]` prints the table.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+
+from kernels import causal_conv1d as conv
+from kernels import launch
+from kernels import rms_norm as norm
+from kernels import selective_scan as scan
+from kernels import selective_state_update as ssu
+from kernels import ssd_chunk_scan as ssd
 
 TARGETS = (("hip", "gfx90a", 64), ("hip", "gfx942", 64), ("cuda", 80, 32), ("cuda", 90, 32))
 
@@ -31,7 +36,6 @@ TARGETS = (("hip", "gfx90a", 64), ("hip", "gfx942", 64), ("cuda", 80, 32), ("cud
 @dataclass
 class Spec:
     """One kernel at one configuration: pointer dtypes, constexpr flags, and a launch-config getter."""
-
     op: str
     variant: str
     kernel: object
@@ -48,12 +52,6 @@ class Spec:
 def specs() -> list[Spec]:
     import triton.language as tl
 
-    from kernels import causal_conv1d as conv
-    from kernels import launch
-    from kernels import rms_norm as norm
-    from kernels import selective_scan as scan
-    from kernels import selective_state_update as ssu
-    from kernels import ssd_chunk_scan as ssd
 
     def ssu_blocks(dstate, dim, tied):
         def f(t):
@@ -237,22 +235,3 @@ def parse_targets(text: str | None) -> tuple:
         backend, arch = item.strip().split(":")
         out.append((backend, arch if backend == "hip" else int(arch), 64 if backend == "hip" else 32))
     return tuple(out)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", help="write one JSON record per kernel x target to this JSONL file")
-    ap.add_argument("--targets", help="comma list like hip:gfx90a,cuda:90 (default: all four)")
-    args = ap.parse_args(argv)
-    records = run(parse_targets(args.targets))
-    print(format_table(records))
-    if args.out:
-        with open(args.out, "w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-    bad = [r for r in records if not r["ok"] or r.get("spills")]
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

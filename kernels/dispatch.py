@@ -21,12 +21,14 @@ import sys
 import types
 
 import torch
+import triton
 
 from kernels import causal_conv1d as _conv
 from kernels import rms_norm as _norm
 from kernels import selective_scan as _scan
 from kernels import selective_state_update as _ssu
 from kernels import ssd_chunk_scan as _ssd
+from kernels.launch import target_of
 
 ENV = "SSM_ARENA_KERNELS"
 PATHS = ("triton", "reference", "mamba-ssm")
@@ -150,9 +152,7 @@ def rms_norm(x, weight, eps, residual=None, z=None, group_size=None, residual_fp
 
 def describe(device) -> dict:
     """What would run on `device`: path, vendor target, triton version (for run records and the UI)."""
-    import triton
 
-    from kernels.launch import target_of
 
     return {"path": path_for(device), "target": target_of(device), "triton": triton.__version__,
             "requested": requested()}

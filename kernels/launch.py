@@ -117,7 +117,7 @@ def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:
     """Mamba-2 chunked scan: one program owns a (BLOCK_P, N) slice of one head's state and walks the
     chunks of length BLOCK_M in order. The N-long contractions (C @ S^T, C @ B^T) keep (chunk x N)
     dot operands in registers in every warp, so for N = 128 the tiles stay small: larger ones spill
-    (see `python -m kernels.aot`)."""
+    (see `python -m backend kernel-aot`)."""
     n = max(16, triton.next_power_of_2(dstate))
     p = 16
     t = _t(device)

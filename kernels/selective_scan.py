@@ -43,6 +43,7 @@ import triton.language as tl
 
 from kernels.launch import scan_config
 
+
 @triton.jit
 def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n,
               STORE_Y: tl.constexpr, HAS_Z: tl.constexpr):

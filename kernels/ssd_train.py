@@ -38,7 +38,8 @@ Memory: the largest intermediates are the (batch, H, c, Q, Q) decay / score matr
 (B and C are contracted per group: heads of a group share one matmul over R * P columns).
 
 `self_check(device)` compares forward and gradients with `ssd_chunk_scan_ref` (the sequential recurrence);
-`python -m kernels.ssd_train --bench` times forward + backward against Hugging Face's pure-PyTorch path.
+`python -m backend kernel-bench --ssd-train` times forward + backward against Hugging Face's pure-PyTorch path
+(backend/bench/train_ops.py).
 """
 
 from __future__ import annotations
@@ -167,104 +168,3 @@ def self_check(device) -> dict:
     errs = {"y": rel(y, y_ref)}
     errs.update({f"grad_{k}": rel(leaves[k].grad, ref_leaves[k].grad) for k in leaves})
     return {"ok": all(e < 1e-3 for e in errs.values()), "max_rel_err": errs, "device": str(device)}
-
-
-def _bench(args) -> dict:
-    """Forward + backward of one Mamba-2 mixer in training mode: Hugging Face's pure-PyTorch forward vs ours,
-    plus ssd_chunked alone."""
-    import json
-    import time
-
-    from transformers import Mamba2Config
-    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
-
-    from backend.ssm_train import enable_training
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    H, P, N = args.heads, args.headdim, args.dstate
-    cfg = Mamba2Config(hidden_size=H * P // 2, num_heads=H, head_dim=P, expand=2, n_groups=1, state_size=N,
-                       num_hidden_layers=1, chunk_size=args.hf_chunk, conv_kernel=4)
-    torch.manual_seed(0)
-    mixer = Mamba2Mixer(cfg, layer_idx=0).to(device).train()
-    hs = torch.randn(args.batch, args.seqlen, cfg.hidden_size, device=device, requires_grad=True)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed(fn):
-        for _ in range(args.warmup):
-            fn()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            fn()
-        sync()
-        return (time.perf_counter() - t0) / args.iters * 1e3
-
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-
-    def step_mixer():
-        with autocast:
-            out = mixer(hs)
-        out.float().sum().backward()
-
-    record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "batch": args.batch, "seqlen": args.seqlen, "heads": H, "headdim": P, "dstate": N,
-              "chunk": args.chunk, "hf_chunk": args.hf_chunk, "bf16_autocast": args.bf16,
-              "flush_denormal": bool(args.flush_denormal), "torch": torch.__version__,
-              "transformers": __import__("transformers").__version__}
-    record["hf_mixer_ms"] = timed(step_mixer)
-    enable_training(torch.nn.ModuleList([mixer]), kinds=("mamba2",))
-    record["ours_mixer_ms"] = timed(step_mixer)
-    prob = _random_problem(args.batch, args.seqlen, H, P, 1, N, device, with_z=False)
-    leaves = {k: v.requires_grad_() for k, v in prob.items() if v is not None}
-    gy = torch.randn_like(leaves["x"])
-
-    def step_ssd():
-        (ssd_chunked(**leaves, chunk_size=args.chunk) * gy).sum().backward()
-
-    record["ssd_chunked_ms"] = timed(step_ssd)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        step_ssd()
-        sync()
-        record["ssd_chunked_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    record["speedup_mixer"] = record["hf_mixer_ms"] / record["ours_mixer_ms"]
-    record["self_check"] = self_check(device)
-    print(json.dumps(record))
-    return record
-
-
-def main(argv=None):
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bench", action="store_true", help="time forward + backward (last stdout line: JSON)")
-    p.add_argument("--check", action="store_true", help="run self_check and print its JSON")
-    p.add_argument("--device", default=None)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seqlen", type=int, default=1024)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--headdim", type=int, default=64)
-    p.add_argument("--dstate", type=int, default=64)
-    p.add_argument("--chunk", type=int, default=64, help="ssd_chunked chunk length")
-    p.add_argument("--hf-chunk", type=int, default=32, help="chunk_size of the Hugging Face config")
-    p.add_argument("--bf16", action="store_true", help="run the mixers under bf16 autocast")
-    p.add_argument("--flush-denormal", action="store_true",
-                   help="CPU: flush denormals to zero (exp of very negative numbers makes CPU timings erratic)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--iters", type=int, default=5)
-    args = p.parse_args(argv)
-    if args.flush_denormal:
-        torch.set_flush_denormal(True)
-    if args.bench:
-        _bench(args)
-    else:
-        import json
-
-        print(json.dumps(self_check(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))))
-
-
-if __name__ == "__main__":
-    main()

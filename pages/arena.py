@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from backend import registry
-from backend.compare import CompareJob, Slot
-from pages import ui
+from backend.generation.compare import CompareJob, Slot, error_sentence
+from backend.models import registry
+from pages.components.charts import comparison_chart
+from pages.components.resources import get_manager, get_store
+from pages.components.settings import settings_from_state, settings_widgets
+from pages.components.streaming import render_job
 
 JOB = "arena_job"
 ERROR = "arena_error"
@@ -44,7 +47,7 @@ def start_job() -> None:
     and an enabled Stop button."""
     prompt = st.session_state.get("arena_prompt") or ""
     models = st.session_state.get("arena_models") or []
-    settings = ui.settings_from_state("arena")
+    settings = settings_from_state("arena")
     if not prompt.strip():
         st.session_state[ERROR] = "The prompt is empty. Type some text (or pick an example) and press Generate again."
     elif not models:
@@ -53,11 +56,11 @@ def start_job() -> None:
         try:
             settings.validate()
         except ValueError as e:
-            st.session_state[ERROR] = ui.error_sentence(e)
+            st.session_state[ERROR] = error_sentence(e)
             return
         slots = [Slot(m, m, prompt) for m in models]
         parallel = bool(st.session_state.get("arena_parallel", False))
-        st.session_state[JOB] = CompareJob(slots, settings, ui.get_manager(), parallel=parallel,
+        st.session_state[JOB] = CompareJob(slots, settings, get_manager(), parallel=parallel,
                                            on_finish=recorder(settings)).start()
 
 
@@ -65,19 +68,19 @@ def recorder(settings):
     """Saves the finished columns (run kind "generate"); runs in a worker thread, so the store is opened here,
     in the script thread. Store problems become a warning: the generated text stays on screen."""
     try:
-        store, problem = ui.get_store(), None
+        store, problem = get_store(), None
     except Exception as e:
-        store, problem = None, ui.error_sentence(e)
+        store, problem = None, error_sentence(e)
 
     def record(results):
-        from backend.recording import record_generation
+        from backend.generation.recording import record_generation
 
         if store is None:
             return [("warning", f"This generation was not saved to the store: {problem}")]
         try:
             run_id = record_generation(store, results, settings, source="ui")
         except Exception as e:
-            return [("warning", f"This generation was not saved to the store: {ui.error_sentence(e)}")]
+            return [("warning", f"This generation was not saved to the store: {error_sentence(e)}")]
         return [("info", f"Saved as run {run_id} (see the History page).")]
 
     return record
@@ -98,7 +101,7 @@ prompt = st.text_area("Prompt", key="arena_prompt", height=120, max_chars=200_00
 models = st.multiselect("Models", names, default=default, key="arena_models", persist_state="session",
                         help="Default: one SSM and one transformer of matched size.")
 with st.expander("Settings", expanded=False):
-    ui.settings_widgets("arena")
+    settings_widgets("arena")
     st.toggle("Run the models at the same time", value=False, key="arena_parallel", persist_state="session",
               help="Off (default): one after the other, so their timings do not share the CPU/GPU.")
 
@@ -113,9 +116,9 @@ if error := st.session_state.pop(ERROR, None):
     st.error(error)
 
 if job is not None:
-    ui.render_job(job)
+    render_job(job)
     results = job.results()
-    fig = ui.comparison_chart(results)
+    fig = comparison_chart(results)
     if fig is not None:
         st.subheader("Comparison")
         st.plotly_chart(fig, key="arena_chart")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import expkit as kit
-from backend.experiments.views import accuracy_lines, accuracy_table, highlighted_markdown
-from pages import ui
+from backend.experiments.views import accuracy_table, highlighted_markdown
+from pages.components import experiment as kit
+from pages.components.charts import accuracy_lines
+from pages.components.resources import generator_getter, store_or_stop
 
 KEY = "cot"
 
@@ -21,8 +22,8 @@ st.markdown(
     "is\" (for direct answers, the number the output starts with), *flexible* the last number of a chain (the "
     "first number of a direct answer).")
 
-store = ui.store_or_stop()
-get_generator = ui.generator_getter()
+store = store_or_stop()
+get_generator = generator_getter()
 
 
 with st.container(border=True):

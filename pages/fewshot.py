@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import expkit as kit
 from backend.experiments.config import DEFAULT_TASK
 from backend.experiments.plans import task_names
-from backend.experiments.views import accuracy_lines, accuracy_table
-from pages import ui
+from backend.experiments.views import accuracy_table
+from pages.components import experiment as kit
+from pages.components.charts import accuracy_lines
+from pages.components.resources import generator_getter, store_or_stop
 
 KEY = "fewshot"
 USER_DATA = "your own JSONL file"
@@ -24,8 +25,8 @@ st.markdown(
     "labels whose meaning only the examples define: pure in-context learning), *sentiment* (label words the "
     "models know) and *workplace* (an occupation-to-workplace mapping over 16 labels).")
 
-store = ui.store_or_stop()
-get_generator = ui.generator_getter()
+store = store_or_stop()
+get_generator = generator_getter()
 
 
 with st.container(border=True):

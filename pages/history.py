@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from pages import expkit as kit
 from backend.experiments.config import RUN_KIND
 from backend.experiments.views import accuracy_history
-from pages import ui
+from backend.generation.compare import error_sentence
+from pages.components import experiment as kit
+from pages.components.charts import accuracy_over_time, measurement_scatter
+from pages.components.fmt import exportable, parquet_bytes
+from pages.components.resources import store_or_stop
 
 PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output token, median (ms)"),
          ("decode_tok_s", "Decode tokens/s"), ("peak_mem_mib", "Peak memory (MiB)")]
@@ -46,19 +48,6 @@ def eval_as_aggregates(m: pd.DataFrame) -> pd.DataFrame:
     return m.assign(metric=[f"accuracy[{x}]" for x in m["metric"]], extra=[extra(e) for e in m["extra"]])
 
 
-def accuracy_over_time(acc: pd.DataFrame, title: str):
-    """Accuracy against the time it was measured, one line per model (dashed per sweep point), 95% CI bars."""
-    d = acc.sort_values("created_at").assign(point=acc["point"].replace("", "(single point)"),
-                                             plus=acc["ci_high"] - acc["value"], minus=acc["value"] - acc["ci_low"])
-    fig = px.line(d, x="created_at", y="value", color="model", markers=True, error_y="plus", error_y_minus="minus",
-                  line_dash="point" if d["point"].nunique() > 1 else None, title=title,
-                  hover_data={"run_id": True, "n": True, "ci_low": ":.3f", "ci_high": ":.3f", "plus": False,
-                              "minus": False},
-                  labels={"created_at": "measured (UTC)", "value": "accuracy", "point": "sweep point"})
-    fig.update_layout(yaxis={"range": [-0.02, 1.02]}, legend={"orientation": "h", "y": -0.25}, height=460)
-    return fig
-
-
 def run_label(row) -> str:
     name = row.get("name") if isinstance(row.get("name"), str) else ""
     when = pd.Timestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(row.get("created_at")) else ""
@@ -66,13 +55,13 @@ def run_label(row) -> str:
 
 
 st.title("History")
-store = ui.store_or_stop()
+store = store_or_stop()
 
 try:
     runs = store.runs()
     meas = store.measurements()
 except Exception as e:
-    st.error(f"The results store could not be read: {ui.error_sentence(e)}")
+    st.error(f"The results store could not be read: {error_sentence(e)}")
     st.stop()
 
 if meas.empty:
@@ -80,7 +69,7 @@ if meas.empty:
             "from a terminal:")
     st.code("python -m backend import-results results/", language="bash")
     if not runs.empty:
-        st.dataframe(ui.exportable(runs), hide_index=True, key="history_runs_only")
+        st.dataframe(exportable(runs), hide_index=True, key="history_runs_only")
     st.stop()
 
 if "kind" not in meas.columns:  # the store joins the run's kind in; older stores did not
@@ -144,20 +133,17 @@ with tab_meas:
                     continue
                 hover = [c for c in ("run_id", "kind", "path", "dtype", "batch", "new_tokens", "peak_mem_kind")
                          if c in d.columns]
-                fig = px.scatter(d.sort_values("prompt_tokens"), x="prompt_tokens", y=metric, color="series",
-                                 hover_data=hover, title=title, labels={"prompt_tokens": "prompt tokens",
-                                                                         metric: title, "series": "model · device"})
-                st.plotly_chart(fig, key=f"history_plot_{metric}")
+                st.plotly_chart(measurement_scatter(d, metric, title, hover), key=f"history_plot_{metric}")
 
         st.subheader("Measurements")
         first_cols = [c for c in FIRST_COLUMNS if c in view.columns]
         view = view[first_cols + [c for c in view.columns if c not in first_cols]]
-        st.dataframe(ui.exportable(view), hide_index=True, key="history_measurements")
+        st.dataframe(exportable(view), hide_index=True, key="history_measurements")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         d1, d2, _ = st.columns([1, 1, 4])
-        d1.download_button("Export CSV", ui.exportable(view).to_csv(index=False).encode(),
+        d1.download_button("Export CSV", exportable(view).to_csv(index=False).encode(),
                            file_name=f"measurements-{stamp}.csv", mime="text/csv", key="history_csv")
-        d2.download_button("Export Parquet", ui.parquet_bytes(view), file_name=f"measurements-{stamp}.parquet",
+        d2.download_button("Export Parquet", parquet_bytes(view), file_name=f"measurements-{stamp}.parquet",
                            mime="application/vnd.apache.parquet", key="history_parquet")
 
 with tab_exp:
@@ -202,4 +188,4 @@ with tab_exp:
 
 st.subheader("Runs")
 shown = runs[runs["run_id"].isin(set(view["run_id"]))] if not view.empty else runs.iloc[0:0]
-st.dataframe(ui.exportable(shown.drop(columns=["label"])), hide_index=True, key="history_runs")
+st.dataframe(exportable(shown.drop(columns=["label"])), hide_index=True, key="history_runs")

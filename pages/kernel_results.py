@@ -7,18 +7,19 @@ ssm_e2e); committed results/*.jsonl are imported on first start."""
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from pages import ui
+from backend.generation.compare import error_sentence
+from pages.components import charts
+from pages.components.fmt import exportable, fmt_num
+from pages.components.resources import ensure_results_imported, get_store, store_path
 
 KINDS = ["kernel_aot", "kernel_bench", "ssm_e2e"]
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def load(db: str) -> pd.DataFrame:
-    return ui.get_store().measurements(kinds=KINDS, expand_extra=True)
+    return get_store().measurements(kinds=KINDS, expand_extra=True)
 
 
 def latest_run(df: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -41,10 +42,10 @@ st.caption("Our Triton kernels for the SSM scans: Mamba-1 selective scan, decode
            "not by running (we have no AMD GPU).")
 
 try:
-    ui.ensure_results_imported()
-    data = load(ui.store_path())
+    ensure_results_imported()
+    data = load(store_path())
 except Exception as e:
-    st.error(f"The results store could not be read: {ui.error_sentence(e)}")
+    st.error(f"The results store could not be read: {error_sentence(e)}")
     st.stop()
 
 if data.empty:
@@ -63,36 +64,24 @@ if e2e.empty:
     st.info("No end-to-end run stored yet (`python -m backend ssm-bench` on a GPU).")
 else:
     dev = ", ".join(sorted(e2e["device"].dropna().unique()))
-    st.caption(f"Device: {dev}. Path `triton` = our kernels through backend.ssm_fast; `hf-torch` = Hugging Face's "
+    st.caption(f"Device: {dev}. Path `triton` = our kernels through backend.generation.ssm_fast; `hf-torch` = Hugging Face's "
                "own fallback (no mamba-ssm installed), measured in the same run.")
     pre = e2e[col(e2e, "prefill_ms").notna()].copy()
     if not pre.empty:
         pre["series"] = pre["model"] + " · " + pre["path"]
         c1, c2 = st.columns(2)
-        fig = px.line(pre.sort_values("prompt_tokens"), x="prompt_tokens", y="prefill_ms", color="series",
-                      markers=True, log_x=True, log_y=True,
-                      labels={"prompt_tokens": "prompt tokens", "prefill_ms": "prefill (ms)"},
-                      title="Prefill time vs prompt length (log-log)")
-        c1.plotly_chart(fig, width="stretch")
+        c1.plotly_chart(charts.prefill_lines(pre), width="stretch")
         mem = pre[col(pre, "peak_mem_bytes").notna()].copy()
         if not mem.empty:
             mem["peak_mem_gib"] = mem["peak_mem_bytes"] / 2**30
-            fig = px.line(mem.sort_values("prompt_tokens"), x="prompt_tokens", y="peak_mem_gib", color="series",
-                          markers=True, log_x=True, labels={"prompt_tokens": "prompt tokens",
-                                                            "peak_mem_gib": "peak GPU memory (GiB)"},
-                          title="Peak memory during prefill (weights included)")
-            c2.plotly_chart(fig, width="stretch")
+            c2.plotly_chart(charts.prefill_memory_lines(mem), width="stretch")
     dec = e2e[col(e2e, "decode_tok_s").notna()].copy()
     if not dec.empty:
         dec["series"] = dec["model"] + " · " + dec["path"]
-        fig = px.bar(dec.sort_values("prompt_tokens"), x="prompt_tokens", y="decode_tok_s", color="series",
-                     barmode="group", labels={"prompt_tokens": "context tokens", "decode_tok_s": "tokens/s"},
-                     title="Decode tokens/s vs context length (greedy, batch 1)")
-        fig.update_xaxes(type="category")
-        st.plotly_chart(fig, width="stretch")
+        st.plotly_chart(charts.decode_bars(dec), width="stretch")
     show = [c for c in ("model", "path", "prompt_tokens", "new_tokens", "prefill_ms", "peak_mem_bytes",
                         "decode_tok_s", "tpot_ms", "cache_bytes", "error") if c in e2e.columns]
-    st.dataframe(ui.exportable(e2e[show].sort_values(["model", "path", "prompt_tokens"])), hide_index=True)
+    st.dataframe(exportable(e2e[show].sort_values(["model", "path", "prompt_tokens"])), hide_index=True)
 
 # ------------------------------------------------------------------ roofline
 kb = latest_run(data, "kernel_bench")
@@ -105,35 +94,26 @@ else:
     k = kb[col(kb, "metric") == "kernel_ms"].copy()
     k["label"] = k["model"] + "<br>" + col(k, "shape").astype(str)
     st.caption(f"Device: {', '.join(sorted(kb['device'].dropna().unique()))}. Ceiling = measured device copy "
-               f"bandwidth ({ui.fmt_num(ceiling, ' GB/s', 0)}). Achieved GB/s counts each kernel's compulsory "
+               f"bandwidth ({fmt_num(ceiling, ' GB/s', 0)}). Achieved GB/s counts each kernel's compulsory "
                "traffic (inputs read once, outputs written once). These kernels are memory-bound, so the copy "
                "bandwidth is the limit they can approach.")
-    fig = go.Figure(go.Bar(x=k["label"], y=k["gbps"], name="achieved GB/s",
-                           text=[f"{p:.0f}%" for p in k["pct_of_copy"]], textposition="outside"))
-    if ceiling:
-        fig.add_hline(y=ceiling, line_dash="dash", annotation_text="copy bandwidth (measured)")
-    fig.update_layout(yaxis_title="GB/s", title="Achieved bandwidth vs measured ceiling")
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(charts.roofline_bars(k, ceiling), width="stretch")
 
     speed_cols = [c for c in k.columns if c.startswith("speedup_vs_")]
     if speed_cols:
         long = k.melt(id_vars=["label"], value_vars=speed_cols, var_name="baseline", value_name="speedup").dropna()
         long["baseline"] = long["baseline"].str.replace("speedup_vs_", "", regex=False)
-        fig = px.bar(long, x="label", y="speedup", color="baseline", barmode="group", log_y=True,
-                     title="Speed-up of our kernel over each baseline (>1: ours is faster)",
-                     labels={"label": "", "speedup": "speed-up (x, log)"})
-        fig.add_hline(y=1.0, line_dash="dot")
-        st.plotly_chart(fig, width="stretch")
+        st.plotly_chart(charts.speedup_bars(long), width="stretch")
     show = ["model", "shape", "value", "gbps", "pct_of_copy"] + [c for c in k.columns if c.endswith("_ms")
                                                                   and c != "value"] + speed_cols
-    st.dataframe(ui.exportable(k[[c for c in show if c in k.columns]].rename(columns={"value": "ms"})),
+    st.dataframe(exportable(k[[c for c in show if c in k.columns]].rename(columns={"value": "ms"})),
                  hide_index=True)
     for note in col(k, "hf_note").dropna().unique():
         st.caption(f"Note: {note}")
     sweep = kb[col(kb, "metric") == "sweep_ms"]
     if not sweep.empty:
         with st.expander("Launch-config sweep (out-of-place kernels)"):
-            st.dataframe(ui.exportable(sweep[[c for c in ("model", "config", "value", "pct_of_copy")
+            st.dataframe(exportable(sweep[[c for c in ("model", "config", "value", "pct_of_copy")
                                               if c in sweep.columns]].rename(columns={"value": "ms"})),
                          hide_index=True)
 
@@ -153,7 +133,7 @@ else:
     show = [c for c in ("model", "variant", "device", "num_warps", "config", "ok", "vgpr", "sgpr", "registers",
                         "spills", "sgpr_spill", "lds_bytes", "shared_bytes", "occupancy", "value", "error")
             if c in view.columns]
-    st.dataframe(ui.exportable(view[show].rename(columns={"model": "op", "device": "target",
+    st.dataframe(exportable(view[show].rename(columns={"model": "op", "device": "target",
                                                           "value": "compile_s"})), hide_index=True)
     bad = view[(col(view, "ok") == False) | (col(view, "spills").fillna(0) > 0)]  # noqa: E712
     if bad.empty:

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import expkit as kit
-from backend.experiments.views import (
-    accuracy_lines,
-    accuracy_table,
-    efficiency_figure,
-    heatmap_figure,
-    heatmap_grid,
-)
-from pages import ui
+from backend.experiments.views import accuracy_table, efficiency_table, heatmap_grid
+from pages.components import experiment as kit
+from pages.components.charts import efficiency_figure, heatmap_figure, length_lines
+from pages.components.resources import generator_getter, store_or_stop
 
 KEY = "longctx"
 
@@ -25,8 +20,8 @@ st.markdown(
     "extrapolation. Beside the heatmaps: what each length costs. A transformer's KV cache grows with the "
     "context; an SSM's conv + SSM state stays the same size.")
 
-store = ui.store_or_stop()
-get_generator = ui.generator_getter()
+store = store_or_stop()
+get_generator = generator_getter()
 
 
 with st.container(border=True):
@@ -73,19 +68,14 @@ else:
 
     by_length = accuracy_table(preds, ["length"], filt).dropna(subset=["length"])
     if not by_length.empty:
-        fig = accuracy_lines(by_length, "length", "Where each model extrapolates and where it breaks "
-                             "(accuracy over all depths)", x_title="context length (tokens)")
-        fig.update_xaxes(type="log", tickvals=sorted(set(by_length["length"])))
         ctxs = sorted({c for c in train_ctx.values() if c})
-        for ctx in ctxs:
-            fig.add_vline(x=ctx, line_dash="dash", line_color="grey")
-        st.plotly_chart(fig, key=f"{KEY}_by_length")
+        st.plotly_chart(length_lines(by_length, ctxs), key=f"{KEY}_by_length")
         if ctxs:
             st.caption(f"Dashed line: the models' training length ({', '.join(map(str, ctxs))} tokens).")
 
 st.subheader("What each length costs")
 meas = store.measurements(run_ids=[row["run_id"]])
-fig = efficiency_figure(meas)
+fig = efficiency_figure(efficiency_table(meas))
 if fig is None:
     st.caption("No timing rows in this run.")
 else:

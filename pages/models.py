@@ -9,11 +9,12 @@ import struct
 from pathlib import Path
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from backend import registry
-from pages import ui
+from backend.generation.compare import device_setting, error_sentence
+from backend.models import registry
+from pages.components.charts import loss_lines
+from pages.components.resources import get_manager
 
 
 def folder_params(folder: Path) -> int | None:
@@ -87,7 +88,7 @@ def show_flash(area: str) -> None:
 
 
 st.title("Models")
-manager = ui.get_manager()
+manager = get_manager()
 specs = registry.list_specs()
 loaded_infos = manager.loaded()
 loaded = {i.name: i for i in loaded_infos}
@@ -113,7 +114,7 @@ if loaded_infos:
                                 "placeholder": "untrained placeholder" if i.placeholder else ""}
                                for i in loaded_infos]), hide_index=True, key="models_loaded")
 else:
-    st.text(f"No model is loaded yet. Models load on first use (device setting: {ui.device_setting()}).")
+    st.text(f"No model is loaded yet. Models load on first use (device setting: {device_setting()}).")
 
 c1, c2 = st.columns(2)
 with c1:
@@ -121,10 +122,10 @@ with c1:
     if st.button("Load", key="models_load"):
         with st.spinner(f"Loading {choice} ..."):
             try:
-                info = manager.get(choice, device=ui.device_setting()).info
+                info = manager.get(choice, device=device_setting()).info
                 flash("load", "success", f"{choice} is loaded on {info.device} ({info.dtype}).")
             except Exception as e:
-                flash("load", "error", ui.error_sentence(e))
+                flash("load", "error", error_sentence(e))
         st.rerun()  # redraw the tables above with the new state
 with c2:
     names = sorted(loaded)
@@ -149,7 +150,7 @@ with st.form("models_add", clear_on_submit=False):
                 spec = registry.add_local_model(folder.strip(), name.strip() or None)
                 flash("add", "success", f"Added '{spec.name}' ({spec.family}). It is now in the registry and the Arena.")
             except Exception as e:
-                flash("add", "error", ui.error_sentence(e))
+                flash("add", "error", error_sentence(e))
         st.rerun()
 show_flash("add")
 
@@ -163,8 +164,6 @@ for s in specs:
             curves.append(long)
 if curves:
     df = pd.concat(curves, ignore_index=True)
-    fig = px.line(df, x="x", y="loss", color="model", line_dash="series",
-                  labels={"x": curves[0].attrs.get("x", "step")}, log_y=True)
-    st.plotly_chart(fig, key="models_loss")
+    st.plotly_chart(loss_lines(df, curves[0].attrs.get("x", "step")), key="models_loss")
 else:
     st.text("No loss curves yet: trained bundled models write assets/models/<name>/loss.jsonl.")

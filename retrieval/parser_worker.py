@@ -20,6 +20,7 @@ def _limit_resources(memory_bytes: int, cpu_seconds: int) -> None:
 
 
 def _handle(header: dict, data: bytes) -> dict:
+    # imported after main() has set this process's memory and CPU limits: the parsers load under them
     from retrieval.config import IngestLimits
     from retrieval.errors import IngestError
     from retrieval.parse import parse_bytes
@@ -59,7 +60,3 @@ def main() -> None:
         reply = _handle(header, data)
         stdout.write(json.dumps(reply).encode() + b"\n")
         stdout.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -16,6 +16,7 @@ reply = one JSON line {"ok": true, "pages": [[page, text], ...], "n_pages"} or {
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
@@ -118,8 +119,6 @@ class _ParserProcess:
 
 
 def _os_read(fd: int) -> bytes:
-    import os
-
     return os.read(fd, 1 << 20)
 
 

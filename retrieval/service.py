@@ -20,9 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.chunking import Chunk, chunk_document, document_text
-from retrieval.config import EMBED_DIM, EMBEDDER_NAME, ChunkConfig, IngestLimits, check_collection_name, index_path
+from retrieval.config import (
+    EMBED_DIM,
+    EMBEDDER_NAME,
+    ChunkConfig,
+    IngestLimits,
+    check_collection_name,
+    index_path,
+)
 from retrieval.errors import IngestError, RetrievalError
-from retrieval.index import IndexFile, ids_of
+from retrieval.index import IndexFile, ids_of, new_index
 from retrieval.index import search as index_search
 from retrieval.parse import ParsedDocument
 from retrieval.sandbox import parse_isolated
@@ -74,7 +81,6 @@ class Retriever:
     """`embedder`: an Embedder (tests, experiments); else `embedder_loader()` is called the first time one
     is needed (the page passes its st.cache_resource loader); else `embed.get_embedder()`. Listing and
     deleting never load it."""
-
     def __init__(self, store, data_dir: Path | None = None, embedder=None,
                  limits: IngestLimits | None = None, chunking: ChunkConfig | None = None,
                  embedder_loader: Callable[[], object] | None = None):
@@ -274,7 +280,6 @@ class Retriever:
 
     def rebuild(self, collection: str, progress: Progress | None = None) -> int:
         """Re-embed every chunk of the store into a fresh index (after a crash or a corrupt file)."""
-        from retrieval.index import new_index
 
         self._require(collection)
         chunks = self.store.chunks(collection)

@@ -29,7 +29,7 @@ LOGS=/tmp/gpu_logs
 mkdir -p "$LOGS" "$OUT"
 
 train() {
-  $PY -m backend.train_all --parallel --out "$OUT" --tag "$TAG" --no-eval --models-dir .gpu/models \
+  $PY -m backend train-all --parallel --out "$OUT" --tag "$TAG" --no-eval --models-dir .gpu/models \
     --time-budget "${TRAIN_BUDGET_S:-400}" --batch-size 12 --seq-len 1024 --lr 0.002 --warmup-steps 100 \
     --decay-frac 0.2 --n-tokens 120000000 --plan-after 40 --log-every 50
 }
@@ -51,7 +51,7 @@ EOF
   local t0=$SECONDS
   local R=/tmp/gpu_results; mkdir -p $R
   for m in toy-mamba toy-mamba2 toy-transformer; do
-    timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend.toyworld.eval_suite "assets/models/$m" --out "$R/eval_$m.jsonl" \
+    timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend evaluate "assets/models/$m" --out "$R/eval_$m.jsonl" \
       >"$LOGS/eval_$m.log" 2>&1 &
   done
   local E="--profile full --workers 3 --name $TAG-full"
@@ -62,8 +62,8 @@ EOF
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment cot $E --jsonl "$OUT/exp_cot_$TAG.jsonl" >"$LOGS/exp_cot.log" 2>&1 &
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment rag --plan .gpu/rag_plan_full.jsonl --workers 3 --name "$TAG-full" \
     --jsonl "$OUT/exp_rag_$TAG.jsonl" >"$LOGS/exp_rag.log" 2>&1 &
-  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m pytest tests/kernels tests/backend/test_ssm_fast_gpu.py tests/backend/test_gpu_generation.py \
-    tests/backend/test_bench_gpu.py -q -p no:cacheprovider --deselect tests/kernels/test_bench_commands.py::test_kernel_bench_smoke \
+  timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m pytest tests/kernels tests/backend/generation/test_ssm_fast_gpu.py tests/backend/generation/test_gpu_generation.py \
+    tests/backend/bench/test_gpu.py -q -p no:cacheprovider --deselect tests/backend/cli/test_kernel_bench_cli.py::test_kernel_bench_smoke \
     >"$LOGS/pytest_gpu.log" 2>&1 &  # that smoke test is the CPU interpreter's (triton 3.6 + numpy 2.5 there: int() of an array fails)
   # the arbitrary-label few-shot task: labels defined only by the examples
   timeout -s INT -k 20 "${GROUP_S:-240}" $PY -m backend experiment fewshot --task arbitrary $E \

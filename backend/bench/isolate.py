@@ -2,7 +2,7 @@
 
 A CUDA error such as "an illegal memory access was encountered" poisons the whole process: every later
 CUDA call fails. With `SweepConfig.isolate` the parent (which owns the run and the writer) starts
-`python -m backend.bench.isolate SPEC` per model; the child measures that model with the same `Sweep`
+`python -m backend bench-child FOLDER` per model (`child_main`); the child measures that model with the same `Sweep`
 code, appends its rows to a private JSONL file and records the point it is about to measure in a state
 file. The parent forwards the rows to its writer. When the child dies, the parent records an "error" row
 for the point it died in (with the child's last error line), a "max_batch" row if the batch sweep was cut,
@@ -32,6 +32,8 @@ from pathlib import Path
 
 from backend.bench.shapes import Shape
 from backend.bench.sweep import Sweep, SweepConfig, _Plan
+from store import RecordWriter
+from store.records import iter_records
 
 STATE, ROWS, SPEC = "state.json", "rows.jsonl", "spec.json"
 
@@ -52,8 +54,6 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_model_in_child(sweep: Sweep, model_name: str) -> None:
-    from store.records import iter_records
-
     shape = sweep.shapes[model_name]
     cfg = asdict(sweep.cfg)
     cfg.update(models=[model_name], isolate=False)
@@ -65,7 +65,7 @@ def run_model_in_child(sweep: Sweep, model_name: str) -> None:
         tmp = Path(tmp)
         _write_json(tmp / SPEC, {"cfg": cfg, "shape": asdict(shape), "run_id": sweep.run_id, "meta": sweep.meta,
                                  "spawn_wall": time.time()})
-        proc = subprocess.Popen([sys.executable, "-m", "backend.bench.isolate", str(tmp)], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "backend", "bench-child", str(tmp)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         killed: list[float] = []
         timer = None
@@ -119,8 +119,6 @@ def _record_crash(sweep: Sweep, shape: Shape, current: dict | None, reason: str,
 
 
 def child_main(folder: str) -> int:
-    from store import RecordWriter
-
     tmp = Path(folder)
     spec = json.loads((tmp / SPEC).read_text())
     shape_d = spec["shape"]
@@ -157,7 +155,3 @@ def child_main(folder: str) -> int:
     finally:
         state["not_run"] = sweep.not_run
         _write_json(tmp / STATE, state)
-
-
-if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1]))

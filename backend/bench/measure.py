@@ -22,20 +22,10 @@ from collections.abc import Callable
 
 import torch
 
-from backend.metrics import PeakMemory, percentile
+from backend.device import synchronize
+from backend.generation.metrics import PeakMemory, percentile
 
 WARMUP_STEPS = 4  # decode steps in each warm-up run
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "cpu"
 
 
 def model_bytes(model) -> int:
@@ -59,20 +49,20 @@ def _vocab(model) -> int:
 
 def _one_run(stepper, ids: torch.Tensor, new_tokens: int, device: torch.device) -> dict:
     mem = PeakMemory(str(device))
-    sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     logits = stepper.prefill(ids)
-    sync(device)
+    synchronize(device)
     t_prefill = time.perf_counter()
     tok = logits.argmax(-1)
-    sync(device)
+    synchronize(device)
     t_first = time.perf_counter()
     steps: list[float] = []
     last = t_first
     for _ in range(new_tokens - 1):
         logits = stepper.step(tok)
         tok = logits.argmax(-1)
-        sync(device)
+        synchronize(device)
         now = time.perf_counter()
         steps.append(now - last)
         last = now
@@ -133,7 +123,7 @@ def measure_point(
                 tok = logits.argmax(-1)
                 for _ in range(min(WARMUP_STEPS, new_tokens - 1)):
                     tok = stepper.step(tok).argmax(-1)
-                sync(device)
+                synchronize(device)
             warm_s = time.perf_counter() - t_setup
             n_rep = 1 if warm_s > slow_run_s else repeats
             runs = [_one_run(stepper, ids, new_tokens, device) for _ in range(n_rep)]
@@ -210,10 +200,10 @@ def measure_hf_generate(
         for _ in range(repeats):
             mem = PeakMemory(str(device))
             streamer = _TimingStreamer()
-            sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             model.generate(ids, streamer=streamer, **kw)
-            sync(device)
+            synchronize(device)
             t_end = time.perf_counter()
             ts = streamer.times
             steps = [(b - a) * 1e3 for a, b in zip(ts, ts[1:], strict=False)]

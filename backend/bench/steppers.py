@@ -1,9 +1,9 @@
 """Load a benchmark model and give it its best standard decode stepper.
 
 - transformer: SDPA attention, HF `StaticCache`, the step captured in a CUDA graph on CUDA
-  (`backend.tf_stepper.StaticGraphStepper`; eager static-cache steps on CPU, labelled as such).
-- mamba / mamba2: our kernels (`backend.ssm_fast.enable`, when that module is present) and whatever
-  stepper `backend.steppers` selects for the model on this device (the CUDA-graph SSM stepper registers
+  (`backend.generation.tf_stepper.StaticGraphStepper`; eager static-cache steps on CPU, labelled as such).
+- mamba / mamba2: our kernels (`backend.generation.ssm_fast.enable`, when that module is present) and whatever
+  stepper `backend.generation.steppers` selects for the model on this device (the CUDA-graph SSM stepper registers
   there; otherwise the eager cache loop). The path that actually ran is recorded on every row.
 - "eager" (any family): the shared eager loop with HF's DynamicCache, a labelled reference row.
 """
@@ -15,27 +15,9 @@ import logging
 import torch
 
 from backend.bench.shapes import Shape, bundled_folder
+from backend.generation import steppers
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("No CUDA device is visible here. Run with --device cpu (results are labelled CPU).")
-    return dev
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype in (None, "", "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-                "fp32": torch.float32, "float32": torch.float32}[dtype]
-    except KeyError:
-        raise ValueError(f"Unknown dtype {dtype!r}: use auto, bf16, fp16 or fp32.") from None
 
 
 def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
@@ -66,27 +48,25 @@ def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
         path = model.config._attn_implementation or "eager"
     else:
         try:
-            from backend import ssm_fast
+            from backend.generation import ssm_fast
         except ImportError:
             ssm_fast = None
         except Exception as e:  # noqa: BLE001 - a broken optional module must not stop the benchmark
-            log.warning("backend.ssm_fast failed to import (%s); %s runs on the HF torch path", e, shape.name)
+            log.warning("backend.generation.ssm_fast failed to import (%s); %s runs on the HF torch path", e, shape.name)
             ssm_fast = None
         if ssm_fast is not None:
             try:
                 path = str(ssm_fast.enable(model))
             except Exception as e:  # noqa: BLE001 - recorded as the HF path, with the reason in the log
                 log.warning("ssm_fast.enable failed for %s (%s); using the HF torch path", shape.name, e)
-    model.arena_path = path  # the label backend.steppers gives eager runs of this model
+    model.arena_path = path  # the label backend.generation.steppers gives eager runs of this model
     return model, path
 
 
 def _registered_stepper(model, family: str, device: torch.device):
-    """The stepper `backend.steppers` chooses for this model and device (registered GPU steppers first)."""
-    from backend import steppers
-
-    try:  # the SSM CUDA-graph stepper, when it exists, registers itself with backend.steppers
-        from backend import ssm_stepper
+    """The stepper `backend.generation.steppers` chooses for this model and device (registered GPU steppers first)."""
+    try:  # the SSM CUDA-graph stepper, when it exists, registers itself with backend.generation.steppers
+        from backend.generation import ssm_stepper
 
         if callable(getattr(ssm_stepper, "register", None)):
             ssm_stepper.register()
@@ -96,7 +76,7 @@ def _registered_stepper(model, family: str, device: torch.device):
 
 
 def eager_stepper(model, family: str, device: torch.device):
-    from backend.steppers import EagerStepper
+    from backend.generation.steppers import EagerStepper
 
     return EagerStepper(model, family, device)
 
@@ -104,7 +84,7 @@ def eager_stepper(model, family: str, device: torch.device):
 def best_stepper(model, family: str, device: torch.device, new_tokens: int):
     """The family's best standard path on this device (see the module docstring)."""
     if family == "transformer":
-        from backend.tf_stepper import StaticGraphStepper
+        from backend.generation.tf_stepper import StaticGraphStepper
 
         return StaticGraphStepper(model, max_new_tokens=new_tokens, use_cuda_graph=device.type == "cuda")
     return _registered_stepper(model, family, device)

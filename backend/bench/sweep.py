@@ -32,6 +32,8 @@ import torch
 from backend.bench import measure as M
 from backend.bench import steppers as S
 from backend.bench.shapes import SHAPES, Shape, partner_of
+from backend.device import device_name, resolve_device, resolve_dtype
+from backend.runinfo import run_meta
 
 log = logging.getLogger(__name__)
 RUN_KIND = "bench"
@@ -88,8 +90,6 @@ def is_oom(exc: BaseException) -> bool:
 def _meta(device: torch.device) -> dict:
     """backend.runinfo.run_meta (git sha, or SSM_ARENA_GIT_SHA where the tree came without .git; versions;
     device_name: the GPU's or the CPU model) plus the versions gathered in one `versions` dict."""
-    from backend.runinfo import run_meta
-
     meta = dict(run_meta(device=str(device)))
     meta["versions"] = {k: meta.get(k) for k in ("torch", "transformers", "triton", "python", "cuda", "hip")}
     return meta
@@ -125,13 +125,18 @@ class Sweep:
     """Runs a SweepConfig and writes one run (kind "bench") to `writer` (store or RecordWriter).
 
     `load_model(shape, device, dtype) -> (model, kernel_path)` and
-    `make_stepper(kind, model, family, device, new_tokens)` are injectable for tests."""
-
+    `make_stepper(kind, model, family, device, new_tokens)` are injectable for tests. `run_model(sweep, name)`
+    is how one model is run: in this process by default; `backend.bench.isolate.run_model_in_child` runs it
+    in a child process (what `python -m backend bench` passes when the config asks for isolation)."""
     def __init__(self, cfg: SweepConfig, writer, shapes: dict[str, Shape] | None = None,
                  load_model: Callable | None = None, make_stepper: Callable | None = None,
                  measure_point: Callable | None = None, measure_hf: Callable | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None,
+                 run_model: Callable[[Sweep, str], None] | None = None):
         cfg.validate()
+        if cfg.isolate and run_model is None:
+            raise ValueError("SweepConfig.isolate needs run_model=backend.bench.isolate.run_model_in_child "
+                             "(run_sweep passes it).")
         self.cfg = cfg
         self.writer = writer
         self.shapes = shapes or SHAPES
@@ -140,8 +145,9 @@ class Sweep:
         self.measure_point = measure_point or M.measure_point
         self.measure_hf = measure_hf or M.measure_hf_generate
         self.progress = progress or (lambda msg: log.info(msg))
-        self.device = S.resolve_device(cfg.device)
-        self.dtype = S.resolve_dtype(cfg.dtype, self.device)
+        self.run_model = run_model or Sweep._run_model
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
         for name in cfg.models:
             if name not in self.shapes:
                 raise ValueError(f"Unknown benchmark model {name!r}. Choose from {', '.join(self.shapes)}.")
@@ -163,12 +169,7 @@ class Sweep:
         try:
             for i, model_name in enumerate(self.cfg.models):
                 self._model_limit = self.model_limit(len(self.cfg.models) - i)
-                if self.cfg.isolate:
-                    from backend.bench.isolate import run_model_in_child
-
-                    run_model_in_child(self, model_name)
-                else:
-                    self._run_model(model_name)
+                self.run_model(self, model_name)
             status = "completed"
         except KeyboardInterrupt:
             status = "cancelled"
@@ -276,7 +277,7 @@ class Sweep:
 
     def _fall_back(self, model, shape: Shape, failed_row: dict) -> str:
         try:
-            from backend import ssm_fast
+            from backend.generation import ssm_fast
 
             ssm_fast.disable(model)
         except Exception as e:  # noqa: BLE001 - nothing more to undo
@@ -316,7 +317,7 @@ class Sweep:
         return {
             "model": shape.name,
             "family": shape.family,
-            "device": self.meta.get("device_name") or M.device_name(self.device),
+            "device": self.meta.get("device_name") or device_name(self.device),
             "device_kind": self.device.type,  # "cpu" rows are CPU timings, labelled as such on the page
             "dtype": str(self.dtype).replace("torch.", ""),
             "batch": plan.batch,

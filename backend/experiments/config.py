@@ -19,7 +19,8 @@ import shlex
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from backend.interface import GenSettings
+from backend.generation.interface import GenSettings
+from backend.models import registry
 
 EXPERIMENTS = ("fewshot", "long-context", "cot", "rag")
 RUN_KIND = {e: f"experiment-{e}" for e in EXPERIMENTS}
@@ -68,7 +69,6 @@ class ExperimentConfig:
       set, instances come from it instead of the toy world.
     max_new_tokens: overrides the task's own limit when set.
     """
-
     experiment: str
     models: list[str]
     n: int = 10
@@ -154,8 +154,6 @@ def _fmt(v: Any) -> str:
 
 def default_models() -> list[str]:
     """The bundled models (Mamba, Mamba-2, transformer) when the registry has them, else its default pair."""
-    from backend import registry
-
     bundled = [s.name for s in registry.list_specs() if s.source == "bundled"]
     return bundled if len(bundled) >= 2 else list(registry.default_pair())
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.experiments.config import ExperimentConfig
-from backend.experiments.plans import Plan, build_plan
+from backend.experiments.plans import build_plan
+from backend.experiments.registry import Plan
 from backend.experiments.runner import (
     Progress,
     RunOutcome,
@@ -31,11 +32,10 @@ from backend.experiments.runner import (
     evaluate,
     model_info,
 )
+from store import RecordWriter, open_store
 
 
 def _store_spec(store) -> tuple[str, str]:
-    from store import RecordWriter
-
     return ("jsonl", str(store.path)) if isinstance(store, RecordWriter) else ("duckdb", str(store.path))
 
 
@@ -44,7 +44,6 @@ def _open(spec: tuple[str, str]):
         from store import RecordWriter
 
         return RecordWriter(spec[1])
-    from store import open_store
 
     return open_store(spec[1])
 
@@ -53,7 +52,7 @@ def _worker(config_dict: dict, plan: Plan, models: list[str], run_id: str, spec:
             device: str | None, workers: int, q, stop_ev) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
-        from backend.manager import ModelManager
+        from backend.models.manager import ModelManager
 
         config = ExperimentConfig.from_dict(config_dict)
         store = _open(spec)
@@ -93,7 +92,7 @@ def run_parallel(config: ExperimentConfig, store, *, workers: int, device: str |
     config.validate()
     workers = max(1, min(workers, len(config.models)))
     if count_tokens is None:
-        from backend.manager import ModelManager
+        from backend.models.manager import ModelManager
 
         count_tokens = ModelManager().get(config.models[0], device="cpu").count_tokens
     plan = build_plan(config, count_tokens=count_tokens)

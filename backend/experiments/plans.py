@@ -3,62 +3,30 @@
 Instances are built from the config's seed alone (stable_seed; never Python's salted hash), so the same
 config gives the same prompts in any process, and a resumed run recognises its finished instances by id.
 
-Sources: built-in task providers (the toy world registers its own in `backend.experiments.toytasks`;
-tests register tiny ones with `register_task`) and user JSONL files (`config.data`).
+Sources: the tasks registered in `backend.experiments.registry` (the toy world's in
+`backend.experiments.toytasks` and the RAG experiment's in `backend.experiments.rag`, both imported here so
+that they register; tests register tiny ones with `register_task`) and user JSONL files (`config.data`).
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
+from backend.experiments import toytasks  # noqa: F401  (registers the toy-world tasks)
 from backend.experiments.config import DATA_SCHEMA, ExperimentConfig
 from backend.experiments.datasets import load_jsonl
-from backend.experiments.tasks import FewShotSpec, Instance, TaskError, TaskSpec, select_examples, stable_seed
-
-
-@dataclass
-class Plan:
-    tasks: dict[str, TaskSpec]
-    instances: list[Instance]
-    warnings: list[str] = field(default_factory=list)  # e.g. malformed lines skipped in a data file
-    # extra measurement rows once a run completes: measure(plan, prediction rows, {model: family}) -> rows
-    # (a module-level function, so the plan still pickles for parallel workers; e.g. backend.rag.rag_measurements)
-    measure: Callable[..., list[dict]] | None = None
-
-
-PlanBuilder = Callable[..., Plan]  # (config, count_tokens=None) -> Plan
-_TASKS: dict[tuple[str, str], PlanBuilder] = {}
-
-
-def register_task(experiment: str, name: str, builder: PlanBuilder) -> None:
-    """Make `name` available as `config.task` for `experiment`."""
-    _TASKS[(experiment, name)] = builder
-
-
-def task_names(experiment: str) -> list[str]:
-    _load_builtin()
-    return sorted(name for (exp, name) in _TASKS if exp == experiment)
-
-
-def _load_builtin() -> None:
-    try:
-        import backend.experiments.toytasks  # noqa: F401  (registers the toy-world tasks)
-    except ImportError as e:  # the toy world is optional for user data and tests
-        if "toyworld" not in str(e):
-            raise
+from backend.experiments.rag import rag_file_plan
+from backend.experiments.registry import Plan, builder_of, fewshot_plan, task_names
+from backend.experiments.tasks import FewShotSpec, Instance, TaskError, TaskSpec
 
 
 def build_plan(config: ExperimentConfig, count_tokens: Callable[[str], int] | None = None) -> Plan:
     """`count_tokens` (the first model's tokenizer) lets length-targeted tasks hit token counts exactly."""
     if config.data:
         return _data_plan(config)
-    _load_builtin()
     names = task_names(config.experiment)
     name = config.task or (names[0] if names else "")
-    builder = _TASKS.get((config.experiment, name))
+    builder = builder_of(config.experiment, name)
     if builder is None:
         raise TaskError(
             f"No built-in {config.experiment} task named {name!r}. Available: {', '.join(names) or 'none'} "
@@ -69,40 +37,6 @@ def build_plan(config: ExperimentConfig, count_tokens: Callable[[str], int] | No
     # limit) still covers every point with about the same n
     plan.instances.sort(key=lambda i: i.params.get("query", 0))
     return plan
-
-
-# ----------------------------------------------------------------------------------------------------
-# Generic plan shapes shared by toy-world and user-data tasks
-
-
-def fewshot_plan(config: ExperimentConfig, task: TaskSpec, pool: list[dict[str, Any]],
-                 queries: list[dict[str, Any]] | None = None) -> Plan:
-    """n queries, each asked at every k with a nested set of examples (the k=2 examples are the first
-    two of the k=4 examples), so k is the only thing that changes along the curve.
-
-    With `queries` None, queries are drawn from `pool` and an example is never its own query.
-    """
-    ks = config.sweep.get("k", [0])
-    rng = random.Random(stable_seed(config.seed, "fewshot-queries", task.name))
-    if queries is None:
-        if len(pool) < 2:
-            raise TaskError("A few-shot task needs at least 2 examples.")
-        q_idx = rng.sample(range(len(pool)), min(config.n, len(pool)))
-        chosen = [(i, pool[i]) for i in q_idx]
-    else:
-        chosen = [(None, q) for q in queries[: config.n]]
-    instances = []
-    for qi, (pool_index, doc) in enumerate(chosen):
-        shot_rng = random.Random(stable_seed(config.seed, "fewshot-shots", task.name, qi))
-        kmax = max(ks)
-        order = select_examples(pool, min(kmax, len(pool) - (pool_index is not None)), task.fewshot,
-                                shot_rng, exclude=pool_index) if kmax else []
-        for k in ks:
-            if k > len(order):
-                raise TaskError(f"k={k} needs {k} examples but the pool has only {len(order)} besides the query.")
-            instances.append(Instance(id=f"k={k}/q={qi}", doc=doc, reference=str(doc[task.reference_field]),
-                                      params={"k": k, "query": qi}, examples=order[:k], task=task.name))
-    return Plan({task.name: task}, instances)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,32 +57,9 @@ USER_DIRECT = TaskSpec(name="user-direct", template="Question: {question}\nAnswe
                        stop=["\n"], max_new_tokens=24)
 
 
-def _rag_file_plan(config: ExperimentConfig) -> Plan:
-    """A RAG plan saved by `experiment rag --save-plan` (no retrieval here: faiss is not needed), cut to the
-    config's k values and its first n queries."""
-    import json
-
-    from backend.rag import load_rag_plan
-
-    try:
-        plan = load_rag_plan(config.data)
-    except FileNotFoundError:
-        raise TaskError(f"There is no plan file {config.data!r}; write one with "
-                        "`python -m backend experiment rag --save-plan FILE`.") from None
-    except (json.JSONDecodeError, TypeError, KeyError, UnicodeDecodeError) as e:
-        raise TaskError(f"{config.data} is not a RAG plan file ({e}); write one with "
-                        "`python -m backend experiment rag --save-plan FILE`.") from None
-    ks = set(config.sweep.get("k") or [])
-    plan.instances = [i for i in plan.instances
-                      if (not ks or i.params.get("k") in ks) and i.params.get("query", 0) < config.n]
-    if not plan.instances:
-        raise TaskError(f"{config.data} has no question at k in {sorted(ks)}; change --ks or --n.")
-    return plan
-
-
 def _data_plan(config: ExperimentConfig) -> Plan:
     if config.experiment == "rag":
-        return _rag_file_plan(config)
+        return rag_file_plan(config)
     loaded = load_jsonl(config.data, DATA_SCHEMA[config.experiment])
     recs = loaded.records
     if config.experiment == "fewshot":

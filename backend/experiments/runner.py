@@ -28,9 +28,11 @@ from typing import Any
 
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.metrics import METRICS, extract, truncate_at_stop, wilson_interval
-from backend.experiments.plans import Plan, build_plan
+from backend.experiments.plans import build_plan
+from backend.experiments.registry import Plan
 from backend.experiments.tasks import Instance, TaskSpec, elide, render_prompt
-from backend.interface import GenerationError, GenerationResult, Generator
+from backend.generation.interface import GenerationError, GenerationResult, Generator
+from store.records import iter_records
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -53,7 +55,7 @@ def weights_sha256(name: str) -> str | None:
     try:
         from pathlib import Path
 
-        from backend import registry
+        from backend.models import registry
 
         spec = registry.get_spec(name)
         files = sorted(Path(spec.location).glob("*.safetensors")) if spec.source != "hf" else []
@@ -189,7 +191,6 @@ class _Buffer:
     Flushed every `every_s` seconds or `max_rows` rows, and always before the run ends (also when it is
     cancelled or fails), so a hard kill loses at most the last few seconds of work; a resume redoes those.
     """
-
     def __init__(self, store, run_id: str, every_s: float = 2.0, max_rows: int = 64) -> None:
         self.store, self.run_id, self.every_s, self.max_rows = store, run_id, every_s, max_rows
         self.preds: list[dict] = []
@@ -222,7 +223,6 @@ def _read_predictions(store, run_id: str) -> list[dict]:
     if hasattr(store, "predictions"):
         df = store.predictions(run_id=run_id)
         return [] if df is None or df.empty else df.to_dict("records")
-    from store.records import iter_records
 
     rows = []
     if store.path.exists():

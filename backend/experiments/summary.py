@@ -1,6 +1,6 @@
 """Headline numbers of committed experiment results, straight from their JSONL files (no store, no duckdb).
 
-    python -m backend.experiments.summary results/exp_fewshot_h200.jsonl results/exp_rag_h200.jsonl ...
+    python -m backend experiment-summary results/exp_fewshot_h200.jsonl results/exp_rag_h200.jsonl ...
 
 Prints, per run in each file, markdown tables of accuracy (or EM / F1 / recall@k for RAG) with n and the
 95% Wilson interval, computed by the same functions the pages plot with (`views.accuracy_table`,
@@ -11,7 +11,6 @@ Experiments numbers are pasted from this output.
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -159,17 +158,3 @@ def summarize(path: str | Path) -> str:
             out.append(_unscored(preds, ["k"]))
         out.append("")
     return "\n\n".join(x for x in out if x)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`--wide`: the sweep's last key across columns (the README's tables)."""
-    global WIDE
-    args = list(argv if argv is not None else sys.argv[1:])
-    WIDE = "--wide" in args
-    for p in (a for a in args if a != "--wide"):
-        print(summarize(p))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,7 @@ Prompts use `backend.toyworld.TEMPLATES`, the formats the bundled models were tr
              strict "The answer is N", flexible the last number (lm-eval gsm8k_cot)
   direct     "Question: {question}\\nThe answer is" + " N."; strict: the output starts with the
              number, flexible: the first number
-  toy-rag    backend.rag.rag_plan: toy-world documents the models never saw, indexed in a throw-away
+  toy-rag    backend.experiments.rag.rag_plan: toy-world documents the models never saw, indexed in a throw-away
              collection; "{context}\nQuestion: {question}\nAnswer:" with the top-k passages (k = 0: the
              closed-book "Question: {question}\nAnswer:"); exact match of the first line
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backend.experiments.config import ExperimentConfig
-from backend.experiments.plans import Plan, fewshot_plan, register_task
+from backend.experiments.registry import Plan, fewshot_plan, register_task
 from backend.experiments.tasks import Instance, TaskSpec, stable_seed
 from backend.toyworld import FEWSHOT_TASKS, TEMPLATES, arithmetic_problems, fewshot_pool, passkey_documents
 
@@ -94,12 +94,3 @@ for _name in FEWSHOT_TASKS:
     register_task("fewshot", _name, _fewshot_builder(_name))
 register_task("long-context", "passkey", passkey_plan)
 register_task("cot", "arithmetic", arithmetic_plan)
-
-
-def _rag_plan(config: ExperimentConfig, count_tokens=None) -> Plan:
-    from backend.rag import rag_plan  # retrieval (faiss, sentence-transformers) loads only when a plan is built
-
-    return rag_plan(config, count_tokens=count_tokens)
-
-
-register_task("rag", "toy-rag", _rag_plan)

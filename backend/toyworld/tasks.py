@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from .text import a_, article, cap, facts, title
+from .text import a_, article, facts, title
 from .world import COLOURS, OCCUPATIONS, closed_book_entities, core_world, make_world
 
 # The prompt formats the bundled models were trained on. A task's prompt is the template filled in; the

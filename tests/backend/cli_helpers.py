@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.commands import experiment as cmd
+from backend.cli import experiment as cmd
 
 
 def parser() -> argparse.ArgumentParser:

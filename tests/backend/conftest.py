@@ -21,7 +21,12 @@ def _isolated_data(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):
     """arch -> folder with a tiny saved model (mamba, mamba2, llama, gpt_neox) and its tokenizer."""
-    from backend.placeholders import build_tiny
+    from backend.models.placeholders import build_tiny
 
     root = tmp_path_factory.mktemp("tiny")
     return {arch: build_tiny(arch, root / arch) for arch in ("mamba", "mamba2", "llama", "gpt_neox")}
+
+
+# the RAG glue, plan and CLI tests (tests/backend/test_rag.py, experiments/test_rag_plan.py, cli/test_rag_cli.py)
+# use the real offline embedder and a retriever, as the retrieval tests do
+from tests.retrieval.conftest import embedder, retriever  # noqa: E402,F401

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from backend import registry
-from backend.loading import load_generator
+from backend.models import registry
+from backend.models.loading import load_generator
 
 
 @functools.lru_cache(maxsize=None)

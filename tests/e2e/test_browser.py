@@ -170,13 +170,13 @@ def test_stop_in_a_real_browser_keeps_the_partial_text(chromium, tmp_path):
     # Fake generators at 50 ms/token: the 64 tokens of each column would take > 3 s; Stop comes sooner.
     with _serve(tmp_path, SSM_ARENA_FAKE="1", SSM_ARENA_FAKE_DELAY="0.05") as (url, log):
         # First visit of the fresh server straight to a page URL (a bookmark) still gets app.py's menu and
-        # frame, not Streamlit's legacy pages/ menu (which would list ui.py as a page).
+        # frame, not Streamlit's legacy pages/ menu (file names, no sections): pages/components/legacy.py.
         first = chromium.new_page()
         first.goto(f"{url}/history", wait_until="domcontentloaded")
         first.wait_for_selector("h1:has-text('History')", timeout=90_000)
         _wait_idle(first, 60_000)
         nav = first.locator("[data-testid='stSidebarNav']").inner_text()
-        assert "Arena" in nav and "Models" in nav and "ui" not in nav.split(), nav
+        assert "Arena" in nav and "Models" in nav and "RAG evaluation" in nav and "rag eval" not in nav, nav
         assert "Store: " in first.locator("[data-testid='stSidebar']").inner_text()
         first.close()
         page = _open_arena(chromium, url, "Tell me about the mill")

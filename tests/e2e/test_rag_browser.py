@@ -115,8 +115,7 @@ def test_rag_upload_and_ask_in_a_real_browser(chromium, tmp_path):  # noqa: F811
             m = re.fullmatch(r"\[1\] score (-?\d\.\d{3}) · quarrel\.md · characters \d+-\d+", hit[0].strip())
             assert m and 0.3 < float(m.group(1)) <= 1.0, hit
             codes = [c.inner_text() for c in page.locator("[data-testid='stCode']").all()]
-            codes = [c for c in codes if not c.startswith("python -m backend")]  # the Evaluation's command
-            assert len(codes) == 3, codes  # one passage (the only chunk) + two answers
+            assert len(codes) == 3, codes  # one passage (the only chunk) + two answers (the evaluation: its own page)
             assert FACT in codes[0] and "[the harbour notes](http://attacker.example/notes)" in codes[0]
             assert "<b>keep</b>" in codes[0] and "**plain**" in codes[0]
             assert page.locator("a[href*='attacker.example']").count() == 0  # markup never rendered
@@ -135,6 +134,12 @@ def test_rag_upload_and_ask_in_a_real_browser(chromium, tmp_path):  # noqa: F811
             assert re.search(r"Saved as run \S+ \(kind rag; see the History page\)\.", body), body[-2000:]
             assert "Traceback" not in body
             assert page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count() == 0
+            # the RAG experiment is its own page, under Experiments in the sidebar
+            page.get_by_role("link", name="RAG evaluation").click()
+            page.wait_for_selector("h1:has-text('RAG evaluation')", timeout=60_000)
+            _wait_idle(page, 60_000)
+            assert page.get_by_role("button", name="Run").count() == 1
+            assert "No RAG experiment run is stored yet" in page.locator("body").inner_text()
         except Exception:
             page.screenshot(path=str(shot.with_name("e2e_rag_failure.png")), full_page=True)
             print(log.read_text()[-4000:])

@@ -1,18 +1,11 @@
-"""Kernel tests run our Triton kernels on CPU through the Triton interpreter (on a GPU: compiled).
+"""Kernel test helpers: per-dtype tolerances, NaN poisoning, and a faster interpreter scan.
 
-TRITON_INTERPRET must be set before any `@triton.jit` function is decorated (i.e. before `kernels.*` is
-imported), so it is set here, at collection time.
+TRITON_INTERPRET is set for the whole suite in tests/conftest.py (it must be set before any module imports
+`kernels.*`, which a test module of another folder may do first).
 """
 
-import os
-
-import torch  # importing torch does not decorate our kernels, so the variable can still be set after it
-
-if not torch.cuda.is_available():  # on a GPU machine the same tests run the compiled kernels
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-
-import pytest  # noqa: E402
+import pytest
+import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

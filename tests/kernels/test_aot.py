@@ -17,7 +17,7 @@ def test_all_kernels_compile_for_amd_and_nvidia_without_spills(tmp_path):
     out = tmp_path / "aot.jsonl"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "kernels.aot", "--out", str(out)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "backend", "kernel-aot", "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert out.exists(), proc.stdout + proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]

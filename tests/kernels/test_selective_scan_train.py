@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from kernels.selective_scan import selective_scan
-from kernels.selective_scan_train import (GRAD_NAMES, self_check, selective_scan_train,
-                                          selective_scan_train_ref, train_config)
+from kernels.selective_scan_train import (
+    GRAD_NAMES,
+    selective_scan_train,
+    selective_scan_train_ref,
+    self_check,
+    train_config,
+)
 from tests.kernels.conftest import DEVICE, REL_TOL, rel_err
 
 SHAPES = [

@@ -8,7 +8,7 @@ import zipfile
 
 def make_pdf(pages: list[str], password: str | None = None) -> bytes:
     """A PDF with each string as one page of Helvetica text (pypdf writer); optionally encrypted (RC4)."""
-    from retrieval.bench import make_text_pdf
+    from retrieval.testdata import make_text_pdf
 
     return make_text_pdf(pages, password)
 

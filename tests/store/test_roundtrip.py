@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.interface import GenMetrics
+from backend.generation.interface import GenMetrics
 from store import StoreError
 
 

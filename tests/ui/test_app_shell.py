@@ -20,7 +20,7 @@ def test_app_opens_on_arena_with_the_sidebar_frame(arena_env):
 
 def test_every_existing_page_can_be_switched_to(arena_env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    for page in ("pages/models.py", "pages/history.py"):
+    for page in ("pages/models.py", "pages/history.py", "pages/rag_eval.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert not at.error, (page, [e.value for e in at.error])
@@ -39,3 +39,15 @@ def test_arena_inputs_survive_a_visit_to_another_page(arena_env):
     assert at.text_area(key="arena_prompt").value == "Tell me about the mill"
     assert at.multiselect(key="arena_models").value == ["toy-mamba2"]
     assert at.number_input(key="arena_max_new").value == 7
+
+
+def test_rag_evaluation_is_listed_under_experiments():
+    """app.PAGES, read without running app.py (its module level draws the app)."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text())
+    pages = next(ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PAGES")
+    assert ("pages/rag_eval.py", "RAG evaluation", ":material/fact_check:") in pages["Experiments"]
+    listed = {f for entries in pages.values() for f, _, _ in entries}
+    assert listed == {p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py")}  # one file, one page

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import registry
+from backend.models import registry
 
 TIMEOUT = 60
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "arena.py")

@@ -1,4 +1,5 @@
-"""The side-by-side runner behind the Arena (pages/ui.py): threads, queue, Stop, sequential vs parallel."""
+"""The side-by-side runner behind the Arena (backend/generation/compare.py, drawn by pages/components/streaming.py):
+threads, queue, Stop, sequential vs parallel."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from backend.fake import FakeGenerator
-from backend.interface import GenSettings
-from pages import ui
+from backend.generation.compare import CompareJob, Slot
+from backend.generation.interface import GenSettings
+from backend.models.fake import FakeGenerator
+from pages.components.streaming import live_metrics
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "arena.py")
 
@@ -38,13 +40,13 @@ def _wait(job, timeout=30.0):
 
 
 def _slots(*names):
-    return [ui.Slot(n, n, "Tell me about the river") for n in names]
+    return [Slot(n, n, "Tell me about the river") for n in names]
 
 
 def test_sequential_runs_one_model_after_the_other():
     mgr = SlowManager(0.002)
     settings = GenSettings(max_new_tokens=20, stop_at_eos=False)
-    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr, parallel=False).start()
+    job = CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr, parallel=False).start()
     _wait(job)
     a, b = job.slots
     assert a.result and b.result and a.status == b.status == "done"
@@ -57,7 +59,7 @@ def test_sequential_runs_one_model_after_the_other():
 def test_stop_keeps_the_partial_text_and_skips_models_not_started():
     mgr = SlowManager(0.02)
     settings = GenSettings(max_new_tokens=500, stop_at_eos=False)
-    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr).start()
+    job = CompareJob(_slots("toy-mamba", "toy-transformer"), settings, mgr).start()
     while len(job.slots[0].token_times) < 3:
         job.drain()
         time.sleep(0.01)
@@ -72,7 +74,7 @@ def test_stop_keeps_the_partial_text_and_skips_models_not_started():
 
 def test_parallel_runs_both_at_once():
     mgr = SlowManager(0.01)
-    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=30, stop_at_eos=False),
+    job = CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=30, stop_at_eos=False),
                         mgr, parallel=True).start()
     _wait(job)
     assert abs(mgr.started[1][1] - mgr.started[0][1]) < 0.2  # both requested before either finished (0.3 s)
@@ -86,7 +88,7 @@ def test_on_finish_runs_once_after_every_slot_with_the_results_and_its_failure_i
         calls.append([r.model for r in results])
         return [("info", "saved")]
 
-    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer", "toy-mamba2"), GenSettings(max_new_tokens=5),
+    job = CompareJob(_slots("toy-mamba", "toy-transformer", "toy-mamba2"), GenSettings(max_new_tokens=5),
                         SlowManager(0.001), parallel=True, on_finish=on_finish).start()
     _wait(job)
     assert calls == [["toy-mamba", "toy-transformer", "toy-mamba2"]] and job.notes == [("info", "saved")]
@@ -94,19 +96,19 @@ def test_on_finish_runs_once_after_every_slot_with_the_results_and_its_failure_i
     def broken(results):
         raise OSError("disk full")
 
-    job = ui.CompareJob(_slots("toy-mamba"), GenSettings(max_new_tokens=3), SlowManager(0), on_finish=broken).start()
+    job = CompareJob(_slots("toy-mamba"), GenSettings(max_new_tokens=3), SlowManager(0), on_finish=broken).start()
     _wait(job)
     assert job.notes == [("warning", "Finishing this comparison failed: OSError: disk full")]
 
 
 def test_live_metrics_while_streaming_and_labels_when_done():
-    s = ui.Slot("m", "toy-transformer", "p", status="running", token_times=[0.1, 0.2, 0.3, 0.5])
-    live = ui.live_metrics(s)
+    s = Slot("m", "toy-transformer", "p", status="running", token_times=[0.1, 0.2, 0.3, 0.5])
+    live = live_metrics(s)
     assert live["time to first token"] == "100.0 ms" and live["decode tokens/s"] == "7.5"
     assert live["prefill"] == "—"
     gen = FakeGenerator("toy-transformer", "transformer")
     s.result = gen.generate("hello there", GenSettings(max_new_tokens=5, stop_at_eos=False))
-    done = ui.live_metrics(s)
+    done = live_metrics(s)
     assert done["cache bytes (KV cache)"].endswith("KiB") and "peak memory (CPU RSS)" in done
     assert done["finish reason"] == "length"
 
@@ -114,7 +116,7 @@ def test_live_metrics_while_streaming_and_labels_when_done():
 def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
     """The Stop click reruns the script; its callback finds the job in session_state and sets its event."""
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    job = ui.CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=2000, stop_at_eos=False),
+    job = CompareJob(_slots("toy-mamba", "toy-transformer"), GenSettings(max_new_tokens=2000, stop_at_eos=False),
                         SlowManager(0.01)).start()
     at.session_state["arena_job"] = job
     t0 = time.monotonic()
@@ -128,9 +130,9 @@ def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
 
 
 def test_unknown_model_is_a_sentence_in_its_column_and_the_others_run():
-    from backend.manager import ModelManager
+    from backend.models.manager import ModelManager
 
-    job = ui.CompareJob(_slots("no-such-model", "toy-mamba"), GenSettings(max_new_tokens=4),
+    job = CompareJob(_slots("no-such-model", "toy-mamba"), GenSettings(max_new_tokens=4),
                         ModelManager(fake=True)).start()
     _wait(job)
     bad, good = job.slots

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.runner import run_experiment
-from backend.fake import FakeGenerator
-from backend.interface import GenerationResult, Generator, GenMetrics, ModelInfo
+from backend.generation.interface import GenerationResult, Generator, GenMetrics, ModelInfo
+from backend.models.fake import FakeGenerator
 
 TIMEOUT = 60
 PAGES = Path(__file__).resolve().parents[2] / "pages"

@@ -70,13 +70,13 @@ def test_rows_give_plots_tables_filters_and_exports(arena_env):
 
 
 def test_exports_round_trip_with_json_cells(arena_env):
-    from pages import ui
+    from pages.components.fmt import exportable, parquet_bytes
 
     df = pd.DataFrame({"model": ["a", "b"], "ttft_ms": [1.5, None], "extra": [{"k": 1}, None]})
-    back = pd.read_parquet(io.BytesIO(ui.parquet_bytes(df)))
+    back = pd.read_parquet(io.BytesIO(parquet_bytes(df)))
     assert list(back["model"]) == ["a", "b"] and back["ttft_ms"].iloc[0] == 1.5
     assert json.loads(back["extra"].iloc[0]) == {"k": 1} and pd.isna(back["extra"].iloc[1])
-    csv = pd.read_csv(io.StringIO(ui.exportable(df).to_csv(index=False)))
+    csv = pd.read_csv(io.StringIO(exportable(df).to_csv(index=False)))
     assert json.loads(csv["extra"].iloc[0]) == {"k": 1}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from backend import registry
+from backend.models import registry
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "models.py")
 

@@ -1,0 +1,134 @@
+"""Steppers: the model-specific half of our one decode loop (`backend.generation.decode`).
+
+A stepper owns one sequence's cache and exposes (B batch, L prompt length, V vocab):
+    prefill(input_ids[B, L]) -> logits[B, V]   starts a new sequence (drops any previous state)
+    step(token_ids[B])       -> logits[B, V]   feeds one token per sequence
+    cache_bytes() -> int                       bytes of the cache tensors right now
+    cache_kind: "kv" | "ssm_state" | "none";  path: what ran (e.g. "sdpa", "hf-torch", "triton+cudagraph")
+
+`EagerStepper` works for any Hugging Face causal LM (Mamba, Mamba-2, Llama, GPT-NeoX, ...) with the cache
+the model creates itself (a DynamicCache in transformers 5.x: KV layers for attention, conv + recurrent
+state layers for Mamba / Mamba-2). The cache keyword is read from the model's forward signature:
+`cache` (transformers 5.24), `past_key_values` / `cache_params` (5.17), plus `cache_position` where the
+signature still takes it.
+
+Faster steppers (static caches, CUDA graphs) plug in with `register_stepper(factory)`; a factory is
+`(model, family, device) -> Stepper | None` and the most recently registered one that accepts wins.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from backend.generation.interface import SSM_FAMILIES
+from backend.generation.metrics import tensor_bytes
+
+
+@runtime_checkable
+class Stepper(Protocol):
+    cache_kind: str
+    path: str
+
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+
+    def step(self, token_ids: torch.Tensor) -> torch.Tensor: ...
+
+    def cache_bytes(self) -> int: ...
+
+
+StepperFactory = Callable[[object, str, object], "Stepper | None"]
+_FACTORIES: list[StepperFactory] = []
+_FACTORIES_LOCK = threading.Lock()
+
+
+def register_stepper(factory: StepperFactory) -> None:
+    """Add a factory (idempotent). Later registrations are tried first."""
+    with _FACTORIES_LOCK:
+        if factory not in _FACTORIES:
+            _FACTORIES.append(factory)
+
+
+def unregister_stepper(factory: StepperFactory) -> None:
+    with _FACTORIES_LOCK:
+        if factory in _FACTORIES:
+            _FACTORIES.remove(factory)
+
+
+def default_path(model, family: str) -> str:
+    """The path an eager run takes: set by loading as `model.arena_path`, else attention impl / "hf-torch"."""
+    path = getattr(model, "arena_path", None)
+    if path:
+        return path
+    if family in SSM_FAMILIES:
+        return "hf-torch"
+    return getattr(model.config, "_attn_implementation", None) or "eager"
+
+
+def make_stepper(model, family: str, device) -> Stepper:
+    """The first registered factory that accepts (newest first), else an EagerStepper."""
+    with _FACTORIES_LOCK:
+        factories = list(reversed(_FACTORIES))
+    for factory in factories:
+        stepper = factory(model, family, device)
+        if stepper is not None:
+            return stepper
+    return EagerStepper(model, family, device)
+
+
+class EagerStepper:
+    """Prefill then one eager forward per token on the model's own cache."""
+
+    def __init__(self, model, family: str, device=None) -> None:
+        self.model = model
+        self.family = family
+        self.device = next(model.parameters()).device
+        self.cache_kind = "ssm_state" if family in SSM_FAMILIES else "kv"
+        self.path = default_path(model, family)
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = next((k for k in ("cache", "past_key_values", "cache_params") if k in params), None)
+        if self._cache_kw is None:
+            raise TypeError(f"{type(model).__name__}.forward takes no cache argument; cannot decode step by step.")
+        self._pass_position = "cache_position" in params
+        self._logits_kw = "logits_to_keep" in params
+        self.cache = None
+        self.pos = 0
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        kwargs = {"use_cache": True}
+        if self.cache is not None:
+            kwargs[self._cache_kw] = self.cache
+        if self._pass_position:
+            kwargs["cache_position"] = torch.arange(self.pos, self.pos + ids.shape[1], device=self.device)
+        if self._logits_kw:
+            kwargs["logits_to_keep"] = 1  # never materialise [B, L, V] logits for a long prompt
+        out = self.model(input_ids=ids, **kwargs)
+        cache = next((getattr(out, k) for k in ("cache", "past_key_values", "cache_params")
+                      if getattr(out, k, None) is not None), None)
+        if cache is None:
+            raise RuntimeError(f"{type(self.model).__name__} returned no cache with use_cache=True.")
+        self.cache = cache
+        self.pos += ids.shape[1]
+        return out.logits[:, -1, :]
+
+    @torch.inference_mode()
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self.cache, self.pos = None, 0
+        return self._forward(input_ids.to(self.device))
+
+    @torch.inference_mode()
+    def step(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self._forward(token_ids.to(self.device).view(-1, 1))
+
+    def cache_bytes(self) -> int:
+        return tensor_bytes(self.cache) if self.cache is not None else 0
+
+    def release(self) -> None:
+        """Drop the cache once a generation is over (the loop reads cache_bytes() first)."""
+        self.cache = None
+
+    close = release

@@ -1,0 +1,16 @@
+"""The parts the pages share (none of these modules is a page):
+
+    resources.py   cached model manager and results store, committed results imported on first start
+    fmt.py         numbers and byte counts as text; tables made exportable (CSV, Parquet)
+    settings.py    decoding-settings widgets (Arena, RAG)
+    streaming.py   side-by-side streaming columns with live metrics (`render_job`)
+    experiment.py  experiment widgets: config, Run / Cancel / Resume, stored runs, run comparison
+    charts.py      every plotly figure (the only UI module that imports plotly)
+    legacy.py      keeps Streamlit from running pages/ as a legacy pages directory (called below, once)
+
+Nothing here imports torch, transformers, faiss or duckdb at module level.
+"""
+
+from pages.components.legacy import leave_legacy_pages_mode
+
+leave_legacy_pages_mode()  # every page imports this package: a first visit straight to a page URL reruns via app.py
