@@ -16,7 +16,7 @@ import io
 import tempfile
 from pathlib import Path
 
-from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, _open_arena, _serve, _wait_idle
+from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, _open_arena, _serve, generate_and_wait
 
 PROMPT = "Tell me about the Silver Bell Foundry."
 MAX_BYTES = 300_000
@@ -46,14 +46,7 @@ def take(out: Path, prompt: str = PROMPT) -> int:
         try:
             page = _open_arena(browser, url, prompt)
             page.set_viewport_size({"width": WIDTH, "height": 2400})  # tall: Streamlit scrolls an inner div
-            page.get_by_role("button", name="Generate").click()
-            page.wait_for_function(
-                """() => document.querySelectorAll("[data-testid='stTable']").length === 2 &&
-                        [...document.querySelectorAll("[data-testid='stCaptionContainer']")]
-                          .filter(e => e.innerText.startsWith('finished (')).length === 2""",
-                timeout=300_000)
-            _wait_idle(page, 60_000)
-            page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
+            generate_and_wait(page, 300_000)
             page.wait_for_timeout(1000)
             chart = page.locator("[data-testid='stPlotlyChart']").first.bounding_box()
             height = int(chart["y"] + chart["height"] + 24) if chart else None

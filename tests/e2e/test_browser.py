@@ -114,23 +114,27 @@ def _wait_idle(page, timeout_ms: int) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
 
 
+def generate_and_wait(page, timeout_ms: int) -> None:
+    """Click Generate, then wait for two finished columns with their metrics tables (loading the real
+    models on a shared CPU can take a while the first time) and the comparison chart (plotly draws it
+    after the script ends)."""
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function(
+        """() => document.querySelectorAll("[data-testid='stTable']").length === 2 &&
+                [...document.querySelectorAll("[data-testid='stCaptionContainer']")]
+                  .filter(e => e.innerText.startsWith('finished (')).length === 2""",
+        timeout=timeout_ms)
+    _wait_idle(page, 60_000)
+    page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
+
+
 def test_arena_generates_two_columns_with_metrics_in_a_real_browser(chromium, tmp_path):
     shot = ROOT / "artifacts" / "e2e_arena.png"
     shot.parent.mkdir(exist_ok=True)
     with _serve(tmp_path) as (url, log):  # the real default models (placeholders until trained), on CPU
         page = _open_arena(chromium, url, "Tell me about the river")
         try:
-            page.get_by_role("button", name="Generate").click()
-            # Two columns of streamed text, each finished with its metrics table (loading the real models
-            # on a shared CPU can take a while the first time).
-            page.wait_for_function(
-                """() => document.querySelectorAll("[data-testid='stTable']").length === 2 &&
-                        [...document.querySelectorAll("[data-testid='stCaptionContainer']")]
-                          .filter(e => e.innerText.startsWith('finished (')).length === 2""",
-                timeout=240_000)
-            _wait_idle(page, 60_000)
-            # the comparison bar chart of the finished columns (plotly draws it after the script ends)
-            page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
+            generate_and_wait(page, 240_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=True)
             codes = page.locator("[data-testid='stCode']")
