@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -119,12 +118,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _runs(path: Path) -> list[dict]:
     """[{run, end, predictions, measurements}] per run of a results file (plain or gzip), via summary.load."""
-    if not path.name.endswith(".gz"):
-        return load(path)
-    with tempfile.TemporaryDirectory() as d:
-        plain = Path(d) / path.name[:-3]
-        plain.write_bytes(gzip.decompress(path.read_bytes()))
-        return load(plain)
+    return load(path)
 
 
 def _files(results_dir: Path, pattern: str) -> list[Path]:

@@ -10,6 +10,7 @@ Experiments numbers are pasted from this output.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +28,9 @@ def load(path: str | Path) -> list[dict]:
     """[{run, end, predictions: DataFrame, measurements: DataFrame}] per run in a JSONL results file."""
     runs: dict[str, dict] = {}
     preds, meas = defaultdict(list), defaultdict(list)
-    with open(path, encoding="utf-8") as f:
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open  # superseded results are kept gzip-compressed
+    with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue

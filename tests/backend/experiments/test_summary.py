@@ -27,9 +27,9 @@ def _raw_accuracy(path: Path, model: str, steps: int, mode: str) -> tuple[float,
 
 
 def test_cot_table_matches_the_predictions_in_the_file():
-    path = RESULTS / "exp_cot_h200.jsonl"
+    path = RESULTS / "exp_cot_h200.jsonl.gz"
     if not path.is_file():
-        pytest.skip("exp_cot_h200.jsonl is not committed")
+        pytest.skip("exp_cot_h200.jsonl.gz is not committed")
     text = summarize(path)
     for model, steps, mode in (("toy-transformer", 1, "direct"), ("toy-mamba", 5, "cot")):
         acc, n = _raw_accuracy(path, model, steps, mode)
@@ -39,9 +39,9 @@ def test_cot_table_matches_the_predictions_in_the_file():
 
 
 def test_cli_prints_every_file(capsys):
-    files = [RESULTS / "exp_rag_cpu.jsonl", RESULTS / "exp_fewshot_h200.jsonl"]
+    files = [RESULTS / "exp_rag_cpu.jsonl", RESULTS / "exp_fewshot_h200.jsonl.gz"]
     if not all(f.is_file() for f in files):
         pytest.skip("results not committed")
     assert main(["experiment-summary", *[str(f) for f in files]]) == 0
     out = capsys.readouterr().out
-    assert "exp_rag_cpu.jsonl" in out and "exp_fewshot_h200.jsonl" in out and "recall" in out.lower()
+    assert "exp_rag_cpu.jsonl" in out and "exp_fewshot_h200.jsonl.gz" in out and "recall" in out.lower()
