@@ -158,8 +158,8 @@ def test_a_finished_page_run_is_selected_and_the_buttons_reset(arena_env):
 
 
 def _committed(stem: str, gpu: str) -> str:
-    """The committed file's name: the superseded H100 runs are kept gzip-compressed (the store reads both)."""
-    return f"exp_{stem}_{gpu}.jsonl" + (".gz" if gpu == "h100" else "")
+    """The committed file's name: the superseded GPU runs are kept gzip-compressed (the store reads both)."""
+    return f"exp_{stem}_{gpu}.jsonl.gz"
 
 
 COMMITTED = [(name, _committed(stem, gpu), gpu) for gpu in ("h100", "h200")
