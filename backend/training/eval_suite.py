@@ -25,6 +25,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
+from backend.device import resolve_device
 from backend.generation.interface import GenSettings
 from backend.toyworld import (
     ANSWER_END,
@@ -210,7 +211,7 @@ def run(a: argparse.Namespace) -> int:
 
 
 
-    device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(a.device))
     cfg = EvalConfig(**(QUICK if a.quick else {}))
     if a.tasks:
         cfg.tasks = a.tasks.split(",")
