@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,8 @@ RESULTS = Path(__file__).resolve().parents[3] / "results"
 
 def _raw_accuracy(path: Path, model: str, steps: int, mode: str) -> tuple[float, int]:
     scores = []
-    for line in path.read_text().splitlines():
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         r = json.loads(line)
         if r["type"] != "prediction":
             continue
