@@ -4,18 +4,24 @@ Paths
     "triton"     our kernels in this folder (CUDA and ROCm GPUs: `torch.cuda.is_available()`; also CPU
                  tensors when the kernels were decorated under TRITON_INTERPRET=1 and the path is forced,
                  which is how CI tests them)
-    "reference"  the `*_ref` PyTorch functions beside each kernel (CPU, or forced)
+    "cpu-chunked" the CPU fast path (CPU tensors under auto): Mamba-1 prefill through the compiled scan of
+                 `kernels/cpu_scan.py`, Mamba-2 prefill through the chunked SSD of `kernels/cpu_ssd.py`, the
+                 decode step's state and conv updates fused (`kernels/cpu_step.py`), the conv and the norm
+                 in one compiled pass each (`cpu_conv.py`, `cpu_norm.py`); needs numba, else "reference"
+    "reference"  the `*_ref` PyTorch functions beside each kernel (forced, or CPU without numba)
     "mamba-ssm"  state-spaces/mamba's Triton decode update and Mamba-2 chunk scan when the package
                  imports (its CUDA extension is not needed); the ops it lacks without its CUDA build
                  (Mamba-1 prefill scan, conv) still run ours. Only when asked for: it is a peer to
                  measure against, not a dependency.
 
-Choose with the environment variable SSM_ARENA_KERNELS = auto (default) | triton | reference | mamba-ssm.
+Choose with the environment variable SSM_ARENA_KERNELS = auto (default) | triton | cpu-chunked | reference |
+mamba-ssm.
 Block sizes and num_warps per vendor live in `kernels/launch.py`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import types
@@ -31,7 +37,7 @@ from kernels import ssd_chunk_scan as _ssd
 from kernels.launch import target_of
 
 ENV = "SSM_ARENA_KERNELS"
-PATHS = ("triton", "reference", "mamba-ssm")
+PATHS = ("triton", "cpu-chunked", "reference", "mamba-ssm")
 
 _OPS = {
     "triton": {
@@ -51,6 +57,26 @@ _OPS = {
         "rms_norm": _norm.rms_norm_ref,
     },
 }
+# The CPU fast path needs numba (a pinned requirement); without it CPU tensors take the references.
+_cpu_available = importlib.util.find_spec("numba") is not None
+
+
+def _cpu_ops() -> dict:
+    """The "cpu-chunked" table, imported on first use: numba and the compiled ops take ~1-2 s to import, which
+    processes that never run an SSM on a CPU (GPU runs, a transformer's benchmark child, the UI) should not pay."""
+    global _cpu_available
+    if "cpu-chunked" not in _OPS:
+        try:
+            from kernels import cpu_conv, cpu_norm, cpu_scan, cpu_ssd, cpu_step
+        except ImportError:  # numba present but broken on this platform: the references
+            _cpu_available = False
+            return _OPS["reference"]
+        _OPS["cpu-chunked"] = {**_OPS["reference"], "selective_scan": cpu_scan.selective_scan_cpu,
+                               "ssd_chunk_scan": cpu_ssd.ssd_chunk_scan_cpu,
+                               "selective_state_update": cpu_step.selective_state_update_cpu,
+                               "causal_conv1d_update": cpu_step.causal_conv1d_update_cpu,
+                               "causal_conv1d": cpu_conv.causal_conv1d_cpu, "rms_norm": cpu_norm.rms_norm_cpu}
+    return _OPS["cpu-chunked"]
 
 
 def requested() -> str:
@@ -115,13 +141,20 @@ def path_for(device) -> str:
             return "triton"
         raise RuntimeError(f"{ENV}=triton needs a CUDA/ROCm GPU (or, for CPU tensors, TRITON_INTERPRET=1 set "
                            "before `kernels` is imported). Unset the variable to use the PyTorch reference.")
-    return "triton" if on_gpu else "reference"
+    if want == "cpu-chunked":
+        if dev.type == "cpu" and _cpu_available:
+            return "cpu-chunked"
+        raise RuntimeError(f"{ENV}=cpu-chunked runs on CPU tensors only and needs numba (pip install numba). "
+                           "Unset the variable to choose automatically.")
+    if on_gpu:
+        return "triton"
+    return "cpu-chunked" if dev.type == "cpu" and _cpu_available else "reference"
 
 
 def op(name: str, device):
     """The function implementing op `name` on `device`."""
     path = path_for(device)
-    table = mamba_ssm_ops() if path == "mamba-ssm" else _OPS[path]
+    table = mamba_ssm_ops() if path == "mamba-ssm" else _cpu_ops() if path == "cpu-chunked" else _OPS[path]
     return table[name]
 
 
@@ -150,9 +183,16 @@ def rms_norm(x, weight, eps, residual=None, z=None, group_size=None, residual_fp
     return op("rms_norm", x.device)(x, weight, eps, residual, z, group_size, residual_fp32, round_input)
 
 
+def uses_triton(device) -> bool:
+    """Whether ops on `device` run our Triton kernels (or mamba-ssm's): the training ops ask this, since
+    only the Triton path has a fused training scan (the CPU paths train through the references)."""
+    return path_for(device) in ("triton", "mamba-ssm")
+
+
 def describe(device) -> dict:
     """What would run on `device`: path, vendor target, triton version (for run records and the UI)."""
-
-
-    return {"path": path_for(device), "target": target_of(device), "triton": triton.__version__,
+    info = {"path": path_for(device), "target": target_of(device), "triton": triton.__version__,
             "requested": requested()}
+    if info["path"] == "cpu-chunked":
+        info["cpu_threads"] = torch.get_num_threads()  # what kernels/cpu_*.py run with
+    return info

@@ -44,6 +44,7 @@ Memory: the largest intermediates are the (batch, H, c, Q, Q) decay / score matr
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -74,8 +75,8 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, dt_
         return x.new_zeros(x.shape)
     out_dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
-        y = _ssd_chunked_fp32(x.float(), _dt_processed(dt, dt_bias, dt_softplus, dt_limit), A.float(),
-                              B.float(), C.float(), max(1, min(int(chunk_size), seqlen)))
+        y, _ = _ssd_chunked_fp32(x.float(), _dt_processed(dt, dt_bias, dt_softplus, dt_limit), A.float(),
+                                 B.float(), C.float(), max(1, min(int(chunk_size), seqlen)))
         if D is not None:
             y = y + x.float() * (D.float()[:, None] if D.dim() == 1 else D.float())
         if z is not None:
@@ -83,8 +84,19 @@ def ssd_chunked(x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, dt_
     return y.to(out_dtype)
 
 
-def _ssd_chunked_fp32(x, dt, A, B, C, Q):
-    """The four SSD terms on fp32 tensors; dt already processed (>= 0). Returns y without D / z."""
+@functools.lru_cache(maxsize=32)
+def _tril_mask(rows: int, cols: int, diagonal: int, device: str) -> torch.Tensor:
+    """Boolean lower-triangular mask, made once per size (the CPU inference path calls this per layer)."""
+    return torch.ones(rows, cols, dtype=torch.bool, device=device).tril(diagonal)
+
+
+def _ssd_chunked_fp32(x, dt, A, B, C, Q, initial_states=None, sequential_passing=False):
+    """The four SSD terms on fp32 tensors; dt already processed (>= 0). Returns (y without D / z, final
+    state (batch, H, P, N)). `initial_states` (batch, H, P, N) is the state before position 0 (the CPU
+    inference path, `kernels/cpu_ssd.py`, continues a sequence with it): it enters the state passing as a
+    chunk -1 whose total decay is 0. `sequential_passing` walks the chunks one by one for step 3 (c small
+    multiply-adds of the state, linear in L) instead of the (c + 1, c) decay matrix (one einsum, quadratic in
+    c, what training differentiates through)."""
     b, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
     R = H // G
@@ -102,7 +114,7 @@ def _ssd_chunked_fp32(x, dt, A, B, C, Q):
 
     cs = torch.cumsum(dtc * A, dim=2)  # (b, c, Q, H), non-increasing along Q, <= 0
     csh = cs.transpose(2, 3)  # (b, c, H, Q)
-    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+    causal = _tril_mask(Q, Q, 0, str(x.device))
 
     # 1. intra-chunk: scores (C_t . B_s) per group, decay exp(cs_t - cs_s) [s <= t] and dt_s per head
     CB = Cg @ Bg.transpose(-1, -2)  # (b, c, G, Q, Q)
@@ -116,19 +128,32 @@ def _ssd_chunked_fp32(x, dt, A, B, C, Q):
     xw = (xc * w[..., None]).view(b, c, Q, G, R * P).permute(0, 1, 3, 4, 2)  # (b, c, G, R*P, Q)
     states = (xw @ Bg).view(b, c, H, P, N)
 
-    # 3. inter-chunk state passing: start_k = sum_{j<k} exp(E_k - CT_j) S_j, CT inclusive / E exclusive cumsum
-    CT = torch.cumsum(csh[..., -1], dim=1)  # (b, c, H)
-    E = F.pad(CT[:, :-1], (0, 0, 1, 0))  # (b, c, H): E_k = CT_{k-1}, E_0 = 0
-    strict = torch.ones(c, c, dtype=torch.bool, device=x.device).tril(-1)
-    seg_c = (E.transpose(1, 2)[..., :, None] - CT.transpose(1, 2)[..., None, :]).masked_fill(~strict, -math.inf)
-    start = torch.einsum("bhkj,bjhpn->bkhpn", torch.exp(seg_c), states)  # (b, c, H, P, N)
+    # 3. inter-chunk state passing: start_k = sum_{j<k} exp(E_k - CT_j) S_j (+ exp(E_k) h0), CT inclusive /
+    # E exclusive cumsum; k runs to c, and start_c is the final state
+    if sequential_passing:
+        decay = torch.exp(csh[..., -1])[..., None, None]  # (b, c, H, 1, 1): each chunk's total decay
+        h = initial_states.float() if initial_states is not None else states.new_zeros(b, H, P, N)
+        starts = []
+        for k in range(c):
+            starts.append(h)
+            h = torch.addcmul(states[:, k], h, decay[:, k])
+        start, final = torch.stack(starts, dim=1), h
+    else:
+        CT = torch.cumsum(csh[..., -1], dim=1)  # (b, c, H)
+        E = F.pad(CT, (0, 0, 1, 0))  # (b, c + 1, H): E_k = CT_{k-1}, E_0 = 0
+        strict = _tril_mask(c + 1, c, -1, str(x.device))
+        seg_c = (E.transpose(1, 2)[..., :, None] - CT.transpose(1, 2)[..., None, :]).masked_fill(~strict, -math.inf)
+        start = torch.einsum("bhkj,bjhpn->bkhpn", torch.exp(seg_c), states)  # (b, c + 1, H, P, N)
+        if initial_states is not None:
+            start = start + torch.exp(E)[..., None, None] * initial_states.float()[:, None]
+        start, final = start[:, :c], start[:, c]
 
     # 4. state -> output: exp(cs_t) C_t start^T, per group over R*P columns
     y_off = Cg @ start.reshape(b, c, G, R * P, N).transpose(-1, -2)  # (b, c, G, Q, R*P)
     y_off = y_off.view(b, c, G, Q, R, P).transpose(3, 4) * csh.view(b, c, G, R, Q).exp()[..., None]
 
     y = (y_diag + y_off.reshape(b, c, H, Q, P)).transpose(2, 3).reshape(b, c * Q, H, P)
-    return y[:, :L] if pad else y
+    return (y[:, :L] if pad else y), final
 
 
 def _random_problem(batch, seqlen, nheads, headdim, ngroups, dstate, device, dtype=torch.float32, seed=0,

@@ -6,6 +6,9 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh train     # train the trio, one process per model, all at once
 #   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments
 #   OUT=/some/dir bash scripts/gpu_run.sh bench     # kernel-bench, then the benchmark, every batch sweep to OOM
+#   OUT=/some/dir bash scripts/gpu_run.sh speed     # issue 15: GPU checks, kernel-bench with mamba-ssm's CUDA scan
+#                                                   # as a peer, the 130m pair at the paper setting
+#   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -89,11 +92,47 @@ bench() {
   echo "total: $((SECONDS - t0)) s"
 }
 
+speed() {
+  # issue 15, call 1: GPU checks of the changed scan and the chunked SSM prefill; kernel-bench at the issue's
+  # four scan shapes in both layouts with mamba-ssm's CUDA forward built here as a peer (SDIST: its PyPI source
+  # distribution, carried in .gpu_sdist/); the 130m pair at the paper setting, every batch sweep to
+  # out-of-memory or the budget.
+  local t0=$SECONDS sdist
+  sdist=$(ls .gpu_sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
+  timeout 150 $PY -m pytest tests/kernels/test_gpu.py tests/kernels/test_selective_scan.py \
+    tests/backend/generation/test_ssm_fast_gpu.py tests/backend/generation/test_ssm_stepper_cpu.py -q -x \
+    -p no:cacheprovider >"$LOGS/pytest_gpu.log" 2>&1 || { echo "GPU tests failed"; tail -30 "$LOGS/pytest_gpu.log"; return 3; }
+  # the other issues' GPU checks (not fatal here): plain-transformers loading of the bundled checkpoints (#16),
+  # the copy-task regression through the compiled Triton training scan (#13), the inside view on CUDA (#18)
+  timeout 150 $PY -m pytest tests/backend/models/test_plain_transformers.py tests/backend/training/test_copy_regression.py \
+    -q -p no:cacheprovider >"$LOGS/pytest_gpu_other.log" 2>&1; tail -5 "$LOGS/pytest_gpu_other.log"
+  for m in toy-mamba toy-mamba2 toy-transformer; do
+    timeout 60 $PY -m backend inspect --model $m --passkey 512 --device cuda --out "$OUT/inspect" 2>&1 | tail -1
+  done
+  local prev=()  # an earlier scan (e.g. `git show REV:kernels/selective_scan.py`), timed on the same inputs
+  [ -f .gpu_sdist/previous_selective_scan.py ] && prev=(--previous-scan .gpu_sdist/previous_selective_scan.py)
+  timeout 200 $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_3.jsonl" --no-slow --sweep \
+    ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
+  timeout -s INT -k 20 "${BENCH_S:-240}" $PY -m backend bench --models 130m --prompt-lens 512,2048 \
+    --budget-s "$(( ${BENCH_S:-240} - 20 ))" --name "$TAG-130m-chunked-prefill" \
+    --jsonl "$OUT/bench_${TAG}_130m_2.jsonl" >"$LOGS/bench_130m.log" 2>&1
+  echo "total: $((SECONDS - t0)) s"
+}
+
+speed14() {
+  # issue 15, call 2: the 1.4b pair and the toy trio at the paper setting with the chunked SSM prefill
+  timeout -s INT -k 20 "${BENCH_S:-280}" $PY -m backend bench --models 1.4b,toy --prompt-lens 512,2048 \
+    --budget-s "$(( ${BENCH_S:-280} - 20 ))" --name "$TAG-1.4b-toy-chunked-prefill" \
+    --jsonl "$OUT/bench_${TAG}_1.4b_toy_2.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
+}
+
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
   bench) bench ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench" >&2; exit 2 ;;
+  speed) speed ;;
+  speed14) speed14 ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14" >&2; exit 2 ;;
 esac
 rc=$?
 for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"

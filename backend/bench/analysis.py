@@ -202,3 +202,20 @@ def crossover_sentence(c: dict, ssm: str, tf: str, what: str = "decode (time per
             out += (f" {name} was measured only up to {mx:,} tokens ({other} up to "
                     f"{max(c['ssm_max_x'], c['tf_max_x']):,}): no comparison beyond that.")
     return out
+
+
+def rooflines(kb: pd.DataFrame) -> list[tuple[str, pd.DataFrame, float | None, pd.DataFrame]]:
+    """Kernel-bench rows split into one roofline per device: (device, our kernel rows, that device's measured
+    copy bandwidth, peer rows such as `mamba-ssm-cuda`), devices sorted. Each device's rows come from its latest
+    run, and its ceiling from the same run (an H100 run and an H200 run under one ceiling was the bug)."""
+    if kb is None or kb.empty or "device" not in kb.columns:
+        return []
+    out = []
+    for device, rows in kb.groupby("device", sort=True):
+        if "created_at" in rows.columns and "run_id" in rows.columns:
+            rows = rows[rows["run_id"] == rows.sort_values("created_at")["run_id"].iloc[-1]]
+        metric = rows["metric"] if "metric" in rows.columns else pd.Series("", index=rows.index)
+        ceil = rows[metric == "copy_gbps"]
+        out.append((str(device), rows[metric == "kernel_ms"].copy(),
+                    float(ceil["value"].iloc[-1]) if not ceil.empty else None, rows[metric == "peer_ms"].copy()))
+    return out

@@ -22,6 +22,7 @@ import types
 import torch
 import torch.nn.functional as F
 
+from backend.bench import peer
 from backend.device import synchronize
 from backend.runinfo import run_meta
 from kernels import causal_conv1d as conv
@@ -83,10 +84,11 @@ def _hf_fn(module: str, name: str):
         return None
 
 
-def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_scan=None):
+def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_scan=None, peer_ext=None):
     """Yield (op, shape label, our_fn, bytes, baselines{name: (fn, slow?)}, sweep hooks) per benchmark.
-    previous_scan: another `selective_scan` (an earlier version of ours), timed as baseline "previous"."""
-
+    previous_scan: another `selective_scan` (an earlier version of ours), timed as baseline "previous".
+    peer_ext: mamba-ssm's CUDA scan forward (`backend.bench.peer.build`), timed as baseline "mamba-ssm-cuda"
+    on the same values in its own layout (seqlen contiguous)."""
 
     bf = torch.bfloat16
     torch.manual_seed(0)
@@ -95,12 +97,13 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
     if smoke:
         b, d, L, n, bs, H_list, b3, L3, H3, Lc = (1, 40, 20, 16, 2, ((3, 16, 32),), 1, 20, 3, 9)
 
-    # Mamba-1 prefill scan in the layout the model passes (channels contiguous: (batch, L, d) memory viewed
-    # as (batch, d, L)): the 130m shape, the 1.4b shape at batch 16, and the 1.4b shape at batch 1 (the
-    # chunk-parallel path)
+    # Mamba-1 prefill scan at the four shapes of issue 15 (the 130m shape, the 1.4b shape at batch 16 and 1, and
+    # a 790m-like shape at batch 64), in both layouts the kernel takes: channels contiguous ((batch, L, d)
+    # memory viewed as (batch, d, L): what the model passes; labels without a suffix) and seqlen contiguous
+    # (" len-contig", mamba-ssm's layout)
     A = -torch.rand(d, n, device=dev) - 0.1
     D, bias = torch.randn(d, device=dev), torch.randn(d, device=dev) * 0.1
-    scan_shapes = [(b, d, L)] if smoke else [(b, d, L), (16, 4096, 2048), (1, 4096, 2048)]
+    scan_shapes = [(b, d, L)] if smoke else [(b, d, L), (16, 4096, 2048), (1, 4096, 2048), (64, 2048, 2048)]
     hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
     for sb, sd, sL in scan_shapes:
         u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
@@ -108,18 +111,30 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
         B, C = BC[..., :n].transpose(1, 2), BC[..., n:].transpose(1, 2)
         sA, sD, sbias = (A, D, bias) if sd == d else (-torch.rand(sd, n, device=dev) - 0.1,
                                                       torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1)
-        args = (u, dt, sA, B, C, sD, z, sbias, True)
-        base = {}
-        if previous_scan is not None:
-            base["previous"] = (lambda args=args: previous_scan(*args), False)
-        if slow and sd == d:
-            base["reference"] = (lambda args=args: scan.selective_scan_ref(*args), True)
-            if hf_scan is not None:
-                base["hf"] = (lambda args=args: hf_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
-                                                        delta_softplus=True, return_last_state=True), True)
-        yield ("selective_scan", f"B{sb} D{sd} L{sL} N{n} bf16",
-               lambda args=args: scan.selective_scan(*args), nbytes(u, dt, z, u, B, C) + sb * sd * n * 4, base,
-               "scan")
+        peer_args = None
+        if peer_ext is not None:  # the same values in mamba-ssm's layout, converted once (not timed)
+            peer_args = peer.prepare(u, dt, sA, B, C, sD, z, sbias, True)
+        for layout in ("chan", "len"):
+            if layout == "len":
+                u, dt, z, B, C = (t.contiguous() for t in (u, dt, z, B, C))
+                del BC
+            args = (u, dt, sA, B, C, sD, z, sbias, True)
+            base = {}
+            if previous_scan is not None:
+                base["previous"] = (lambda args=args: previous_scan(*args), False)
+            if peer_args is not None:
+                base["mamba-ssm-cuda"] = (lambda pa=peer_args: peer.run(peer_ext, pa), False)
+            if slow and sd == d and layout == "chan":
+                base["reference"] = (lambda args=args: scan.selective_scan_ref(*args), True)
+                if hf_scan is not None:
+                    base["hf"] = (lambda args=args: hf_scan(*args[:5], D=args[5], z=args[6], delta_bias=args[7],
+                                                            delta_softplus=True, return_last_state=True), True)
+            yield ("selective_scan", f"B{sb} D{sd} L{sL} N{n} bf16" + (" len-contig" if layout == "len" else ""),
+                   lambda args=args: scan.selective_scan(*args), nbytes(u, dt, z, u, B, C) + sb * sd * n * 4, base,
+                   "scan")
+        del u, dt, z, B, C, peer_args
+        if dev == "cuda":
+            torch.cuda.empty_cache()
 
     # decode state update, Mamba-1 (130m shape) and Mamba-2 (130m and 2.7b shapes), batch 16
     st1 = torch.randn(bs, d, n, device=dev)
@@ -221,24 +236,30 @@ def run(args: argparse.Namespace) -> int:
     m_ssm = _import_mamba_ssm(args.mamba_ssm)
     device = torch.cuda.get_device_name() if gpu else "cpu (smoke)"
     writer = RecordWriter(args.out)
-    run_id = writer.start_run("kernel_bench", {"sweep": args.sweep, "mamba_ssm": bool(m_ssm), "smoke": args.smoke},
-                              run_meta())
+    run_id = writer.start_run("kernel_bench", {"sweep": args.sweep, "mamba_ssm": bool(m_ssm), "smoke": args.smoke,
+                                               "mamba_ssm_cuda": getattr(args, "mamba_ssm_cuda", None)}, run_meta())
     ceiling = copy_bandwidth_gbps(dev, n=1 << (16 if args.smoke else 30))
     print(f"{device}: copy bandwidth {ceiling:.0f} GB/s")
     common = dict(device=device, family="kernel", path="triton", batch=None)  # our kernels, called directly
     rows = [{**common, "model": "hbm_copy", "metric": "copy_gbps", "value": ceiling, "dtype": "bfloat16"}]
     summary = {"device": device, "copy_gbps": round(ceiling, 1)}
     previous = _load_previous_scan(args.previous_scan) if args.previous_scan else None
+    peer_ext = None
+    if getattr(args, "mamba_ssm_cuda", None):
+        t0 = time.perf_counter()
+        peer_ext = peer.build(args.mamba_ssm_cuda)
+        print(f"built mamba-ssm's CUDA scan forward in {time.perf_counter() - t0:.0f} s (peer, rows 'mamba-ssm-cuda')")
     for op, shape, fn, nb, baselines, sweep_kind in cases(m_ssm, slow=not args.no_slow, dev=dev, smoke=args.smoke,
-                                                          previous_scan=previous):
+                                                          previous_scan=previous, peer_ext=peer_ext):
         ms = bench(fn)
         gbps = nb / (ms * 1e-3) / 1e9
         row = {**common, "model": op, "metric": "kernel_ms", "value": ms, "shape": shape, "bytes": nb,
                "gbps": gbps, "pct_of_copy": 100 * gbps / ceiling, "dtype": "bfloat16", "repeats": None}
+        peers = []
         for name, (bfn, is_slow) in baselines.items():
             try:
-                if name == "previous":  # same inputs, so the outputs must agree before the times mean anything
-                    row["previous_max_rel_err"] = _max_rel_err(fn(), bfn())
+                if name in ("previous", "mamba-ssm-cuda"):  # same values: the outputs must agree first
+                    row[f"{name.replace('-', '_')}_max_rel_err"] = _max_rel_err(fn(), bfn())
                 bms = slow_ms(bfn) if is_slow else bench(bfn)
             except Exception as e:  # e.g. out of memory in a fallback: record why, keep going
                 print(f"  {op} baseline {name} failed: {e}", file=sys.stderr)
@@ -246,8 +267,15 @@ def run(args: argparse.Namespace) -> int:
                 continue
             row[f"{name}_ms"] = bms
             row[f"speedup_vs_{name.replace('-', '_')}"] = bms / ms
-            torch.cuda.empty_cache()
+            if name == "mamba-ssm-cuda":  # a peer's own row, labelled with its path: never our number
+                pg = nb / (bms * 1e-3) / 1e9
+                peers.append({**common, "path": "mamba-ssm-cuda", "model": op, "metric": "peer_ms", "value": bms,
+                              "shape": shape, "bytes": nb, "gbps": pg, "pct_of_copy": 100 * pg / ceiling,
+                              "dtype": "bfloat16", "ours_ms": ms})
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         rows.append(row)
+        rows += peers
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
                           if k not in common}))
         summary[f"{op} {shape}"] = {"ms": round(ms, 4), "pct_of_copy": round(row["pct_of_copy"], 1)}

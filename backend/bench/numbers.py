@@ -212,6 +212,17 @@ def kernel_markdown(path: Path) -> str:
                    + " | ".join(sp) + " |")
         if isinstance(col(r, "hf_note"), str):
             notes.setdefault(r["hf_note"], []).append(f"{r['model']} {r['shape']}")
+    peers = m[m["metric"] == "peer_ms"].sort_values(["model", "shape"]) if "metric" in m.columns else m.iloc[:0]
+    if not peers.empty:  # another project's kernel timed on the same inputs: its own rows, never our number
+        out += ["", "Peer: mamba-ssm's CUDA scan forward, built on the same machine, same inputs (its own layout):",
+                "", "| kernel | shape | ours | mamba-ssm-cuda | ours vs peer (>1: ours faster) | max rel. difference |",
+                "|---|---|---|---|---|---|"]
+        for _, r in peers.iterrows():
+            mine = k[(k["model"] == r["model"]) & (k["shape"] == r["shape"])]
+            err = mine["mamba_ssm_cuda_max_rel_err"].iloc[0] if len(mine) and "mamba_ssm_cuda_max_rel_err" in mine else None
+            out.append(f"| {r['model']} | {r['shape']} | {_ms(col(r, 'ours_ms'))} | {_ms(r['value'])} | "
+                       f"{_f(r['value'] / col(r, 'ours_ms') if _ok(col(r, 'ours_ms')) else None, ',.2f', 'x')} | "
+                       f"{_f(err, '.1e')} |")
     sweep = m[m["metric"] == "sweep_ms"]
     if not sweep.empty:
         out += ["", "Launch-config sweep (the fastest configuration tried, against the default above):", "",

@@ -12,6 +12,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("kernel-bench", help=HELP, description=HELP)
     p.add_argument("--out", help="JSONL file for the records (store.RecordWriter format); required unless --ssd-train")
     p.add_argument("--mamba-ssm", metavar="DIR", help="extracted mamba-ssm sdist to compare against (optional)")
+    p.add_argument("--mamba-ssm-cuda", metavar="SDIST",
+                   help="mamba-ssm's source distribution (.tar.gz): its CUDA scan forward is built here for this GPU "
+                        "and timed on the same inputs as a peer (rows path 'mamba-ssm-cuda'; needs nvcc)")
     p.add_argument("--sweep", action="store_true", help="also time alternative launch configs (out-of-place kernels)")
     p.add_argument("--no-slow", action="store_true", help="skip the slow reference / HF baselines")
     p.add_argument("--previous-scan", metavar="FILE",

@@ -8,8 +8,9 @@ math as Hugging Face's, with our ops from `kernels.dispatch`:
     Mamba-2   prefill: causal_conv1d over xBC -> ssd_chunk_scan (y, final state) -> fused gated RMSNorm
               decode:  causal_conv1d_update -> selective_state_update (scalar A per head, grouped B/C)
                        -> fused gated RMSNorm
-The path ("triton" on CUDA/ROCm GPUs, "reference" on CPU, "mamba-ssm" when asked for) is returned and
-stored on the model as `model.arena_path`, which the generation code records with every measurement.
+The path ("triton" on CUDA/ROCm GPUs, "cpu-chunked" on CPU: the compiled scan, chunked SSD and fused decode
+ops of kernels/cpu_*.py; "reference" when forced or without numba; "mamba-ssm" when asked for) is returned
+and stored on the model as `model.arena_path`, which the generation code records with every measurement.
 
 Works with transformers 5.17 (GPU image: the mixer is called with `cache_params=`, the cache exposes
 `has_previous_state` / `layers[i].conv_states`) and 5.24 (this repo's pin: `cache=`, `get_conv_state` /

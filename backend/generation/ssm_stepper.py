@@ -18,7 +18,15 @@ Shapes (B batch, L prompt length, V vocab; per layer: C conv channels, K conv wi
         -> norm_f -> lm_head. The blocks' own forward is not called: the stepper runs the same math with
         the norm fused (fewer kernels per token, which is what bounds decode at batch 1).
 On CPU, or with use_cuda_graph=False, the same step runs eagerly (that is how the tests check it).
-`register()` plugs the factory into `backend.generation.steppers` for SSM families on CUDA devices.
+`register()` plugs the factory into `backend.generation.steppers` for SSM families on CUDA devices, and on
+the CPU when the CPU fast path runs.
+
+Prefill in batch chunks: a prompt batch of B x L tokens is run `rows = max(1, prefill_tokens // L)`
+sequences at a time, each chunk writing its rows of the state buffers (`_Rows`), so prefill's transient
+activations are those of one chunk (<= prefill_tokens tokens) whatever B is: peak memory = weights + the
+state of all B sequences + one chunk's activations. Without it, prefill activations (not the 2.5 MiB state
+per sequence of mamba-130m) decided the largest batch of the paper setting. The last position's logits
+of every chunk are concatenated; the result equals one unchunked prefill (the tests check it).
 """
 
 from __future__ import annotations
@@ -83,11 +91,50 @@ class StaticSSMCache:
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
 
+class _Rows:
+    """Rows [r0, r1) of a `StaticSSMCache` whose buffers hold `batch` sequences, speaking the same API: a
+    batch chunk's prefill writes its rows of the full-batch buffers (allocated at the first chunk)."""
+    def __init__(self, cache: StaticSSMCache, batch: int, r0: int, r1: int) -> None:
+        self.cache, self.batch, self.r0, self.r1 = cache, batch, r0, r1
+
+    def get_conv_state(self, idx: int, state_idx: int = 0):
+        return None  # a prefill starts fresh sequences
+
+    get_recurrent_state = get_conv_state
+
+    def is_recording_past(self, idx: int) -> bool:
+        return False
+
+    def _full(self, bufs: list, idx: int, like: torch.Tensor) -> torch.Tensor:
+        shape = (self.batch, *like.shape[1:])
+        buf = bufs[idx]
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = bufs[idx] = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+    def update_conv_state(self, x: torch.Tensor, idx: int, conv_kernel_size: int, **kwargs) -> torch.Tensor:
+        K = conv_kernel_size
+        rows = self._full(self.cache.conv, idx, x[..., :1].expand(*x.shape[:2], K))[self.r0:self.r1]
+        tail = x[..., -K:]
+        rows.zero_()
+        rows[..., K - tail.shape[-1]:].copy_(tail)
+        return x
+
+    def update_recurrent_state(self, state: torch.Tensor, idx: int, **kwargs) -> torch.Tensor:
+        self._full(self.cache.ssm, idx, state)[self.r0:self.r1].copy_(state)
+        if self.r1 == self.batch:
+            self.cache.ready[idx] = True
+        return state
+
+
 class SSMGraphStepper:
     """Static-state stepper for HF Mamba / Mamba-2 with our kernels (see the module docstring)."""
     cache_kind = "ssm_state"
+    PREFILL_TOKENS = 1 << 16  # tokens per prefill chunk (B x L above this is run in batch chunks)
 
-    def __init__(self, model, family: str, use_cuda_graph: bool | None = None) -> None:
+    def __init__(self, model, family: str, use_cuda_graph: bool | None = None,
+                 prefill_tokens: int | None = None) -> None:
+        self.prefill_tokens = int(prefill_tokens or self.PREFILL_TOKENS)
         self.model = model
         self.family = family
         self.backbone = model.backbone
@@ -101,16 +148,17 @@ class SSMGraphStepper:
         self._ids = None  # static (B, 1) input of the graph
         self._logits = None  # static (B, V) output of the graph
 
-    def _run(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _run(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
         """The backbone's blocks with each block's residual add + RMSNorm fused into one kernel (the same
         math and roundings as MambaBlock / Mamba2Block: residual = input (fp32 if residual_in_fp32),
         out = residual + mixer(norm(input.to(norm dtype))))."""
+        cache = self.cache if cache is None else cache
         h = self.backbone.embeddings(input_ids)
         out, resid = h, None
         for block in self.backbone.layers:
             normed, resid = dispatch.rms_norm(out, block.norm.weight, block.norm.variance_epsilon, residual=resid,
                                               residual_fp32=bool(block.residual_in_fp32), round_input=True)
-            out = block.mixer(normed, cache=self.cache)
+            out = block.mixer(normed, cache=cache)
         h = self.backbone.norm_f(resid + out)
         return self.model.lm_head(h[:, -1:, :].to(self.model.lm_head.weight.dtype))[:, -1, :]
 
@@ -121,7 +169,16 @@ class SSMGraphStepper:
             self._graph = None  # batch size changed: new buffers, new graph
             self.cache = StaticSSMCache(len(self.cache.ready))
         self.cache.reset()
-        return self._run(input_ids)
+        batch, length = input_ids.shape
+        rows = self.prefill_rows(batch, length)
+        if rows >= batch:
+            return self._run(input_ids)
+        return torch.cat([self._run(input_ids[r0:r0 + rows], _Rows(self.cache, batch, r0, min(batch, r0 + rows)))
+                          for r0 in range(0, batch, rows)])
+
+    def prefill_rows(self, batch: int, length: int) -> int:
+        """Sequences per prefill chunk for a [batch, length] prompt (see the module docstring)."""
+        return max(1, min(batch, self.prefill_tokens // max(1, length)))
 
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -162,11 +219,17 @@ class SSMGraphStepper:
 
 
 def factory(model, family: str, device) -> SSMGraphStepper | None:
-    """`backend.generation.steppers` factory: Mamba / Mamba-2 models on a CUDA (or ROCm) device; declines the rest."""
+    """`backend.generation.steppers` factory: Mamba / Mamba-2 models on a CUDA (or ROCm) device, or on the CPU
+    when the CPU fast path runs (`kernels.dispatch` path "cpu-chunked": the same static-state step, eager,
+    without Hugging Face's per-call cache bookkeeping); declines the rest."""
     if family not in ("mamba", "mamba2"):
         return None
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    if dev.type != "cuda" or not torch.cuda.is_available():
+    on_gpu = dev.type == "cuda" and torch.cuda.is_available()
+    # on CPU only where the loader put the model on the fast path (ssm_fast.enable sets arena_path): a model left
+    # on Hugging Face's own path (the fallback after a failed warm-up, "hf-torch") keeps HF's eager stepper
+    cpu_fast = dev.type == "cpu" and getattr(model, "arena_path", None) == "cpu-chunked"
+    if not on_gpu and not cpu_fast:
         return None
     if not hasattr(model, "backbone") or not hasattr(model, "lm_head"):
         return None

@@ -5,14 +5,17 @@ Why our own: transformers' training paths without mamba-ssm are the pure-PyTorch
 chunk, chunk, heads, d_state) products (Mamba-2 `torch_forward`); on an H100 they cost 207 ms and 311 ms
 per 8 x 1024-token step against 43 ms for the matched Llama. The GPU image has no mamba-ssm.
 
-`enable_training(model) -> str` replaces the `forward` of every mixer *instance* with one that, while the
-module is training, runs the same math as Hugging Face's through differentiable ops:
+`enable_training(model, kinds) -> {kind: path}` replaces the `forward` of every mixer *instance* with one
+that, while the module is training, runs the same math as Hugging Face's through differentiable ops:
     Mamba-1   in_proj -> depthwise conv1d (torch) -> x_proj/dt_proj -> kernels.selective_scan_train
               (Triton forward + backward on a GPU) -> out_proj
     Mamba-2   in_proj -> depthwise conv1d (torch) -> kernels.ssd_train.ssd_chunked (chunked SSD as batched
               matmuls, PyTorch autograd) -> gated RMSNorm -> out_proj
 In eval mode the mixer falls through to whatever forward it had before (Hugging Face's, or ssm_fast's).
-Returns the path name that will run ("triton-train" / "torch-chunked" / ...), recorded in train summaries.
+The paths ("triton-train" / "reference-train" / "torch-chunked-ssd") are recorded in train summaries.
+Checked end to end by tests/backend/training/test_copy_regression.py: a tiny model trained on a copy task
+through these forwards tracks one trained through transformers' own (issue #13: they agree; the bundled
+toy-mamba's failure to copy is not this path's doing).
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ def _mamba1_train_forward(self, hidden_states, cache=None, attention_mask=None, 
     zeroed before in_proj and after the conv as `apply_mask_to_padding_states` does, depthwise causal conv
     through `self.conv1d` (torch), dt_proj's bias given to the scan as delta_bias (softplus in the scan),
     A = -exp(A_log) in fp32. The scan is `selective_scan_train` (Triton forward + backward) when
-    `kernels.dispatch` picks a kernel path for the device (GPU, or CPU tensors under a forced
-    TRITON_INTERPRET run), else its PyTorch reference."""
+    `kernels.dispatch.uses_triton` says so for the device (GPU, or CPU tensors under a forced
+    TRITON_INTERPRET run), else its PyTorch reference (also under the CPU fast path "cpu-chunked", which has
+    no training scan: the Triton op cannot run on CPU tensors outside the interpreter)."""
     import torch
     import torch.nn.functional as F
 
@@ -55,8 +59,7 @@ def _mamba1_train_forward(self, hidden_states, cache=None, attention_mask=None, 
     dt = F.linear(time_step, self.dt_proj.weight)  # (B, L, D); the bias goes in as delta_bias
     A = -torch.exp(self.A_log.float())
     bias = self.dt_proj.bias.float() if self.dt_proj.bias is not None else None
-    scan = (sst.selective_scan_train if dispatch.path_for(x.device) != "reference"
-            else sst.selective_scan_train_ref)
+    scan = sst.selective_scan_train if dispatch.uses_triton(x.device) else sst.selective_scan_train_ref
     y = scan(x.transpose(1, 2), dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2),
              self.D.float(), gate, bias, True)  # (B, D, L)
     return self.out_proj(y.transpose(1, 2).to(dtype))
@@ -133,4 +136,4 @@ def train_path(kind: str, device) -> str:
     if kind == "mamba2":
         return "torch-chunked-ssd"
 
-    return "triton-train" if dispatch.path_for(device) != "reference" else "reference-train"
+    return "triton-train" if dispatch.uses_triton(device) else "reference-train"

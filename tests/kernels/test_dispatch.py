@@ -6,9 +6,10 @@ from kernels.selective_state_update import selective_state_update_ref
 from tests.kernels.conftest import DEVICE
 
 
-def test_cpu_defaults_to_reference(monkeypatch):
+def test_cpu_defaults_to_the_cpu_fast_path(monkeypatch):
     monkeypatch.delenv(dispatch.ENV, raising=False)
-    assert dispatch.path_for("cpu") == "reference"
+    assert dispatch.path_for("cpu") == "cpu-chunked"
+    monkeypatch.setenv(dispatch.ENV, "reference")
     assert dispatch.op("selective_state_update", "cpu") is selective_state_update_ref
 
 

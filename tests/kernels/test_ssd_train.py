@@ -71,8 +71,8 @@ def test_dt_limit_and_no_softplus():
     args, _ = problem((1, 21, 4, 8, 2, 8, 0, "head", True), torch.float32, seed=4)
     args["dt"] = args["dt"].abs()  # dt_softplus=False: dt must be >= 0 already (bias added before the clamp)
     for kw in (dict(dt_softplus=True, dt_limit=(0.05, 0.8)), dict(dt_softplus=False, dt_limit=(0.0, 0.5))):
-        y, g = grads(lambda **a: ssd_chunked(**a, chunk_size=8, **kw), args)
-        y_ref, g_ref = grads(lambda **a: ssd_chunk_scan_ref(**a, **kw)[0], args)
+        y, g = grads(lambda kw=kw, **a: ssd_chunked(**a, chunk_size=8, **kw), args)
+        y_ref, g_ref = grads(lambda kw=kw, **a: ssd_chunk_scan_ref(**a, **kw)[0], args)
         assert rel_err(y, y_ref) < 1e-4
         for name in args:
             assert rel_err(g[name], g_ref[name]) < 1e-4, (kw, name)

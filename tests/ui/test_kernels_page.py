@@ -82,3 +82,46 @@ def test_page_explains_an_empty_store(env):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     assert any("No kernel results" in i.value for i in at.info)
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def test_one_device_per_roofline_on_the_committed_results(tmp_path):
+    """The committed kernel runs come from an H100 and an H200: each roofline holds one device's rows under that
+    device's own copy bandwidth (the page once drew both under the last run's ceiling)."""
+    import pandas as pd
+
+    from backend.bench.analysis import rooflines
+    from pages.components.charts import roofline_bars
+    from store import open_store
+
+    st = open_store(str(tmp_path / "k.duckdb"))
+    for f in sorted(RESULTS.glob("kernels_*.jsonl*")):
+        st.import_jsonl(str(f))
+    kb = st.measurements(kinds=["kernel_bench"], expand_extra=True)
+    groups = rooflines(kb)
+    devices = [g[0] for g in groups]
+    assert len(devices) >= 2 and len(set(devices)) == len(devices)
+    for device, k, ceiling, peers in groups:
+        assert not k.empty and set(k["device"]) == {device} and set(peers.get("device", [])) <= {device}
+        run = k["run_id"].iloc[0]
+        assert set(k["run_id"]) == {run}
+        same_run = kb[(kb["run_id"] == run) & (kb["metric"] == "copy_gbps")]
+        assert ceiling == float(same_run["value"].iloc[-1])
+    mixed = pd.concat([g[1] for g in groups]).assign(label="x")
+    with pytest.raises(AssertionError, match="one device per roofline"):
+        roofline_bars(mixed, 1.0)
+
+
+def test_page_draws_a_roofline_per_device(env):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    for f in RESULTS.glob("kernels_*.jsonl*"):
+        shutil.copy(f, env / "results" / f.name)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    subs = [s.value for s in at.subheader if "copy bandwidth" in s.value]
+    assert len(subs) >= 2 and len({s.split(":")[0] for s in subs}) == len(subs)

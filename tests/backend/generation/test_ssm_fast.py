@@ -55,16 +55,20 @@ def check_prefill_then_decode(model, family, full_logits, ids, cut=8):
         assert stepper.cache_bytes() > 0
 
 
+PATHS = [pytest.param("", "cpu-chunked", id="auto=cpu-chunked"), pytest.param("reference", "reference", id="reference")]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_enable_then_prefill_decode_equals_hf_full_forward(family, monkeypatch):
+@pytest.mark.parametrize(("env", "path"), PATHS)
+def test_enable_then_prefill_decode_equals_hf_full_forward(family, env, path, monkeypatch):
     from backend.generation import ssm_fast
 
-    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    monkeypatch.setenv("SSM_ARENA_KERNELS", env)
     model = tiny_model(family)
     ids = ids_for()
     with torch.no_grad():
         hf_full = model(ids).logits  # Hugging Face's own path
-    assert ssm_fast.enable(model) == "reference" and model.arena_path == "reference"
+    assert ssm_fast.enable(model) == path and model.arena_path == path
     assert ssm_fast.is_enabled(model)
     with torch.no_grad():
         ours_full = model(ids).logits
@@ -110,9 +114,13 @@ def test_enable_rejects_a_transformer():
         ssm_fast.enable(model)
 
 
-def test_stepper_factory_declines_cpu_and_transformers():
-    from backend.generation.ssm_stepper import factory
+def test_stepper_factory_takes_cpu_only_on_the_fast_path(monkeypatch):
+    from backend.generation.ssm_stepper import SSMGraphStepper, factory
 
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    stepper = factory(tiny_model("mamba"), "mamba", "cpu")
+    assert isinstance(stepper, SSMGraphStepper) and stepper.path == "cpu-chunked" and not stepper.use_graph
+    monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
     assert factory(tiny_model("mamba"), "mamba", "cpu") is None
     assert factory(object(), "transformer", "cuda") is None
 

@@ -1,0 +1,61 @@
+"""backend.generation.ssm_stepper on the CPU fast path: the static-state stepper takes CPU models, its prefill
+in batch chunks equals one unchunked prefill (logits, state, the decode that follows), and no chunk runs more
+tokens through the blocks than its budget (what bounds prefill's peak memory)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.generation.ssm_stepper import SSMGraphStepper
+from tests.backend.generation.test_ssm_fast import FAMILIES, tiny_model
+
+
+def run(stepper, ids, steps=3):
+    logits = [stepper.prefill(ids)]
+    state = [t.clone() for t in stepper.cache.tensors()]
+    tok = logits[0].argmax(-1)
+    for _ in range(steps):
+        logits.append(stepper.step(tok))
+        tok = logits[-1].argmax(-1)
+    return torch.stack(logits, 1), state
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("budget", [pytest.param(11, id="1-row-chunks"), pytest.param(33, id="3-row-chunks-uneven")])
+def test_chunked_prefill_equals_unchunked(family, budget, monkeypatch):
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    model = tiny_model(family)
+    ids = torch.randint(0, 64, (7, 11), generator=torch.Generator().manual_seed(4))
+    whole = SSMGraphStepper(model, family, use_cuda_graph=False)
+    chunked = SSMGraphStepper(model, family, use_cuda_graph=False, prefill_tokens=budget)
+    assert whole.prefill_rows(7, 11) == 7 and chunked.prefill_rows(7, 11) == budget // 11
+    with torch.inference_mode():
+        want, want_state = run(whole, ids)
+        got, got_state = run(chunked, ids)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+    for g, w in zip(got_state, want_state, strict=True):
+        assert g.shape == w.shape and torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+    assert chunked.cache_bytes() == whole.cache_bytes()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_chunk_runs_more_tokens_than_its_budget(family, monkeypatch):
+    """Peak-memory bookkeeping: every mixer call of a chunked prefill sees at most `prefill_tokens` tokens
+    (the activations alive at once), while the state buffers hold every sequence."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    model = tiny_model(family)
+    stepper = SSMGraphStepper(model, family, use_cuda_graph=False, prefill_tokens=40)  # patches the mixers
+    seen = []
+    for block in model.backbone.layers:
+        inner = block.mixer.forward
+
+        def spy(hidden_states, *a, _inner=inner, **k):
+            seen.append(hidden_states.shape[0] * hidden_states.shape[1])
+            return _inner(hidden_states, *a, **k)
+
+        block.mixer.forward = spy
+    with torch.inference_mode():
+        stepper.prefill(torch.randint(0, 64, (9, 13), generator=torch.Generator().manual_seed(1)))
+    assert seen and max(seen) <= 40 and sum(seen) == 9 * 13 * len(model.backbone.layers)
+    assert all(t.shape[0] == 9 for t in stepper.cache.tensors())

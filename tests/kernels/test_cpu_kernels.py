@@ -1,0 +1,187 @@
+"""The CPU fast path (`kernels/cpu_*.py`, dispatch path "cpu-chunked") against the PyTorch references: odd
+sizes, tiles / chunks / segments that end mid-sequence, outputs poisoned with NaN, per-dtype bounds, and
+prefill-then-decode equal to one prefill over everything."""
+# ruff: noqa: E402  (the kernel imports follow the skip: numba is not on the GPU image)
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba", reason="the CPU fast path needs numba (not on the GPU image)")
+
+from numba import njit
+
+from kernels import dispatch
+from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
+from kernels.cpu_conv import causal_conv1d_cpu
+from kernels.cpu_norm import rms_norm_cpu
+from kernels.cpu_scan import _exp2, selective_scan_cpu
+from kernels.cpu_ssd import ssd_chunk_scan_cpu
+from kernels.cpu_step import causal_conv1d_update_cpu, selective_state_update_cpu
+from kernels.rms_norm import rms_norm_ref
+from kernels.selective_scan import selective_scan_ref
+from kernels.selective_state_update import selective_state_update_ref
+from kernels.ssd_chunk_scan import ssd_chunk_scan_ref
+from kernels.ssd_train import _random_problem
+from tests.kernels.conftest import DTYPES, REL_TOL, rel_err
+from tests.kernels.test_selective_scan import make as make_scan
+
+
+def rnd(*s, seed=0, scale=1.0):
+    return torch.randn(*s, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+@njit
+def _exp2_all(t):
+    out = np.empty_like(t)
+    for i in range(t.shape[0]):
+        out[i] = _exp2(t[i])
+    return out
+
+
+def test_exp2_polynomial_is_within_fp32_rounding():
+    t = torch.linspace(-125.0, 20.0, 2_000_001)
+    got = torch.from_numpy(_exp2_all(t.numpy()))  # fp32 in, as in the kernels
+    want = torch.exp2(t.double())
+    assert ((got.double() - want).abs() / want).max().item() < 3e-7
+
+
+# batch, dim, seqlen, dstate, tile_l: dim not a multiple of 16, odd N, tiles ending mid-sequence
+SCAN_SHAPES = [
+    pytest.param((2, 67, 33, 16, 8), id="B2-D67-L33-N16-tile8"),
+    pytest.param((1, 5, 1, 4, 128), id="B1-D5-L1-N4"),
+    pytest.param((1, 37, 17, 7, 16), id="B1-D37-L17-N7-tile16"),
+    pytest.param((2, 32, 130, 16, 64), id="B2-D32-L130-N16-tile64"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SCAN_SHAPES)
+def test_scan_matches_reference(shape, dtype, poison):
+    batch, dim, seqlen, dstate, tile = shape
+    u, delta, A, B, C, D, z, bias = make_scan(batch, dim, seqlen, dstate, dtype)
+    h0 = rnd(batch, dim, dstate, seed=9)
+    y, h = selective_scan_cpu(u, delta, A, B, C, D, z, bias, True, initial_state=h0, tile_l=tile)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True, initial_state=h0)
+    assert y.dtype == dtype and y.shape == y_ref.shape and h.dtype == torch.float32
+    assert rel_err(y, y_ref) < REL_TOL[dtype]
+    assert rel_err(h, h_ref) < REL_TOL[torch.float32] * 10
+
+
+def test_scan_optional_inputs_absent(poison):
+    u, delta, A, B, C, *_ = make_scan(2, 19, 21, 16, torch.float32, seed=1)
+    delta = delta.abs()
+    y, h = selective_scan_cpu(u, delta, A, B, C, tile_l=5)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C)
+    assert rel_err(y, y_ref) < 1e-4 and rel_err(h, h_ref) < 1e-4
+
+
+# batch, seqlen, nheads, headdim, ngroups, dstate, chunk, segment
+SSD_SHAPES = [
+    pytest.param((2, 45, 4, 8, 2, 16, 16, 32), id="L45-Q16-S32-G2"),
+    pytest.param((1, 1, 2, 4, 1, 8, 64, 1024), id="L1"),
+    pytest.param((1, 130, 4, 6, 2, 12, 8, 64), id="L130-Q8-S64"),
+    pytest.param((2, 64, 2, 8, 1, 16, 64, 64), id="L64-exact-chunk"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SSD_SHAPES)
+def test_ssd_matches_reference(shape, dtype, poison):
+    batch, seqlen, nheads, headdim, ngroups, dstate, chunk, segment = shape
+    args = _random_problem(batch, seqlen, nheads, headdim, ngroups, dstate, "cpu", dtype=dtype)
+    h0 = rnd(batch, nheads, headdim, dstate, seed=5)
+    y, h = ssd_chunk_scan_cpu(**args, dt_softplus=True, initial_states=h0, chunk=chunk, segment=segment)
+    y_ref, h_ref = ssd_chunk_scan_ref(**args, dt_softplus=True, initial_states=h0)
+    assert y.dtype == dtype and h.dtype == torch.float32
+    assert rel_err(y, y_ref) < REL_TOL[dtype]
+    assert rel_err(h, h_ref) < REL_TOL[torch.float32] * 10
+
+
+@pytest.mark.parametrize("tied", [pytest.param(False, id="mamba1"), pytest.param(True, id="mamba2")])
+@pytest.mark.parametrize("with_z", [pytest.param(True, id="z"), pytest.param(False, id="no-z")])
+def test_state_update_matches_reference(tied, with_z, poison):
+    if tied:  # 3 sequences, 4 heads of 5 channels, 2 groups, N 16; x / z row slices of one tensor
+        st = rnd(3, 4, 5, 16, seed=1)
+        xz = rnd(3, 2, 4, 5, seed=2)
+        x, z = xz[:, 0], xz[:, 1] if with_z else None
+        dt, A, D, bias = rnd(3, 4, seed=3), -torch.rand(4) - 0.1, rnd(4, seed=4), rnd(4, seed=5)
+        BC = rnd(3, 2, 2, 16, seed=6)
+    else:  # Mamba-1: 3 sequences, 37 channels, N 8
+        st = rnd(3, 37, 8, seed=1)
+        xz = rnd(3, 74, seed=2)
+        x, z = xz[:, :37], xz[:, 37:] if with_z else None
+        dt, A, D, bias = rnd(3, 37, seed=3), -torch.rand(37, 8) - 0.1, rnd(37, seed=4), rnd(37, seed=5)
+        BC = rnd(3, 2, 8, seed=6)
+    B, C = BC[:, 0], BC[:, 1]
+    st_ref = st.clone()
+    out = selective_state_update_cpu(st, x, dt, A, B, C, D, z, bias, True)
+    out_ref = selective_state_update_ref(st_ref, x, dt, A, B, C, D, z, bias, True)
+    assert rel_err(out, out_ref) < 1e-5 and rel_err(st, st_ref) < 1e-5
+
+
+@pytest.mark.parametrize("slots", [pytest.param(3, id="S3=K-1"), pytest.param(4, id="S4=K"), pytest.param(6, id="S6")])
+def test_conv_update_matches_reference(slots, poison):
+    state, x, w, b = rnd(2, 19, slots, seed=1), rnd(2, 19, seed=2), rnd(19, 4, seed=3), rnd(19, seed=4)
+    state_ref = state.clone()
+    out = causal_conv1d_update_cpu(x, state, w, b, "silu")
+    assert rel_err(out, causal_conv1d_update_ref(x, state_ref, w, b, "silu")) < 1e-5
+    assert torch.equal(state, state_ref)
+
+
+@pytest.mark.parametrize("shape", [pytest.param((2, 67, 33), id="B2-D67-L33"), pytest.param((1, 5, 1), id="L1")])
+def test_conv_matches_reference(shape, poison):
+    batch, dim, seqlen = shape
+    x = rnd(batch, seqlen, dim, seed=1).transpose(1, 2)  # Hugging Face's position-major view
+    w, b = rnd(dim, 4, seed=2), rnd(dim, seed=3)
+    out = causal_conv1d_cpu(x, w, b, "silu", tile_l=7)
+    assert out.stride(1) == 1  # position-major like the Triton op
+    assert rel_err(out, causal_conv1d_ref(x, w, b, "silu")) < 1e-5
+    assert rel_err(causal_conv1d_cpu(x.contiguous(), w, None), causal_conv1d_ref(x, w, None)) < 1e-5
+
+
+@pytest.mark.parametrize("rows", [pytest.param(1, id="rows1-serial"), pytest.param(100, id="rows100-parallel")])
+@pytest.mark.parametrize("kind", ["residual", "gated-groups", "plain", "round-input"])
+def test_norm_matches_reference(rows, kind, poison):
+    x, res, z, w = rnd(rows, 48, seed=1), rnd(rows, 48, seed=2), rnd(rows, 48, seed=3), rnd(48, seed=4)
+    kw = {"residual": dict(residual=res), "gated-groups": dict(z=z, group_size=16), "plain": {},
+          "round-input": dict(residual=res, round_input=True)}[kind]
+    out, h = rms_norm_cpu(x, w, 1e-5, **kw)
+    out_ref, h_ref = rms_norm_ref(x, w, 1e-5, **kw)
+    assert rel_err(out, out_ref) < 1e-5
+    assert (h is None) == (h_ref is None) and (h is None or torch.equal(h, h_ref))
+
+
+def test_prefill_then_decode_equals_one_prefill(poison):
+    """Mamba-1 and Mamba-2: the CPU prefill of L0 positions, then CPU decode steps, equals one CPU prefill."""
+    u, delta, A, B, C, D, z, bias = make_scan(1, 24, 21, 16, torch.float32, seed=3)
+    L0 = 17
+    y_full, _ = selective_scan_cpu(u, delta, A, B, C, D, z, bias, True, tile_l=8)
+    y0, state = selective_scan_cpu(*(t[..., :L0] for t in (u, delta)), A, B[..., :L0], C[..., :L0], D,
+                                   z[..., :L0], bias, True, tile_l=8)
+    col = [lambda t, v=v: v[..., t].contiguous() for v in (u, delta, B, C, z)]
+    ys = [selective_state_update_cpu(state, col[0](t), col[1](t), A, col[2](t), col[3](t), D, col[4](t), bias, True)
+          for t in range(L0, 21)]
+    assert rel_err(torch.cat([y0, torch.stack(ys, -1)], -1), y_full) < 1e-4
+
+    args = _random_problem(1, 22, 4, 8, 2, 16, "cpu", with_z=False)
+    y_full, _ = ssd_chunk_scan_cpu(**args, dt_softplus=True, chunk=8)
+    head = {k: (v[:, :19] if k in ("x", "dt", "B", "C") else v) for k, v in args.items()}
+    y0, state = ssd_chunk_scan_cpu(**head, dt_softplus=True, chunk=8)
+    ys = [selective_state_update_cpu(state, args["x"][:, t], args["dt"][:, t], args["A"], args["B"][:, t],
+                                     args["C"][:, t], args["D"], None, args["dt_bias"], True) for t in range(19, 22)]
+    assert rel_err(torch.cat([y0, torch.stack(ys, 1)], 1), y_full) < 1e-4
+
+
+def test_dispatch_reports_the_cpu_path(monkeypatch):
+    monkeypatch.delenv(dispatch.ENV, raising=False)
+    assert dispatch.path_for("cpu") == "cpu-chunked"
+    assert dispatch.op("selective_scan", "cpu") is selective_scan_cpu
+    assert dispatch.describe("cpu")["path"] == "cpu-chunked" and not dispatch.uses_triton("cpu")
+    monkeypatch.setenv(dispatch.ENV, "reference")
+    assert dispatch.path_for("cpu") == "reference"
+    monkeypatch.setenv(dispatch.ENV, "cpu-chunked")
+    assert dispatch.path_for("cpu") == "cpu-chunked"
+    if torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CPU tensors only"):
+            dispatch.path_for("cuda")
