@@ -1,0 +1,15 @@
+"""The inside view: what each model keeps from the prompt, read from the loaded models through hooks.
+
+    data.py       the Inspection record (arrays per layer and token), its .npz file, the numbers pages plot, the
+                  length limit and InspectError (numpy / pandas only: the pages import it)
+    core.py       inspect(generator, prompt, ...) -> Inspection: the one entry point
+    ssm.py        Mamba / Mamba-2: hooks on the mixers' projections, Δ, state norms, decay products, implicit
+                  attention rows
+    attention.py  transformers: head-averaged attention maps through Hugging Face's eager attention
+    instances.py  pass-key and RAG experiment instances with the planted key / gold passage as char spans
+    batch.py      what the pages and `python -m backend inspect` run (torch loads inside its functions)
+    ssd.py        the explainer's Mamba-2 layer three ways: recurrence, chunked SSD, quadratic masked form
+    explain.py    the explainer's SSD demonstration on a loaded Mamba-2 (torch)
+    toys.py       the explainer's torch-free demonstrations: selection in one channel, selective copying input,
+                  cache bytes against prompt length
+"""
