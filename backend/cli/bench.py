@@ -76,6 +76,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--name", help="a label for the run")
     p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
     p.add_argument("--jsonl", metavar="OUT", help="write JSONL records to OUT instead of DuckDB")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="one shard per model on a Ray cluster (one GPU each where GPUs are used): its head's "
+                        "host:port, `auto`, or no value for this machine alone (needs `pip install ray`)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=main)
     return p
@@ -86,6 +89,8 @@ def config_from_args(args: argparse.Namespace):
 
     device = args.device or os.environ.get("SSM_ARENA_DEVICE", "auto")
     isolate = args.isolate
+    if getattr(args, "ray", None):  # each model is a Ray shard (its own worker process) already
+        isolate = False
     if isolate is None:
         from backend.device import resolve_device
 
@@ -145,8 +150,14 @@ def main(args: argparse.Namespace) -> int:
 
     writer, store = _open_writer(args)
     try:
-        run_id, rows = run_sweep(cfg, writer, name=args.name, progress=progress,
-                                 run_model=run_model_in_child if cfg.isolate else None)
+        if getattr(args, "ray", None):
+            from backend.bench.ray_sweep import run_sweep_on_ray
+
+            run_id, rows = run_sweep_on_ray(cfg, writer, address=None if args.ray == "local" else args.ray,
+                                            name=args.name, progress=progress)
+        else:
+            run_id, rows = run_sweep(cfg, writer, name=args.name, progress=progress,
+                                     run_model=run_model_in_child if cfg.isolate else None)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

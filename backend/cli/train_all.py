@@ -21,6 +21,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="train and pack only")
     p.add_argument("--parallel", action="store_true",
                     help="one process per model, all at once, step count agreed at a rendezvous (GPU)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="evaluate each checkpoint as a Ray shard (backend/scale/evals.py); no ADDRESS: a local "
+                        "cluster started for this run; ADDRESS: join a running one (ray start --head)")
     p.set_defaults(out_dir=None)
     p.set_defaults(func=run_in("backend.training.run_all"))
     return p

@@ -128,6 +128,11 @@ def run(a: argparse.Namespace) -> int:
     folders = [Path(a.models_dir) / m for m in cfg.models]
     for f in folders:
         print(f"packed {pack(str(f), out)}", flush=True)
-    if not a.no_eval:
+    if not a.no_eval and getattr(a, "ray", None):  # one Ray shard per checkpoint (backend/scale/evals.py)
+        from backend.scale.evals import run_evals_on_ray
+
+        run_evals_on_ray(folders, out, a.tag, a.eval_timeout, a.quick_eval, cfg.device,
+                         address=None if a.ray == "local" else a.ray)
+    elif not a.no_eval:
         run_evals(folders, out, a.tag, a.eval_timeout, a.quick_eval, cfg.device)
     return 0
