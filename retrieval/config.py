@@ -17,8 +17,13 @@ _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """Bounds on one uploaded file. Anything beyond them is refused with an IngestError sentence."""
+    """Bounds on an upload and on each of its files. Anything beyond them is refused with a sentence.
+
+    max_file_bytes is also Streamlit's `server.maxUploadSize` (.streamlit/config.toml, in MiB), so the server
+    refuses a bigger file before it reaches the app (tests/faults checks that the two agree)."""
     max_file_bytes: int = 20 * 1024 * 1024  # upload size
+    max_files_per_upload: int = 20  # files in one upload (page) or one `rag ingest` call
+    max_upload_bytes: int = 64 * 1024 * 1024  # all files of one upload together
     max_pages: int = 500  # PDF pages, checked before any text extraction
     max_chars: int = 2_000_000  # extracted characters per document
     max_zip_entries: int = 2_000  # DOCX central directory entries
@@ -36,6 +41,15 @@ class ChunkConfig:
     max_tokens: int = 200  # ... and never exceeds this many
     overlap_tokens: int = 24
     max_chunks_per_document: int = 20_000
+
+
+def size_text(n: int) -> str:
+    """Bytes in the unit the limits are set in (binary: 20 MiB is 20 * 1024 * 1024 bytes)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def data_dir() -> Path:

@@ -5,12 +5,16 @@ from __future__ import annotations
 # Kinds of ingest failure (stable strings: tests, the page and the CLI key on them).
 INGEST_ERROR_KINDS = (
     "too_large", "empty", "binary", "unsupported", "wrong_extension", "corrupt", "encrypted",
-    "zip_bomb", "too_many_pages", "too_much_text", "no_text", "timeout", "crashed", "duplicate",
+    "zip_bomb", "too_many_pages", "too_much_text", "no_text", "timeout", "crashed", "duplicate", "cancelled",
 )
 
 
 class RetrievalError(RuntimeError):
     """A retrieval operation failed; the message is a sentence for the user."""
+
+
+class IngestCancelled(RetrievalError):
+    """An ingest was stopped on request; the file in progress was not added (nothing of it was written)."""
 
 
 class IngestError(RetrievalError):

@@ -1,6 +1,6 @@
 """FAISS index files: IndexIDMap2(IndexFlatIP(dim)) with int64 chunk ids, saved atomically.
 
-Ids are the store's chunk ids (`store.next_chunk_id`), so they survive deletions (IndexIDMap2 keeps
+Ids are the store's chunk ids (handed out by `store.add_document`), so they survive deletions (IndexIDMap2 keeps
 explicit ids; a plain IndexFlat would shift them). Saving writes a temp file in the same folder,
 fsyncs it, then `os.replace`s it over the old file, so a crash leaves the old or the new index, never a
 torn one. FAISS CPU indexes allow concurrent searches but not concurrent changes: changes go through

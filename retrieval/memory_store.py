@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from store.errors import DuplicateDocumentError  # errors only: no duckdb
+
 
 class MemoryStore:
     """Collections, documents and chunks in dicts (one process, not persistent, not thread-safe)."""
@@ -33,9 +35,22 @@ class MemoryStore:
         for d in (self._collections, self._docs, self._chunks):
             d.pop(name, None)
 
-    def add_document(self, collection, doc_id, filename, n_pages, n_chars, sha256, meta):
+    def add_document(self, collection, doc_id, filename, n_pages, n_chars, sha256, meta, chunks=None):
+        """The document with its chunks (one step, like the store's single transaction); chunks without a
+        chunk_id get the next free ids. Returns the chunk ids."""
+        if any(d["doc_id"] == doc_id for d in self._docs[collection]):
+            raise DuplicateDocumentError(f"The document {doc_id!r} ({filename}) is already in collection "
+                                         f"{collection!r}; delete it first to replace it.")
+        rows = []
+        for c in chunks or []:
+            if c.get("chunk_id") is None:
+                c = {**c, "chunk_id": self._next[collection]}
+                self._next[collection] += 1
+            rows.append(c)
         self._docs[collection].append(dict(doc_id=doc_id, filename=filename, n_pages=n_pages, n_chars=n_chars,
                                            sha256=sha256, meta=meta))
+        self.add_chunks(collection, rows)
+        return [int(r["chunk_id"]) for r in rows]
 
     def add_chunks(self, collection, rows):
         self._chunks[collection].extend(dict(r) for r in rows)
@@ -53,6 +68,9 @@ class MemoryStore:
             wanted = set(int(i) for i in chunk_ids)
             rows = [r for r in rows if r["chunk_id"] in wanted]
         return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "source", "page", "char_start", "char_end", "text"])
+
+    def chunk_ids(self, collection):
+        return sorted(int(r["chunk_id"]) for r in self._chunks.get(collection, []))
 
     def delete_document(self, collection, doc_id):
         gone = [r["chunk_id"] for r in self._chunks[collection] if r["doc_id"] == doc_id]

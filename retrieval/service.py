@@ -1,25 +1,27 @@
 """Collections of documents: ingest -> chunk -> embed -> FAISS, with chunk metadata in the store.
 
     r = Retriever(store)                      # store: `store.open_store()` (CONTRACTS.md) or a test double
-    report = r.add_files("notes", [("a.pdf", b"..."), ("b.md", b"...")], progress=cb)
+    report = r.add_files("notes", [("a.pdf", b"..."), ("b.md", b"...")], on_file=cb)  # ingest.py
+    r.recover("notes")                        # repairs what a crash left (recovery.py)
     hits = r.search("notes", "Where was Ada born?", k=5)   # -> [RetrievedChunk], best first
     r.delete_document("notes", doc_id); r.rebuild("notes"); r.list_collections()
 
-Write order (crash safety): store rows first, then the index file. A crash in between leaves chunks the
-index lacks (found by `status`, fixed by `rebuild`) or index ids without rows (skipped by search);
-ids are never reused, so neither can point at the wrong text.
+Write order (crash safety, ingest.py): a document and its chunks in one store transaction, then the index
+file. A crash in between leaves chunks the index lacks; `recover` (recovery.py, run when a collection is
+opened) embeds exactly those. `status` compares the chunk ids of the index with the store's. Ids are never
+reused, so an index id without a row (skipped by search) can never point at the wrong text.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.chunking import Chunk, chunk_document, document_text
+from retrieval import ingest, recovery
+from retrieval.chunking import document_text
 from retrieval.config import (
     EMBED_DIM,
     EMBEDDER_NAME,
@@ -28,15 +30,10 @@ from retrieval.config import (
     check_collection_name,
     index_path,
 )
-from retrieval.errors import IngestError, RetrievalError
+from retrieval.errors import RetrievalError
 from retrieval.index import IndexFile, ids_of, new_index
 from retrieval.index import search as index_search
-from retrieval.parse import ParsedDocument
-from retrieval.sandbox import parse_isolated
-from retrieval.sniff import sniff
-
-# progress(stage, done, total); stage is "parse" | "embed" | "index"
-Progress = Callable[[str, int, int], None]
+from retrieval.ingest import FileEvent, FileResult, IngestReport, Progress
 
 
 @dataclass
@@ -50,31 +47,6 @@ class RetrievedChunk:
     text: str
     score: float  # cosine similarity
     rank: int  # 1 = best
-
-
-@dataclass
-class FileResult:
-    filename: str
-    doc_id: str | None = None
-    n_chunks: int = 0
-    n_pages: int | None = None
-    n_chars: int = 0
-    error: str | None = None  # a sentence for the user
-    error_kind: str | None = None  # one of errors.INGEST_ERROR_KINDS
-
-
-@dataclass
-class IngestReport:
-    collection: str
-    files: list[FileResult] = field(default_factory=list)
-
-    @property
-    def added(self) -> list[FileResult]:
-        return [f for f in self.files if f.error is None]
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.error is not None]
 
 
 class Retriever:
@@ -103,7 +75,7 @@ class Retriever:
                 self._embedder = get_embedder()
         return self._embedder
 
-    def _index(self, collection: str) -> IndexFile:
+    def index_file(self, collection: str) -> IndexFile:
         return IndexFile(index_path(collection, self.data_dir), EMBED_DIM)
 
     def list_collections(self) -> list[str]:
@@ -116,7 +88,7 @@ class Retriever:
             self.store.add_collection(name, EMBEDDER_NAME, EMBED_DIM)
 
     def drop_collection(self, name: str) -> None:
-        idx = self._index(name)
+        idx = self.index_file(name)
         with idx.locked():
             self.store.drop_collection(name)
             idx.delete()
@@ -146,130 +118,37 @@ class Retriever:
             docs["n_chunks"] = [int(counts.get(d, 0)) for d in docs["doc_id"]] if len(docs) else []
         return docs
 
-    def status(self, collection: str, full: bool = False) -> dict:
-        """Index vs store: {"index": n, "store": n, "consistent": bool}. Counts only (cheap, for every page
-        view) unless `full`, which compares the id sets (reads every chunk id)."""
+    def status(self, collection: str) -> dict:
+        """Index vs store by chunk id: {"index": n, "store": n, "missing": n in the store only, "extra": n in the
+        index only, "consistent": bool} (reads ids only, no text: cheap enough for every page view)."""
         self._require(collection)
-        index = self._index(collection).cached()
-        if not full:
-            n_store = int(self._documents(collection)["n_chunks"].sum())
-            return {"index": int(index.ntotal), "store": n_store, "consistent": int(index.ntotal) == n_store}
-        in_index = set(ids_of(index).tolist())
-        in_store = set(int(i) for i in self.store.chunks(collection)["chunk_id"].tolist())
-        return {"index": len(in_index), "store": len(in_store), "consistent": in_index == in_store}
+        in_index = set(ids_of(self.index_file(collection).cached()).tolist())
+        in_store = set(self.store.chunk_ids(collection))
+        return {"index": len(in_index), "store": len(in_store), "missing": len(in_store - in_index),
+                "extra": len(in_index - in_store), "consistent": in_index == in_store}
 
-    # --- adding --------------------------------------------------------------------------------
+    # --- adding (retrieval/ingest.py) -----------------------------------------------------------
     def add_files(self, collection: str, files: Iterable[tuple[str, bytes]],
-                  progress: Progress | None = None) -> IngestReport:
-        """Ingest uploaded files; a bad file gets its error in the report and the others still go in."""
-        self.create_collection(collection)
-        files = list(files)
-        report = IngestReport(collection, [FileResult(name) for name, _ in files])
-        existing = set(self.store.documents(collection)["doc_id"].tolist())
-        todo: list[tuple[int, str, str, bytes]] = []  # (report index, doc_id, kind, data)
-        for i, (name, data) in enumerate(files):
-            try:
-                kind = sniff(name, data, self.limits)
-                doc_id = hashlib.sha256(data).hexdigest()[:16]
-                if doc_id in existing:
-                    raise IngestError("duplicate", name, f"{name} is already in collection {collection!r}; skipped.")
-                existing.add(doc_id)
-                report.files[i].doc_id = doc_id
-                todo.append((i, doc_id, kind, data))
-            except IngestError as e:
-                _fail(report.files[i], e)
-        if progress:
-            progress("parse", 0, len(todo))
-        parsed = parse_isolated(
-            [(files[i][0], kind, data) for i, _, kind, data in todo], self.limits,
-            on_file=(lambda j: progress("parse", j + 1, len(todo))) if progress else None,
-        )
-        docs: list[tuple[FileResult, ParsedDocument, list[Chunk], str]] = []
-        for (i, doc_id, _, data), res in zip(todo, parsed, strict=True):
-            if isinstance(res, IngestError):
-                _fail(report.files[i], res)
-                continue
-            fr = report.files[i]
-            fr.n_pages, fr.n_chars = res.n_pages, res.n_chars
-            docs.append((fr, res, chunk_document(res, self.chunking), hashlib.sha256(data).hexdigest()))
-        self._add(collection, docs, progress)
-        return report
+                  on_file: Callable[[FileEvent], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> IngestReport:
+        """Ingest uploaded files; a bad file gets its error in the report and the others still go in. Each
+        document is written whole or not at all; `should_stop` cancels (ingest.add_files)."""
+        return ingest.add_files(self, collection, list(files), on_file=on_file, should_stop=should_stop)
 
     def add_texts(self, collection: str, documents: list[dict], progress: Progress | None = None) -> IngestReport:
         """Add already-extracted documents [{"doc_id", "title", "text"}] (toy-world corpora, experiments)."""
-        self.create_collection(collection)
-        report = IngestReport(collection)
-        docs = []
-        for d in documents:
-            fr = FileResult(d.get("title") or d["doc_id"], doc_id=str(d["doc_id"]))
-            report.files.append(fr)
-            parsed = ParsedDocument(fr.filename, "text", [(None, d["text"])])
-            fr.n_chars = parsed.n_chars
-            docs.append((fr, parsed, chunk_document(parsed, self.chunking),
-                         hashlib.sha256(d["text"].encode()).hexdigest()))
-        self._add(collection, docs, progress)
-        return report
+        return ingest.add_texts(self, collection, documents, progress)
 
-    def _add(self, collection, docs, progress: Progress | None) -> None:
-        for fr, _, chunks, _ in docs:
-            if not chunks:
-                _fail(fr, IngestError("no_text", fr.filename, f"{fr.filename} contains no extractable text."))
-        docs = [d for d in docs if d[2]]
-        if not docs:
-            return
-        spans, start = [], 0
-        for _, _, chunks, _ in docs:
-            spans.append((start, start + len(chunks)))
-            start += len(chunks)
-        vectors = self.embedder.encode(
-            [c.text for _, _, chunks, _ in docs for c in chunks],
-            progress=(lambda done, total: progress("embed", done, total)) if progress else None,
-        )
-        idx = self._index(collection)
-        with idx.locked():
-            # checked again under the lock: another session may have added the same file meanwhile
-            present = set(self.store.documents(collection)["doc_id"].astype(str))
-            keep = []
-            for doc, span in zip(docs, spans, strict=True):
-                fr = doc[0]
-                if fr.doc_id in present:
-                    _fail(fr, IngestError("duplicate", fr.filename,
-                                          f"{fr.filename} is already in collection {collection!r}; skipped."))
-                    continue
-                present.add(fr.doc_id)
-                keep.append((doc, span))
-            if not keep:
-                return
-            index = idx.load()
-            n_new = sum(b - a for _, (a, b) in keep)
-            if hasattr(self.store, "reserve_chunk_ids"):  # atomic in the store (also across processes)
-                next_id = int(self.store.reserve_chunk_ids(collection, n_new))
-            else:
-                next_id = int(self.store.next_chunk_id(collection))
-            all_ids = []
-            for (fr, parsed, chunks, sha), _ in keep:
-                ids = list(range(next_id, next_id + len(chunks)))
-                next_id += len(chunks)
-                self.store.add_document(collection, fr.doc_id, fr.filename, parsed.n_pages, parsed.n_chars, sha,
-                                        {"kind": parsed.kind})
-                self.store.add_chunks(collection, [
-                    {"chunk_id": cid, "doc_id": fr.doc_id, "source": fr.filename, "page": c.page,
-                     "char_start": c.char_start, "char_end": c.char_end, "text": c.text}
-                    for cid, c in zip(ids, chunks, strict=True)
-                ])
-                fr.n_chunks = len(chunks)
-                all_ids += ids
-            rows = np.concatenate([vectors[a:b] for _, (a, b) in keep])
-            index.add_with_ids(rows, np.asarray(all_ids, dtype=np.int64))
-            idx.save(index)
-        if progress:
-            progress("index", n_new, n_new)
+    def recover(self, collection: str) -> list[str]:
+        """Repair what a crash left (recovery.py); one sentence per repair, [] when nothing was wrong."""
+        self._require(collection)
+        return recovery.recover(self, collection)
 
     # --- deleting / rebuilding -----------------------------------------------------------------
     def delete_document(self, collection: str, doc_id: str) -> int:
         """Remove a document's chunks from the store and the index; returns how many chunks went."""
         self._require(collection)
-        idx = self._index(collection)
+        idx = self.index_file(collection)
         with idx.locked():
             ids = [int(i) for i in self.store.delete_document(collection, doc_id)]
             index = idx.load()
@@ -282,13 +161,13 @@ class Retriever:
         """Re-embed every chunk of the store into a fresh index (after a crash or a corrupt file)."""
 
         self._require(collection)
-        chunks = self.store.chunks(collection)
-        vectors = self.embedder.encode(
-            chunks["text"].tolist(),
-            progress=(lambda done, total: progress("embed", done, total)) if progress else None,
-        ) if len(chunks) else np.zeros((0, EMBED_DIM), np.float32)
-        idx = self._index(collection)
-        with idx.locked():
+        idx = self.index_file(collection)
+        with idx.locked():  # nothing is committed meanwhile, so the new index matches the store
+            chunks = self.store.chunks(collection)
+            vectors = self.embedder.encode(
+                chunks["text"].tolist(),
+                progress=(lambda done, total: progress("embed", done, total)) if progress else None,
+            ) if len(chunks) else np.zeros((0, EMBED_DIM), np.float32)
             index = new_index(EMBED_DIM)
             if len(chunks):
                 index.add_with_ids(vectors, chunks["chunk_id"].to_numpy(dtype=np.int64))
@@ -306,7 +185,7 @@ class Retriever:
             return []
         if any(not q.strip() for q in queries):
             raise RetrievalError("The question is empty. Type a question to search the documents.")
-        index = self._index(collection).cached()
+        index = self.index_file(collection).cached()
         if index.ntotal == 0:
             return [[] for _ in queries]
         qv = self.embedder.encode(queries)
@@ -338,8 +217,4 @@ def _isnull(v) -> bool:
     return v is None or bool(pd.isna(v))
 
 
-def _fail(fr: FileResult, e: IngestError) -> None:
-    fr.error, fr.error_kind, fr.n_chunks = str(e), e.kind, 0
-
-
-__all__ = ["Retriever", "RetrievedChunk", "FileResult", "IngestReport", "document_text"]
+__all__ = ["Retriever", "RetrievedChunk", "FileResult", "FileEvent", "IngestReport", "document_text"]

@@ -11,7 +11,7 @@ import io
 import zipfile
 from pathlib import PurePath
 
-from retrieval.config import IngestLimits
+from retrieval.config import IngestLimits, size_text
 from retrieval.errors import IngestError
 
 # kind -> extensions that may carry it. "text" and "markdown" are interchangeable.
@@ -66,7 +66,7 @@ def sniff(filename: str, data: bytes, limits: IngestLimits) -> str:
 def too_large(filename: str, size: int, limits: IngestLimits) -> IngestError:
     return IngestError(
         "too_large", filename,
-        f"{filename} is {size / 1e6:.1f} MB, over the {limits.max_file_bytes / 1e6:.0f} MB limit. "
+        f"{filename} is {size_text(size)}, over the {size_text(limits.max_file_bytes)} limit per file. "
         "Split it into smaller files.",
     )
 
@@ -105,10 +105,28 @@ def _content_kind(filename: str, data: bytes) -> str:
     return "text"
 
 
-def looks_binary(data: bytes) -> bool:
-    """NUL bytes or many control characters in the first 8 KiB (UTF-16 with a BOM counts as text)."""
+def bomless_utf16(data: bytes) -> str | None:
+    """"utf-16-le" / "utf-16-be" when the bytes look like UTF-16 text without a byte order mark: the high byte
+    of (nearly) every character is NUL, the low byte almost never, and the first 8 KiB decode to text."""
     sample = data[:8192]
-    if sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+    sample = sample[: len(sample) // 2 * 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    for encoding, highs, lows in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if highs.count(0) < 0.6 * len(highs) or lows.count(0) > 0.02 * len(lows):
+            continue
+        text = sample.decode(encoding, errors="replace")
+        control = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f\x1b")
+        if control <= 0.05 * len(text) and text.count("\ufffd") <= 1:
+            return encoding
+    return None
+
+
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes or many control characters in the first 8 KiB (UTF-16, with or without a BOM, is text)."""
+    sample = data[:8192]
+    if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or bomless_utf16(sample):
         return False
     if b"\x00" in sample:
         return True
@@ -129,7 +147,7 @@ def check_zip(filename: str, data: bytes, limits: IngestLimits) -> None:
     if total > limits.max_zip_uncompressed_bytes:
         raise IngestError(
             "zip_bomb", filename,
-            f"{bomb}: it would expand to {total / 1e6:.0f} MB (limit {limits.max_zip_uncompressed_bytes / 1e6:.0f} MB).",
+            f"{bomb}: it would expand to {size_text(total)} (limit {size_text(limits.max_zip_uncompressed_bytes)}).",
         )
     for i in infos:
         if i.file_size > 1024 * 1024 and i.file_size > limits.max_zip_ratio * max(i.compress_size, 1):
@@ -146,6 +164,8 @@ def decode_text(filename: str, data: bytes) -> str:
         return data[3:].decode("utf-8", errors="replace")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16", errors="replace")
+    if encoding := bomless_utf16(data):
+        return data[: len(data) // 2 * 2].decode(encoding, errors="replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -9,6 +9,12 @@ not set lock on file", even read-only). So nobody keeps a connection open: every
   3. connects, runs its statements in one transaction, commits, closes (close checkpoints the WAL),
   4. releases both locks.
 
+Damage: before the first connection of a Connector every block of the file is checked against DuckDB's
+checksums, and before each later one its headers and length (store/integrity.py). A file that fails is never
+opened (DuckDB would replay its log and checkpoint into it): StoreDamagedError says to move it away, and
+every later call says the same until the file at the path changes. DuckDB errors that report corruption
+while a statement runs are turned into the same error.
+
 All waits share one deadline (`lock_timeout`). If another program that does not use our lock (a
 DuckDB shell, a notebook) holds the file, connecting is retried with backoff until the deadline,
 then StoreLockedError names that program and PID as DuckDB reported them.
@@ -27,7 +33,8 @@ from pathlib import Path
 import duckdb
 from filelock import FileLock, Timeout
 
-from store.errors import StoreError, StoreLockedError
+from store import integrity
+from store.errors import StoreDamagedError, StoreError, StoreLockedError
 
 _LOG = logging.getLogger(__name__)
 _REGISTRY_LOCK = threading.Lock()
@@ -49,6 +56,9 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 POLL_S = 0.01  # how often a waiting process retries the lock
 MAX_YIELD_S = 0.5  # longest a process steps back for announced waiters before taking its turn
 _DUCKDB_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+# what DuckDB says when a block it reads is damaged or missing (the file was cut or overwritten meanwhile)
+_DAMAGE_RE = re.compile(r"Corrupt database file|checksum|Could not read enough bytes|"
+                        r"read past the end|INTERNAL Error: Failed to load metadata", re.IGNORECASE)
 
 
 def _locks_for(path: Path) -> tuple[threading.RLock, FileLock]:
@@ -120,6 +130,16 @@ def check_database_file(path: Path) -> None:
         )
 
 
+def damaged_message(path: Path, damage: str) -> str:
+    wal = Path(str(path) + ".wal")
+    also = f" together with {wal.name}" if wal.exists() else ""
+    return (
+        f"The results database {path} is damaged: {damage}. The store will neither read nor write it and has "
+        f"left it as it is. Move it away{also} (for example `mv {path} {path}.damaged`) and start again: a new "
+        "store is created, and the results committed under results/ are imported into it again."
+    )
+
+
 @contextmanager
 def registered(con, name: str, table):
     """Expose an Arrow table/DataFrame to SQL as `name` for the duration of the block."""
@@ -141,6 +161,8 @@ class Connector:
         self.lock_path = Path(str(path) + ".lock")
         self.lock_timeout = lock_timeout
         self.on_create = on_create  # called with the connection when a session had to create the file
+        self._verified: tuple | None = None  # (device, inode) of the file whose every block was checked
+        self._damaged: tuple[tuple, str] | None = None  # (file identity, sentence) of a file that failed
 
     @contextmanager
     def session(self):
@@ -184,6 +206,8 @@ class Connector:
                         con.rollback()
                     except duckdb.Error:
                         pass  # no open transaction (it failed already)
+                    if isinstance(e, duckdb.Error) and _DAMAGE_RE.search(str(e)):
+                        raise self._mark_damaged(f"DuckDB reported {e}") from None
                     if isinstance(e, duckdb.Error):
                         raise StoreError(
                             f"The results database {self.path} could not complete the operation "
@@ -248,8 +272,40 @@ class Connector:
         while time.monotonic() < stop and self._other_waiters():
             time.sleep(POLL_S)
 
-    def _connect(self, deadline: float):
+    def _identity(self) -> tuple:
+        st = self.path.stat()
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _mark_damaged(self, damage: str) -> StoreDamagedError:
+        msg = damaged_message(self.path, damage)
+        try:
+            self._damaged = (self._identity(), msg)
+        except OSError:  # gone meanwhile: the next session starts afresh
+            self._damaged = None
+        self._verified = None
+        return StoreDamagedError(msg)
+
+    def check_integrity(self) -> None:
+        """Refuse a damaged file before DuckDB touches it (module docstring); called under the locks."""
         check_database_file(self.path)
+        if not self.path.exists():
+            return  # DuckDB creates it
+        ident = self._identity()
+        if self._damaged is not None and self._damaged[0] == ident:
+            raise StoreDamagedError(self._damaged[1])
+        try:
+            if self._verified == ident[:2]:
+                damage = integrity.check_headers(self.path)
+            else:
+                damage = integrity.verify(self.path)
+        except OSError as e:
+            raise StoreError(f"Cannot read the results database {self.path} ({e.strerror}).") from None
+        if damage:
+            raise self._mark_damaged(damage)
+        self._verified = ident[:2]
+
+    def _connect(self, deadline: float):
+        self.check_integrity()
         delay = 0.02
         while True:
             try:
@@ -257,6 +313,8 @@ class Connector:
             except duckdb.IOException as e:
                 msg = str(e)
                 if "Could not set lock" not in msg:
+                    if _DAMAGE_RE.search(msg):
+                        raise self._mark_damaged(f"DuckDB reported {msg}") from None
                     raise self._open_error(e) from None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -264,6 +322,8 @@ class Connector:
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 0.5)
             except duckdb.Error as e:
+                if _DAMAGE_RE.search(str(e)):
+                    raise self._mark_damaged(f"DuckDB reported {e}") from None
                 raise self._open_error(e) from None
 
     def _open_error(self, e: Exception) -> StoreError:

@@ -16,10 +16,12 @@ import pandas as pd
 from store import importer
 from store.connection import Connector, registered
 from store.errors import StoreError
+from store.liveness import current_owner, mark_interrupted
 from store.records import check_end_status, new_id, utc_now
 from store.retrieval_tables import RetrievalTablesMixin
 from store.rows import decode_json_columns, normalize_all, to_arrow, to_timestamp
 from store.schema import LATEST_VERSION, MEASUREMENTS, PREDICTIONS, RUNS, migrate
+from store.votes import VotesMixin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -59,7 +61,7 @@ def _as_list(v) -> list | None:
     return list(v)
 
 
-class Store(RetrievalTablesMixin):
+class Store(RetrievalTablesMixin, VotesMixin):
     """Handle on one results database; cheap, stateless between calls and safe to share across threads.
 
     Writes: start_run, finish_run, add_measurements, add_predictions, import_jsonl, import_results_dir
@@ -74,6 +76,7 @@ class Store(RetrievalTablesMixin):
                 self.applied_migrations = migrate(con)
             except ValueError as e:
                 raise StoreError(f"The results database {path} cannot be used: {e}.") from None
+            self.interrupted_runs = mark_interrupted(con)  # runs whose process died since the last open
         self._conn.on_create = migrate  # a file deleted while the app runs comes back with its tables
 
     def __repr__(self) -> str:
@@ -111,7 +114,7 @@ class Store(RetrievalTablesMixin):
         if not kind or not isinstance(kind, str):
             raise StoreError("A run needs a kind (a short string such as 'bench' or 'fewshot').")
         row = {"run_id": new_id(), "kind": kind, "name": name, "created_at": utc_now(),
-               "status": "running", "config": config or {}, "meta": meta or {}}
+               "status": "running", "config": config or {}, "meta": meta or {}, "owner": current_owner()}
         rows = normalize_all([row], RUNS, "run")
         with self.session() as con:
             self._insert(con, "runs", rows, RUNS)

@@ -11,6 +11,15 @@ class StoreLockedError(StoreError):
     """The database stayed locked by another process for longer than the store's lock timeout."""
 
 
+class StoreDamagedError(StoreError):
+    """The database file failed the integrity check (store/integrity.py): the store neither reads nor writes it
+    and leaves it as it is; the message says to move it away."""
+
+
+class DuplicateDocumentError(StoreError):
+    """The document (same content hash) is already in the collection; nothing was written."""
+
+
 class StoreImportError(StoreError):
     """Some lines of a JSONL results file were malformed; every other line was imported.
 

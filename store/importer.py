@@ -58,7 +58,11 @@ def import_jsonl(store, path: Path) -> dict[str, int]:
 
 def import_dir(store, folder: Path) -> dict:
     if not folder.is_dir():
-        raise StoreError(f"There is no results folder {folder}; nothing to import.")
+        if folder.name.endswith((".jsonl", ".jsonl.gz")):
+            raise StoreError(f"There is no results file {folder}; nothing to import.")
+        if folder.exists():
+            raise StoreError(f"{folder} is not a folder of results; give a folder or one *.jsonl / *.jsonl.gz file.")
+        raise StoreError(f"There is no results folder or file {folder}; nothing to import.")
     totals = dict.fromkeys(COUNT_KEYS, 0)
     totals["files"] = 0
     problems: list[str] = []

@@ -23,7 +23,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-RUN_STATUSES = ("running", "completed", "cancelled", "failed")
+RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")  # interrupted: store/liveness.py
 END_STATUSES = ("completed", "cancelled", "failed")
 RECORD_TYPES = ("run", "run_end", "measurement", "prediction")
 

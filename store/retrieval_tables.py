@@ -2,6 +2,10 @@
 
 Chunk ids are the int64 ids of the FAISS index (IndexIDMap2). Each collection keeps a high-water
 mark `next_chunk_id`, so an id is never handed out twice, even after its document was deleted.
+
+A document and its chunks go in together: `add_document(..., chunks=rows)` is one transaction (that also
+hands out the chunk ids), so a crash leaves the whole document or nothing (never a document without chunks, which a re-upload would then meet as
+a duplicate). `chunk_ids(collection)` reads only the ids (the status check compares them with the index).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from store.errors import StoreError
+from store.errors import DuplicateDocumentError, StoreError
 from store.records import utc_now
 from store.rows import decode_json_columns, normalize_all
 from store.schema import CHUNKS, DOCUMENTS
@@ -62,46 +66,69 @@ class RetrievalTablesMixin:
                 con.execute(f"DELETE FROM {table} WHERE {col} = ?", [name])
 
     def add_document(self, collection: str, doc_id: str, filename: str, n_pages: int | None, n_chars: int,
-                     sha256: str, meta: dict | None = None) -> None:
+                     sha256: str, meta: dict | None = None, chunks: list[dict] | None = None) -> list[int]:
+        """Add a document and its `chunks` (rows as for add_chunks) in one transaction; returns the chunk ids.
+        Chunks without a chunk_id get the collection's next free ids, taken in the same transaction. A document
+        already in the collection raises DuplicateDocumentError (and nothing is written)."""
         row = {"collection": collection, "doc_id": doc_id, "filename": filename, "n_pages": n_pages,
                "n_chars": n_chars, "sha256": sha256, "meta": meta or {}, "created_at": utc_now()}
         rows = normalize_all([row], DOCUMENTS, "document")
         with self.session() as con:
-            self._collection_row(con, collection)
+            next_id = int(self._collection_row(con, collection)[2])
             if con.execute(
                 "SELECT 1 FROM documents WHERE collection = ? AND doc_id = ?", [collection, doc_id]
             ).fetchall():
-                raise StoreError(
-                    f"The document {doc_id!r} is already in collection {collection!r}; delete it first to "
-                    "replace it."
+                raise DuplicateDocumentError(
+                    f"The document {doc_id!r} ({filename}) is already in collection {collection!r}; delete it "
+                    "first to replace it."
                 )
+            given = []
+            for c in chunks or []:
+                if c.get("chunk_id") is None:
+                    c = {**c, "chunk_id": next_id}
+                    next_id += 1
+                given.append(c)
+            chunk_rows, ids = self._chunk_rows(collection, given)
             self._insert(con, "documents", rows, DOCUMENTS, ignore_existing=False)
+            self._insert_chunks(con, collection, chunk_rows, ids)
+            return ids
 
-    def add_chunks(self, collection: str, rows: list[dict]) -> int:
-        """Add chunks (chunk_id, doc_id, source, page, char_start, char_end, text); returns the count."""
-        rows = [{**r, "collection": collection} for r in rows]
+    @staticmethod
+    def _chunk_rows(collection: str, rows: list[dict]) -> tuple[list[dict], list[int]]:
         if not rows:
-            return 0
-        norm = normalize_all(rows, CHUNKS, "chunk")
+            return [], []
+        norm = normalize_all([{**r, "collection": collection} for r in rows], CHUNKS, "chunk")
         ids = [r.get("chunk_id") for r in norm]
         if any(i is None for i in ids):
             raise StoreError("Every chunk needs an integer chunk_id (use next_chunk_id/reserve_chunk_ids).")
         if len(set(ids)) != len(ids):
             raise StoreError("Two chunks in this batch have the same chunk_id; ids must be unique.")
+        return norm, ids
+
+    def _insert_chunks(self, con, collection: str, norm: list[dict], ids: list[int]) -> int:
+        if not norm:
+            return 0
+        try:
+            n = self._insert(con, "chunks", norm, CHUNKS, ignore_existing=False)
+        except duckdb.ConstraintException:
+            raise StoreError(
+                f"Some chunk ids are already used in collection {collection!r}; take new ids from "
+                "reserve_chunk_ids()."
+            ) from None
+        con.execute(
+            "UPDATE collections SET next_chunk_id = greatest(next_chunk_id, ?) WHERE name = ?",
+            [max(ids) + 1, collection],
+        )
+        return n
+
+    def add_chunks(self, collection: str, rows: list[dict]) -> int:
+        """Add chunks (chunk_id, doc_id, source, page, char_start, char_end, text); returns the count."""
+        norm, ids = self._chunk_rows(collection, rows)
+        if not norm:
+            return 0
         with self.session() as con:
             self._collection_row(con, collection)
-            try:
-                n = self._insert(con, "chunks", norm, CHUNKS, ignore_existing=False)
-            except duckdb.ConstraintException:
-                raise StoreError(
-                    f"Some chunk ids are already used in collection {collection!r}; take new ids from "
-                    "reserve_chunk_ids()."
-                ) from None
-            con.execute(
-                "UPDATE collections SET next_chunk_id = greatest(next_chunk_id, ?) WHERE name = ?",
-                [max(ids) + 1, collection],
-            )
-            return n
+            return self._insert_chunks(con, collection, norm, ids)
 
     def documents(self, collection: str) -> pd.DataFrame:
         """Documents of a collection (oldest first) with their chunk counts; meta is a dict."""
@@ -133,6 +160,12 @@ class RetrievalTablesMixin:
             con.execute("DELETE FROM chunks WHERE collection = ? AND doc_id = ?", [collection, doc_id])
             con.execute("DELETE FROM documents WHERE collection = ? AND doc_id = ?", [collection, doc_id])
         return ids
+
+    def chunk_ids(self, collection: str) -> list[int]:
+        """Every chunk id of a collection, ascending (cheap: no text is read)."""
+        with self.session() as con:
+            return [int(r[0]) for r in con.execute(
+                "SELECT chunk_id FROM chunks WHERE collection = ? ORDER BY chunk_id", [collection]).fetchall()]
 
     def next_chunk_id(self, collection: str) -> int:
         """The smallest chunk id never used in this collection (ids are not reused after deletion)."""

@@ -69,3 +69,30 @@ def make_pdf_flate_bomb(inflated_bytes: int = 70_000_000) -> bytes:
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()
+
+
+def make_docx_with_part(name: str, data: bytes) -> bytes:
+    """A real DOCX with one XML part replaced (or added) by `data`."""
+    src = zipfile.ZipFile(io.BytesIO(make_docx(["harmless looking text"])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info, data if info.filename == name else src.read(info))
+        if name not in src.namelist():
+            out.writestr(name, data)
+    return buf.getvalue()
+
+
+XXE = '<!DOCTYPE w [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+
+
+def docx_doctype_after_comment() -> bytes:
+    """The DOCTYPE after a 5 KB comment (a check that reads only the first 4 KiB misses it)."""
+    body = f'<?xml version="1.0"?><!-- {"x" * 5000} -->{XXE}<w:document xmlns:w="urn:w">&x;</w:document>'
+    return make_docx_with_part("word/document.xml", body.encode())
+
+
+def docx_doctype_in_utf16() -> bytes:
+    """The DOCTYPE in a UTF-16 part (a byte search for b"<!DOCTYPE" misses it)."""
+    body = f'<?xml version="1.0" encoding="UTF-16"?>{XXE}<w:document xmlns:w="urn:w">&x;</w:document>'
+    return make_docx_with_part("word/document.xml", body.encode("utf-16"))

@@ -28,6 +28,12 @@ def _hits(r: Retriever, q: str, k: int = 3):
     return [(h.chunk_id, h.source, h.page, round(h.score, 5)) for h in r.search("c1", q, k)]
 
 
+def _same(a: list, b: list) -> bool:
+    """Same chunks in the same order, scores within 1e-3 (a bfloat16 embedder's vectors depend slightly on
+    which texts share a batch, so a re-embedded chunk scores a hair differently)."""
+    return [h[:3] for h in a] == [h[:3] for h in b] and all(abs(x[3] - y[3]) < 1e-3 for x, y in zip(a, b, strict=True))
+
+
 def test_search_returns_sources_pages_offsets(retriever):
     retriever.add_files("c1", FILES)
     [top] = retriever.search("c1", "When was the lighthouse built?", k=1)
@@ -44,7 +50,7 @@ def test_round_trip_after_restart_and_delete(any_retriever):
     before = {q: _hits(retriever, q) for q in ("lighthouse 1822", "copper bells", "barley windmill")}
     restarted = _fresh(retriever)
     assert {q: _hits(restarted, q) for q in before} == before
-    assert restarted.status("c1")["consistent"] and restarted.status("c1", full=True)["consistent"]
+    assert restarted.status("c1")["consistent"]
 
     docs = restarted.documents("c1")
     velm = docs[docs["filename"] == "velm.docx"]["doc_id"].iloc[0]
@@ -53,8 +59,8 @@ def test_round_trip_after_restart_and_delete(any_retriever):
     assert restarted.delete_document("c1", velm) >= 1
 
     after = _fresh(restarted)
-    for full in (False, True):
-        assert after.status("c1", full) == {"index": len(kept_ids), "store": len(kept_ids), "consistent": True}
+    assert after.status("c1") == {"index": len(kept_ids), "store": len(kept_ids), "missing": 0, "extra": 0,
+                                  "consistent": True}
     assert {h.source for h in after.search("c1", "copper bells", k=10)} == {"orra.pdf", "kest.md"}
     assert _hits(after, "lighthouse 1822")[0] == before["lighthouse 1822"][0]  # same id, same score
     # new chunks never reuse the deleted ids
@@ -66,7 +72,7 @@ def test_round_trip_after_restart_and_delete(any_retriever):
 def test_rebuild_restores_a_lost_index(retriever):
     retriever.add_files("c1", FILES)
     before = _hits(retriever, "lighthouse 1822")
-    path = retriever._index("c1").path
+    path = retriever.index_file("c1").path
     path.write_bytes(b"not a faiss index")
     index_mod._READ_CACHE.clear()
     with pytest.raises(RetrievalError, match="Rebuild"):
@@ -74,12 +80,12 @@ def test_rebuild_restores_a_lost_index(retriever):
     path.unlink()
     assert retriever.status("c1")["consistent"] is False
     assert retriever.rebuild("c1") == retriever.status("c1")["store"]
-    assert _hits(_fresh(retriever), "lighthouse 1822") == before
+    assert _same(_hits(_fresh(retriever), "lighthouse 1822"), before)
 
 
 def test_index_file_is_replaced_atomically(retriever):
     retriever.add_files("c1", FILES[:1])
-    path = retriever._index("c1").path
+    path = retriever.index_file("c1").path
     first = path.stat().st_ino
     retriever.add_files("c1", FILES[1:])
     assert path.stat().st_ino != first  # a new file renamed over the old one, not rewritten in place
@@ -97,7 +103,7 @@ def test_collections_are_separate_and_names_checked(retriever):
     with pytest.raises(RetrievalError, match="no collection"):
         retriever.search("missing", "anything")
     retriever.drop_collection("c2")
-    assert "c2" not in retriever.list_collections() and not retriever._index("c2").path.exists()
+    assert "c2" not in retriever.list_collections() and not retriever.index_file("c2").path.exists()
 
 
 def test_orphan_index_ids_are_skipped(any_retriever):
@@ -125,4 +131,4 @@ def test_same_file_from_two_sessions_at_once_goes_in_once(retriever):
         t.join()
     kinds = sorted(str(rep.files[0].error_kind) for rep in reports)
     assert kinds == ["None", "duplicate"]
-    assert len(retriever.documents("c1")) == 1 and retriever.status("c1", full=True)["consistent"]
+    assert len(retriever.documents("c1")) == 1 and retriever.status("c1")["consistent"]

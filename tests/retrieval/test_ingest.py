@@ -12,6 +12,8 @@ from retrieval.errors import IngestError
 from retrieval.sandbox import parse_isolated
 from retrieval.sniff import sniff
 from tests.retrieval.docs import (
+    docx_doctype_after_comment,
+    docx_doctype_in_utf16,
     make_docx,
     make_docx_with_broken_xml,
     make_encrypted_office,
@@ -51,6 +53,8 @@ def test_docx_paragraphs_and_tables():
     ("a.txt", "caf\u00e9 na\u00efve".encode(), "caf\u00e9 na\u00efve"),
     ("b.txt", "\ufeffUTF-16 text \u00e9".encode("utf-16"), "UTF-16 text \u00e9"),
     ("c.txt", "latin-1 caf\u00e9".encode("cp1252"), "latin-1 caf\u00e9"),
+    ("le.txt", "UTF-16 without a byte order mark\nline two".encode("utf-16-le"), "UTF-16 without a byte order mark\nline two"),
+    ("be.md", "# UTF-16 big-endian, no BOM".encode("utf-16-be"), "# UTF-16 big-endian, no BOM"),
     ("README", b"no extension, plain text", "no extension, plain text"),
 ])
 def test_text_formats(name, data, expected):
@@ -69,6 +73,8 @@ MALFORMED = [
     ("corrupt.pdf", b"%PDF-1.7\n" + b"\x13garbage that is not a pdf " * 40, {}, "corrupt"),
     ("truncated.pdf", make_pdf(["some text"] * 3)[:300], {}, "corrupt"),
     ("broken.docx", make_docx_with_broken_xml(), {}, "corrupt"),
+    ("doctype-late.docx", docx_doctype_after_comment(), {}, "corrupt"),
+    ("doctype-utf16.docx", docx_doctype_in_utf16(), {}, "corrupt"),
     ("damaged.docx", make_docx(["x"])[:200], {}, "corrupt"),
     ("locked.pdf", make_pdf(["top secret"], password="hunter2"), {}, "encrypted"),
     ("locked.docx", make_encrypted_office(), {}, "encrypted"),
@@ -128,6 +134,7 @@ def test_batch_with_every_malformed_kind_still_adds_the_good_files(any_retriever
             ("good.docx", make_docx(["The river Velm flows north."])),
             ("good.md", b"# Notes\n\nThe mill at Kest grinds barley.")]
     bad = [(n, d) for n, d, o, _ in MALFORMED if not o]
+    retriever.limits = dataclasses.replace(retriever.limits, max_files_per_upload=len(bad) + len(good))
     report = retriever.add_files("mixed", bad[: len(bad) // 2] + good + bad[len(bad) // 2 :])
     assert sorted(f.filename for f in report.added) == ["good.docx", "good.md", "good.pdf"]
     expected = {n: k for n, _, o, k in MALFORMED if not o}
@@ -171,3 +178,16 @@ def test_mutated_pdfs_and_docx_only_ever_give_documents_or_ingest_errors():
     assert len(outcomes) == len(items)
     assert set(outcomes.values()) <= {"ok", "corrupt", "no_text", "zip_bomb", "wrong_extension", "binary",
                                       "encrypted", "timeout", "crashed"}
+
+
+@pytest.mark.parametrize("data", [docx_doctype_after_comment(), docx_doctype_in_utf16()])
+def test_a_doctype_anywhere_in_any_encoding_is_refused(data):
+    with pytest.raises(IngestError, match="document type declaration or entity in word/document.xml"):
+        _parse_one("x.docx", data)
+
+
+def test_limits_print_in_the_unit_that_was_meant():
+    from retrieval.sniff import too_large
+
+    message = str(too_large("big.pdf", 21 * 2**20 + 5, LIMITS))
+    assert "21.0 MiB, over the 20 MiB limit per file" in message and "MB" not in message.replace("MiB", "")
