@@ -1,6 +1,7 @@
 """RAG evaluation: how much retrieved context each model can use (the RAG experiment: answer accuracy
-against k, closed- vs open-book, retrieval quality and faithfulness of stored runs; tables from
-backend.experiments.rag_views), and the retriever alone on the toy world (recall@k, MRR)."""
+against k with its floor and within- / beyond-training panels, by the gold passage's position, each model's
+difference from the transformer, closed- vs open-book, retrieval quality and faithfulness of stored runs; tables
+from backend.experiments.rag_views and stats), and the retriever alone on the toy world (recall@k, MRR)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ import pandas as pd
 import streamlit as st
 
 from backend.experiments import rag_views as rv
+from backend.experiments import stats
 from backend.experiments.config import DEFAULT_TASK, PROFILES
 from backend.generation.compare import device_setting, error_sentence
 from pages.components import experiment as kit
-from pages.components.charts import book_bars, metric_lines, retrieval_lines, retrieval_measurement
+from pages.components.charts import (
+    accuracy_lines,
+    book_bars,
+    diff_lines,
+    metric_lines,
+    retrieval_lines,
+    retrieval_measurement,
+)
 from pages.components.resources import generator_getter, get_embedder, get_store, store_or_stop
 
 EVAL = "rag_exp"
@@ -27,14 +36,36 @@ def experiment_results(store, job, get_generator) -> None:
         return
     row = kit.pick_run(runs, f"{EVAL}_pick", prefer=job.run_id if job else None)
     kit.resume_button(row, EVAL, get_generator, store)
-    answers = rv.answer_table(store.predictions(run_id=row["run_id"]))
+    preds = store.predictions(run_id=row["run_id"])
+    answers = rv.answer_table(preds)
     if answers.empty:
         st.info("This run has no finished instances yet.")
         return
     stored = rv.stored_table(store.measurements(run_ids=[row["run_id"]]))
-    a1, a2 = st.columns(2)
-    a1.plotly_chart(metric_lines(answers, "exact match", "Exact match vs k (95% bands)"), key=f"{EVAL}_em_chart")
-    a2.plotly_chart(metric_lines(answers, "token F1", "Token F1 vs k (95% bands)"), key=f"{EVAL}_f1_chart")
+    limit = stats.trained_limit("rag", "k")
+    em = answers[answers["metric"] == "exact match"]
+    st.plotly_chart(accuracy_lines(em, "k", "Exact match vs k (95% bands; training put one passage before each "
+                                   "question)", x_title="k (passages; 0 = closed-book)", trained_max=limit,
+                                   baselines=stats.baseline_table(preds, ["k"], "strict")), key=f"{EVAL}_em_chart")
+    positions = rv.position_table(preds)
+    if positions.empty:
+        st.caption("This run predates gold-position sweeps (rag-open v1: the retrieved passages in rank order, the "
+                   "gold one first in most prompts), so accuracy by position cannot be drawn.")
+    else:
+        st.plotly_chart(accuracy_lines(positions[positions["k"] > 1], "gold_pos", "Exact match by the gold "
+                                       "passage's position (1 = first; k = last, right before the question; dashed "
+                                       "by k)", dash_by="k", x_title="gold passage position"),
+                        key=f"{EVAL}_pos_chart")
+    paired = stats.paired_table(preds, ["k"], "strict", stats.reference_model(
+        list(dict.fromkeys(preds["model"])), stats.run_families(row.get("meta"), row.get("summary"))))
+    if not paired.empty:
+        st.plotly_chart(diff_lines(paired, "k", "Exact match: difference from the transformer on the same questions "
+                                   "(95% interval; filled: holds after McNemar + Holm)", x_title="k",
+                                   trained_max=limit), key=f"{EVAL}_diff_chart")
+        st.caption(" ".join(stats.paired_summary(paired, ["k"])))
+        with st.expander("Paired differences (McNemar's exact test, Holm-corrected across the table)"):
+            st.dataframe(paired, hide_index=True, key=f"{EVAL}_paired")
+    st.plotly_chart(metric_lines(answers, "token F1", "Token F1 vs k (95% bands)"), key=f"{EVAL}_f1_chart")
     book = rv.book_table(answers)
     st.plotly_chart(book_bars(book), key=f"{EVAL}_book_chart")
     with st.expander("Closed-book vs open-book table"):
@@ -79,9 +110,12 @@ def retrieval_quality() -> None:
 st.title("RAG evaluation")
 st.subheader("How much retrieved context each model can use")
 st.caption("Toy-world documents whose facts the models never saw are indexed in a throw-away collection; each "
-           "question is asked with its top-k retrieved passages (k = 0: closed-book). Answers are scored by exact "
-           "match and token F1; faithfulness is the share of answer words found in the retrieved text (no LLM "
-           "judge). Every point shows n and a 95% interval. Saved as a run of kind experiment-rag.")
+           "question is asked with k passages (k = 0: closed-book): its gold passage and the k - 1 others the "
+           "retriever ranks highest, the gold one at a position drawn uniformly over the k, so reading is measured "
+           "apart from retrieval (recall@k below) and from where the answer sits. Training always put one article "
+           "right before its question: k >= 2 is beyond training. Answers are scored by exact match and token F1; "
+           "faithfulness is the share of answer words found in the passages (no LLM judge). Every point shows n and "
+           "a 95% interval. Saved as a run of kind experiment-rag.")
 eval_store = store_or_stop()
 eval_generator = generator_getter()
 

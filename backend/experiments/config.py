@@ -3,11 +3,13 @@
 The UI builds one, the CLI builds the same from its flags (`config_from_args`), and `to_cli()` gives the
 equivalent `python -m backend experiment ...` command, so a run can be repeated headless.
 
-Sweep keys per experiment:
+Sweep keys per experiment (long context: per task):
   fewshot       k        number of in-context examples
-  long-context  length   target context length in tokens;  depth  where the passkey sits (0 start, 1 end)
+  long-context  passkey: length (target tokens), depth (where the pass key sits, 0 start, 1 end), keys
+                (needles in the document: 1 pass key + keys-1 distractors); recall: pairs (key-value lines);
+                copy: words (words to repeat)
   cot           steps    reasoning steps of the problem;    mode   "direct" or "cot"
-  rag           k        retrieved passages in the prompt (0 = closed-book)
+  rag           k        passages in the prompt (0 = closed-book); the gold passage's position is uniform over them
 
 The RAG experiment's `data` is a plan file written by `python -m backend experiment rag --save-plan FILE`
 (contexts retrieved once, so a machine without faiss / sentence-transformers can run it: `--plan FILE`).
@@ -34,25 +36,39 @@ SWEEP_FLAGS: dict[str, tuple[str, type]] = {
     "depth": ("--depths", float),
     "steps": ("--steps", int),
     "mode": ("--modes", str),
+    "keys": ("--keys", int),
+    "pairs": ("--pairs", int),
+    "words": ("--words", int),
 }
-SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth"), "cot": ("steps", "mode"), "rag": ("k",)}
+SWEEP_KEYS = {"fewshot": ("k",), "long-context": ("length", "depth", "keys", "pairs", "words"),
+              "cot": ("steps", "mode"), "rag": ("k",)}
+TASK_SWEEP_KEYS = {("long-context", "passkey"): ("length", "depth", "keys"), ("long-context", "recall"): ("pairs",),
+                   ("long-context", "copy"): ("words",)}  # where a task sweeps fewer keys than its experiment
 
-# "quick": finishes within a few minutes on a CPU with the bundled models (UI and CLI default).
-# "full": the GPU run committed under results/.
+# "quick": about a minute or two per experiment on a 2-core CPU with the bundled models (UI and CLI default).
+# "full": the GPU run committed under results/. Each profile gives the experiment's default task; TASK_PROFILES
+# the other tasks whose sweep differs. Every sweep reaches past what training showed (backend.toyworld TRAINED),
+# so the pages can draw in- and out-of-distribution panels.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
-        "fewshot": {"n": 20, "sweep": {"k": [0, 1, 2, 4, 8]}},
-        "long-context": {"n": 3, "sweep": {"length": [256, 512, 1024, 2048], "depth": [0.0, 0.5, 1.0]}},
-        "cot": {"n": 10, "sweep": {"steps": [1, 2, 3, 4], "mode": ["direct", "cot"]}},
+        "fewshot": {"n": 40, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
+        "long-context": {"n": 2, "sweep": {"length": [256, 512, 1536], "depth": [0.0, 0.5, 1.0], "keys": [1, 3]}},
+        "cot": {"n": 10, "sweep": {"steps": [2, 5, 7], "mode": ["direct", "cot"]}},
         "rag": {"n": 12, "sweep": {"k": [0, 1, 2, 4]}},
     },
     "full": {
-        "fewshot": {"n": 60, "sweep": {"k": [0, 1, 2, 4, 8, 16]}},
-        "long-context": {"n": 10, "sweep": {"length": [512, 1024, 2048, 4096, 8192],
-                                            "depth": [0.0, 0.25, 0.5, 0.75, 1.0]}},
-        "cot": {"n": 50, "sweep": {"steps": [1, 2, 3, 4, 5], "mode": ["direct", "cot"]}},
-        "rag": {"n": 100, "sweep": {"k": [0, 1, 2, 4, 8]}},
+        "fewshot": {"n": 200, "sweep": {"k": [0, 1, 2, 4, 8, 16, 32]}},
+        "long-context": {"n": 12, "sweep": {"length": [256, 512, 1024, 2048, 4096, 8192],
+                                            "depth": [0.0, 0.25, 0.5, 0.75, 1.0], "keys": [1, 4]}},
+        "cot": {"n": 200, "sweep": {"steps": [1, 2, 3, 4, 5, 6, 7, 8, 10], "mode": ["direct", "cot"]}},
+        "rag": {"n": 200, "sweep": {"k": [0, 1, 2, 4, 8]}},
     },
+}
+TASK_PROFILES: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+    "quick": {("long-context", "recall"): {"n": 16, "sweep": {"pairs": [2, 4, 8, 16, 32]}},
+              ("long-context", "copy"): {"n": 8, "sweep": {"words": [5, 10, 20, 30, 45]}}},
+    "full": {("long-context", "recall"): {"n": 200, "sweep": {"pairs": [2, 4, 8, 16, 24, 32]}},
+             ("long-context", "copy"): {"n": 120, "sweep": {"words": [5, 10, 20, 30, 45, 60]}}},
 }
 
 
@@ -114,6 +130,17 @@ class ExperimentConfig:
         for m in self.sweep.get("mode", []):
             if m not in ("direct", "cot"):
                 raise ConfigError(f"mode must be 'direct' or 'cot', got {m!r}.")
+        for key, low in (("keys", 1), ("pairs", 1), ("words", 1)):
+            for v in self.sweep.get(key, []):
+                if v < low:
+                    raise ConfigError(f"{SWEEP_FLAGS[key][0]} values must be {low} or more, got {v}.")
+        own = TASK_SWEEP_KEYS.get((self.experiment, self.task or DEFAULT_TASK[self.experiment]))
+        if own and not self.data:
+            for key in self.sweep:
+                if key not in own:
+                    flags = ", ".join(SWEEP_FLAGS[k][0] for k in own)
+                    raise ConfigError(f"The {self.task or DEFAULT_TASK[self.experiment]} task sweeps {flags}; "
+                                      f"drop {SWEEP_FLAGS[key][0]}.")
         if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= 4096:
             raise ConfigError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}.")
 
@@ -158,12 +185,17 @@ def default_models() -> list[str]:
     return bundled if len(bundled) >= 2 else list(registry.default_pair())
 
 
-def default_config(experiment: str, models: list[str], profile: str = "quick") -> ExperimentConfig:
+def profile_of(experiment: str, task: str = "", profile: str = "quick") -> dict[str, Any]:
+    """{"n", "sweep"} of a profile for an experiment's task (its default task when `task` is empty)."""
     if profile not in PROFILES:
         raise ConfigError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
-    p = PROFILES[profile][experiment]
+    return TASK_PROFILES[profile].get((experiment, task or DEFAULT_TASK[experiment]), PROFILES[profile][experiment])
+
+
+def default_config(experiment: str, models: list[str], profile: str = "quick", task: str = "") -> ExperimentConfig:
+    p = profile_of(experiment, task, profile)
     return ExperimentConfig(experiment=experiment, models=list(models), n=p["n"],
-                            sweep={k: list(v) for k, v in p["sweep"].items()}, task=DEFAULT_TASK[experiment])
+                            sweep={k: list(v) for k, v in p["sweep"].items()}, task=task or DEFAULT_TASK[experiment])
 
 
 def parse_list(text: str, typ: type, flag: str) -> list:

@@ -8,10 +8,15 @@ Outputs are first cut at the task's stop strings (lm-eval's `until`), so a model
 the next "Q:" is judged on its own answer only.
 
 Scores:
-  exact_match  1.0 when the normalised extracted answer equals the normalised reference
-               (case-insensitive; commas, "$" and a trailing "." dropped; "5.0" equals "5")
-  token_f1     SQuAD-style token overlap F1 (lower case, punctuation and articles removed)
-Aggregates carry n and a 95% Wilson score interval.
+  exact_match    1.0 when the normalised extracted answer equals the normalised reference
+                 (case-insensitive; commas, "$" and a trailing "." dropped; "5.0" equals "5")
+  token_f1       SQuAD-style token overlap F1 (lower case, punctuation and articles removed)
+  within_one     1.0 when both are numbers at most 1 apart (direct arithmetic: a near miss, not the answer)
+  word_accuracy  share of the reference's words reproduced at their own position (copying)
+Statistics come from statsmodels, never written out here: aggregates carry n and a 95% Wilson score interval
+(`proportion_confint`); two models on the same items are compared by McNemar's exact test (`mcnemar`) and the
+mean paired difference with its 95% t interval (`DescrStatsW.tconfint_mean`); Holm's correction across a table's
+cells (`multipletests`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from __future__ import annotations
 import math
 import re
 import string
+import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+from statsmodels.stats.weightstats import DescrStatsW
 
 NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
 _ANSWER_IS = re.compile(r"the answer is:?\s*(" + NUMBER + ")", re.IGNORECASE)
@@ -151,19 +163,64 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-METRICS: dict[str, Callable[[str, str], float]] = {"exact_match": exact_match, "token_f1": token_f1}
+def within_one(prediction: str, reference: str) -> float:
+    """1.0 when prediction and reference are numbers at most 1 apart."""
+    try:
+        return float(abs(float(normalize_number(prediction)) - float(normalize_number(reference))) <= 1)
+    except ValueError:
+        return 0.0
 
 
-def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (successes may be a sum of fractional scores)."""
+def word_accuracy(prediction: str, reference: str) -> float:
+    """Share of the reference's words that the prediction has at the same position (case-insensitive)."""
+    ref, pred = reference.lower().split(), prediction.lower().split()
+    if not ref:
+        return float(not pred)
+    return sum(a == b for a, b in zip(ref, pred, strict=False)) / len(ref)
+
+
+METRICS: dict[str, Callable[[str, str], float]] = {"exact_match": exact_match, "token_f1": token_f1,
+                                                   "within_one": within_one, "word_accuracy": word_accuracy}
+
+
+def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (statsmodels; successes may be a sum of fractional scores)."""
     if n <= 0:
         return (0.0, 1.0)
     p = min(max(successes / n, 0.0), 1.0)
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo, hi = proportion_confint(p * n, n, alpha=0.05, method="wilson")
     # the bound at 0 (or 1) is exact when every score is 0 (or 1); floating point would leave ~1e-17
-    return (0.0 if p <= 0 else max(0.0, centre - half), 1.0 if p >= 1 else min(1.0, centre + half))
+    return (0.0 if p <= 0 else max(0.0, float(lo)), 1.0 if p >= 1 else min(1.0, float(hi)))
+
+
+def mcnemar_pvalue(a_only: int, b_only: int) -> float:
+    """McNemar's exact test (statsmodels) of two models on the same items: `a_only` items only model A got
+    right, `b_only` only model B. Items both got right or wrong carry no information about the difference."""
+    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Mean of a - b over paired items and its 95% t interval (statsmodels DescrStatsW.tconfint_mean).
+    Identical scores on every item give (0, 0, 0); a single item gives an unbounded interval (-1, 1)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        return (0.0, -1.0, 1.0)
+    mean = float(d.mean())
+    if d.size == 1:
+        return (mean, -1.0, 1.0)
+    if not d.std():
+        return (mean, mean, mean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = DescrStatsW(d).tconfint_mean(alpha=0.05)
+    return (mean, float(lo), float(hi))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (statsmodels multipletests) for a family of tests, e.g. every cell of a table."""
+    if not len(pvalues):
+        return []
+    return [float(p) for p in multipletests(list(pvalues), alpha=0.05, method="holm")[1]]
 
 
 def highlight_segments(text: str, rule: str) -> list[tuple[str, bool]]:

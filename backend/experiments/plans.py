@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backend.experiments import toytasks  # noqa: F401  (registers the toy-world tasks)
-from backend.experiments.config import DATA_SCHEMA, ExperimentConfig
+from backend.experiments.config import DATA_SCHEMA, DEFAULT_TASK, ExperimentConfig
 from backend.experiments.datasets import load_jsonl
 from backend.experiments.rag import rag_file_plan
 from backend.experiments.registry import Plan, builder_of, fewshot_plan, task_names
@@ -25,7 +25,8 @@ def build_plan(config: ExperimentConfig, count_tokens: Callable[[str], int] | No
     if config.data:
         return _data_plan(config)
     names = task_names(config.experiment)
-    name = config.task or (names[0] if names else "")
+    name = config.task or (DEFAULT_TASK[config.experiment] if DEFAULT_TASK[config.experiment] in names else
+                           (names[0] if names else ""))
     builder = builder_of(config.experiment, name)
     if builder is None:
         raise TaskError(

@@ -8,6 +8,7 @@ Prompt building, asking and recording a single RAG question live in `backend.rag
 from __future__ import annotations
 
 import json
+import random
 import re
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from backend.experiments.config import ExperimentConfig
 from backend.experiments.metrics import token_f1, wilson_interval
 from backend.experiments.registry import Plan, register_task
-from backend.experiments.tasks import Instance, TaskError, TaskSpec
+from backend.experiments.tasks import Instance, TaskError, TaskSpec, stable_seed
 from backend.rag import closed_book_template, format_context, rag_template
 from backend.runinfo import run_meta
 from backend.toyworld import rag_corpus
@@ -37,56 +38,91 @@ def faithfulness(answer: str, context: str) -> float:
     return sum(w in have for w in words) / len(words)
 
 
-def rag_tasks():
-    """The two TaskSpecs of the RAG experiment: open-book (retrieved context) and closed-book (k = 0)."""
+RAG_OPEN_VERSION = 2  # v1: the top-k retrieved passages in rank order (the gold one first in 97 of 100 prompts)
+
+
+def rag_tasks(open_version: int = RAG_OPEN_VERSION):
+    """The two TaskSpecs of the RAG experiment: open-book (k passages) and closed-book (k = 0)."""
     common = dict(target=" {answer}\n", extract={"strict": "first_line", "flexible": "first_line"},
                   primary="strict", metric="exact_match", stop=["\n"], max_new_tokens=16)
-    return (TaskSpec(name="rag-open", template=rag_template(), **common),
+    return (TaskSpec(name="rag-open", template=rag_template(), version=open_version, **common),
             TaskSpec(name="rag-closed", template=closed_book_template(), **common))
 
 
+def gold_positions(n: int, k: int, rng: random.Random) -> list[int]:
+    """n gold positions (1 = first passage, k = last, right before the question), each used n/k times (one more
+    for the first n % k positions of a random order), in random order: uniform over the k passages."""
+    spare = rng.sample(range(1, k + 1), k)
+    pos = [1 + i % k for i in range(n - n % k)] + spare[: n % k]
+    rng.shuffle(pos)
+    return pos
+
+
 def rag_plan(config, count_tokens=None, n_entities: int | None = None):
-    """Plan builder for the experiments framework (registered as task "toy-rag" below).
+    """Plan builder for the experiments framework (registered as task "toy-rag" below; rag-open v2).
 
     The toy world's RAG corpus (documents whose facts the models never saw) is indexed in a throw-away
-    collection; each of `config.n` questions is asked at every k of `config.sweep["k"]` with its top-k
-    retrieved passages as context (k = 0: closed-book). Instance params are the sweep point only
-    ({"k", "query"}: the runner groups by them); the retrieval outcome rides in each instance's doc
-    ("gold_doc_id", "retrieved_doc_ids") for `retrieval_measurements` and `answer_measurements`.
+    collection. Each of `config.n` questions is asked at every k of `config.sweep["k"]` with k passages (whole
+    documents, as training's one article per question): its gold document and the k - 1 documents the retriever
+    ranks highest among the others (hard distractors, in rank order), the gold one at a position drawn uniformly
+    over the k (`gold_positions`), so reading is measured
+    apart from retrieval and from where the answer sits (k = 0: closed-book). Params: {"k", "gold_pos", "query"}
+    (the runner groups by k and gold_pos); each doc carries "gold_doc_id", "context_doc_ids" and
+    "retrieved_doc_ids" (the retriever's own top k, for recall@k).
     """
-    ks = sorted({int(k) for k in config.sweep.get("k", [0, 1, 3, 5])})
+    ks = sorted({int(k) for k in config.sweep.get("k", [0, 1, 2, 4])})
     corpus = rag_corpus(seed=config.seed, n_entities=n_entities or max(50, config.n))
     questions = corpus["questions"][: config.n]
+    texts = {d["doc_id"]: " ".join(d["text"].split()) for d in corpus["documents"]}
     open_task, closed_task = rag_tasks()
     with tempfile.TemporaryDirectory(prefix="rag-plan-") as tmp:
         r = Retriever(MemoryStore(), data_dir=tmp)
         index_corpus(r, "toy-rag", corpus["documents"])
-        rows = retrieve(r, "toy-rag", questions, k=max([*ks, 1]))
+        rows = retrieve(r, "toy-rag", questions, k=max([*ks, 1]) + 4)  # room for chunks of one document
+    positions = {k: gold_positions(len(rows), k, random.Random(stable_seed(config.seed, "rag-gold", k)))
+                 for k in ks if k}
     instances = []
     for i, row in enumerate(rows):
         ranked = [h["doc_id"] for h in row["retrieved"]]
+        gold = row["doc_id"]
+        others = [(d, texts[d]) for d in dict.fromkeys(ranked) if d != gold]  # whole documents, in rank order
+        if len(others) < max(ks) - 1:
+            raise TaskError(f"The retriever returned {len(others)} other passages for a question; k = {max(ks)} "
+                            "needs k - 1. Lower k or use more entities.")
         for k in ks:
-            top = row["retrieved"][:k]
+            params = {"k": k, "query": i}
+            passages = []
+            if k:
+                passages = others[: k - 1]
+                passages.insert(positions[k][i] - 1, (gold, texts[gold]))
+                params = {"k": k, "gold_pos": positions[k][i], "query": i}
             doc = {"question": row["question"], "answer": str(row["answer"]),
-                   "context": format_context([_Passage(h["text"]) for h in top]),
-                   "gold_doc_id": row["doc_id"], "retrieved_doc_ids": ranked[:k]}
-            instances.append(Instance(id=f"k={k}/q={i}", doc=doc, reference=doc["answer"],
-                                      params={"k": k, "query": i}, task=(open_task if k else closed_task).name))
+                   "context": format_context([_Passage(t) for _, t in passages]), "gold_doc_id": gold,
+                   "context_doc_ids": [d for d, _ in passages], "retrieved_doc_ids": ranked[:k]}
+            instances.append(Instance(id=f"k={k}/q={i}", doc=doc, reference=doc["answer"], params=params,
+                                      task=(open_task if k else closed_task).name))
     return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances, measure=rag_measurements)
 
 
 def save_rag_plan(plan, path) -> None:
     """Write a rag_plan's instances as JSONL, so a machine without faiss / sentence-transformers (the GPU
-    image) can run the experiment on contexts retrieved here: `run_experiment(..., plan=load_rag_plan(p))`."""
-    write_jsonl(({"id": i.id, "doc": i.doc, "reference": i.reference, "params": i.params, "task": i.task}
-                 for i in plan.instances), path)
+    image) can run the experiment on contexts retrieved here: `run_experiment(..., plan=load_rag_plan(p))`.
+    Each line records its task's version, so a plan saved by an older checkout keeps its meaning."""
+    write_jsonl(({"id": i.id, "doc": i.doc, "reference": i.reference, "params": i.params, "task": i.task,
+                  "task_version": plan.tasks[i.task].version} for i in plan.instances), path)
 
 
 def load_rag_plan(path):
-    """The Plan saved by save_rag_plan (tasks rebuilt from this checkout's templates)."""
-    open_task, closed_task = rag_tasks()
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    instances = [Instance(**json.loads(line)) for line in lines if line.strip()]
+    """The Plan saved by save_rag_plan (tasks rebuilt from this checkout's templates, at the file's versions:
+    lines without one come from before versions, rag-open v1)."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    versions = {r.pop("task_version", 1) for r in rows if r.get("task") == "rag-open"}
+    if len(versions) > 1:
+        raise TaskError(f"{path} mixes rag-open versions {sorted(versions)}; save the plan again with --save-plan.")
+    open_task, closed_task = rag_tasks(versions.pop() if versions else RAG_OPEN_VERSION)
+    for r in rows:
+        r.pop("task_version", None)
+    instances = [Instance(**r) for r in rows]
     return Plan({open_task.name: open_task, closed_task.name: closed_task}, instances, measure=rag_measurements)
 
 

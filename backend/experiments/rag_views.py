@@ -44,6 +44,29 @@ def answer_table(preds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=COLUMNS)
 
 
+def position_table(preds: pd.DataFrame) -> pd.DataFrame:
+    """Exact match by where the gold passage sat (rag-open v2): model x k x gold_pos (1 = first passage, k = last,
+    right before the question) -> accuracy, n, 95% interval. Empty for runs without gold positions (v1)."""
+    cols = ["model", "k", "gold_pos", "accuracy", "n", "ci_low", "ci_high"]
+    if preds is None or preds.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for _, p in preds.iterrows():
+        params = p["params"] if isinstance(p["params"], dict) else {}
+        if pd.isna(p["score"]) or params.get("gold_pos") is None:
+            continue
+        rows.append((p["model"], int(params["k"]), int(params["gold_pos"]), float(p["score"])))
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for (model, k, pos), g in pd.DataFrame(rows, columns=["model", "k", "gold_pos", "s"]).groupby(
+            ["model", "k", "gold_pos"], sort=True):
+        n, total = len(g), float(g["s"].sum())
+        lo, hi = wilson_interval(total, n)
+        out.append([model, k, pos, total / n, n, lo, hi])
+    return pd.DataFrame(out, columns=cols)
+
+
 def stored_table(meas: pd.DataFrame) -> pd.DataFrame:
     """The run's stored RAG measurements (recall@k, MRR@k, faithfulness, token F1) as model x k x metric rows."""
     if meas is None or meas.empty or "metric" not in meas.columns:

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from backend.bench import numbers
-from backend.experiments import rag_views
-from backend.experiments.summary import KIND_BY, load
-from backend.experiments.views import accuracy_table
+from backend.experiments import rag_views, science, stats
+from backend.experiments.summary import load, table_keys
+from backend.experiments.views import accuracy_table, filters_of
 
 DOC = Path("docs/results.md")
 
@@ -86,26 +86,42 @@ score, plus one timing row. A prompt beyond a model's position limit is recorded
 (a blank cell), not counted as wrong. Runs with `workers` above 1 shared their device, so their timing rows are not
 speed measurements (the benchmark above is); cache sizes are exact. Filters: few-shot scores the label with the
 highest log-likelihood (`acc`); long context and CoT use `strict` (the first line; CoT: the number after "The answer
-is") as the pages do by default. The H100 files (`*_h100.jsonl.gz`) ran on the earlier, shorter-trained checkpoints
-of `train_h100.jsonl`; the H200 and CPU files on the bundled ones of `train_h200.jsonl`."""
+is") as the pages do by default. Every run names its task versions (`params.task_version` of each row; none recorded
+means v1). The v1 evaluations, the `*_h100` and `*_h200` files from before issue 13, are kept as history: issue 13
+found that they measure something else (few-shot labels fixed by training or one label answering every query; the
+RAG gold passage first in almost every prompt; recall keys tokenised differently in the list and the question).
+The H100 files ran on the earlier, shorter-trained checkpoints of `train_h100.jsonl`; every other file on the
+bundled ones of `train_h200.jsonl`. Under each run: the differences from the transformer that hold and the cells at
+a ceiling or a floor (as in the summary below)."""
 
 SECTIONS = {"experiment-fewshot": "Few-shot", "experiment-long-context": "Long context (pass key)",
             "experiment-cot": "Chain of thought (arithmetic)", "experiment-rag": "RAG"}
 NOTES = {
     "experiment-fewshot": "k labelled examples, then a query (nested: the k=2 examples are the first two of the k=4 "
-                          "ones). *Workplace* is a mapping the models learnt in training; *arbitrary* uses nonce "
-                          "labels defined only by the examples, so only in-context learning can lift it above the "
-                          "share of the most common label (computed below each run).",
-    "experiment-long-context": "A five-digit pass key planted at a depth of a document of entity articles. The "
+                          "ones). *Workplace* and *sentiment* are mappings the models learnt in training (a ceiling at "
+                          "k = 0). *Arbitrary* v2 and *new-labels* map two one-token labels to animals and tools at "
+                          "random per instance (trained nonce labels, or words never used as labels), *flipped* swaps "
+                          "the sentiment labels: only in-context learning lifts them above chance (0.5). Training "
+                          "showed k = 0 to 8. (v1 *arbitrary*: one mapping for the pool, the most common label wins.)",
+    "experiment-long-context": "Pass key: a five-digit key planted at a depth of a document of entity articles (v2: "
+                               "plus keys - 1 distractor needles of the same shape, and the needle's distance to "
+                               "the question per row; training: documents of 150 to 900 tokens). Recall: \" key: "
+                               "value\" lines (training: 2 to 24 pairs). Copy: \"Repeat after me\" (training: 3 to "
+                               "30 words). The "
                                "bundled models were trained on 1,024-token contexts; the transformer has 4,096 "
                                "positions (RoPE). The SSM state has one size at every length; the transformer's "
                                "KV cache grows with it (cache table; rows recorded before cache bytes counted the "
                                "positions written, the H100 file, show the static allocation).",
-    "experiment-cot": "Arithmetic word problems of 1..N steps, asked directly (the answer first) or step by step.",
-    "experiment-rag": "Toy-world documents the models never saw are indexed; each question gets its top-k passages "
-                      "(k = 0 is closed-book). Exact match and token F1 per (model, k); recall@k and MRR@k of the "
-                      "retriever; faithfulness = share of answer words found in the passages. The models were "
-                      "trained with one passage per question.",
+    "experiment-cot": "Arithmetic word problems of 1..N steps, asked directly (the answer first) or step by step; "
+                      "training showed 1 to 5 steps in exactly these templates. Direct answers also scored within "
+                      "1 of the answer (`within1`, a running total nearly right); the majority floor is always "
+                      "answering the commonest answer of that many steps.",
+    "experiment-rag": "Toy-world documents the models never saw are indexed. v2: each question gets k passages, its "
+                      "gold document and the k - 1 the retriever ranks highest among the others, the gold one at a "
+                      "position uniform over the k (v1: the top-k retrieved in rank order, gold first in most "
+                      "prompts); k = 0 is closed-book. Exact match and token F1 per (model, k), exact match by gold "
+                      "position; recall@k and MRR@k of the retriever; faithfulness = share of answer words found in "
+                      "the passages. The models were trained with one passage right before each question.",
 }
 
 
@@ -295,7 +311,7 @@ def _notes(kind: str, preds: pd.DataFrame, meas: pd.DataFrame) -> list[str]:
         return out
     p = preds.join(_params(preds).drop(columns=["prompt_tokens"], errors="ignore"), rsuffix="_p")
     miss = p[p["score"].isna()]
-    for (model, *key), g in miss.groupby(["model", *KIND_BY.get(kind, (["k"],))[0]], sort=True):
+    for (model, *key), g in miss.groupby(["model", *table_keys(kind, preds)[0]], sort=True):
         err = str((g["extra"].iloc[0] or {}).get("error", ""))
         out.append(f"- unscored: {model} at {', '.join(map(str, key))}: {len(g)} rows, e.g. \"{err}\"")
     if kind == "experiment-fewshot" and not p.empty:
@@ -310,7 +326,7 @@ def _notes(kind: str, preds: pd.DataFrame, meas: pd.DataFrame) -> list[str]:
         for (model, k), g in wrong.groupby(["model", "k"], sort=True):
             span = sum(bool(a) and str(a) in q for a, q in zip(g["extracted"], g["prompt"], strict=True))
             out.append(f"- {model}, k={k}: {span} of {len(g)} wrong answers are a span of the retrieved text.")
-    if kind == "experiment-long-context" and "cache_bytes" in meas.columns:
+    if kind == "experiment-long-context" and "cache_bytes" in meas.columns and "length" in table_keys(kind, preds)[0]:
         m = meas[meas["cache_bytes"].notna()].copy()
         m["length"] = [(e or {}).get("params", {}).get("length") for e in m["extra"]]
         g = m.groupby(["model", "length"])["cache_bytes"].median().unstack() / 2**20
@@ -332,6 +348,7 @@ def _experiment(path: Path, kind: str) -> str:
         preds, meas = d["predictions"], d["measurements"]
         what = cfg.get("task") or Path(str(cfg.get("data") or "")).name
         out += [f"**`{path.name}`**: run `{run.get('name')}` {run.get('run_id', '')[:8]}, task {what} "
+                f"[{science.version_label(preds)}] "
                 f"({meta.get('device_name')}, commit {_sha(run)}, {end.get('status')}, {summ.get('done')}/"
                 f"{summ.get('total')} instances, workers={summ.get('workers') or meta.get('workers') or 'not recorded'}"
                 f"{_wall(run, end)})", ""]
@@ -340,13 +357,21 @@ def _experiment(path: Path, kind: str) -> str:
             tables = [(answers[answers["metric"] == m], m) for m in ("exact match", "token F1")]
             tables += [(stored[stored["metric"] == m], m) for m in ("recall@k", "MRR@k", "faithfulness")]
             out += [x for t, m in tables if not t.empty for x in (_wide(t, ["k"], m), "")]
+            pos = rag_views.position_table(preds)
+            if not pos.empty:
+                out += [_wide(pos, ["k", "gold_pos"], "exact match by gold position (1 = first)", ci=False), ""]
         else:
-            by, filt = KIND_BY[kind]
+            by, filt = table_keys(kind, preds)
             keys = ["mode", "steps"] if kind == "experiment-cot" else by
             out += [_wide(accuracy_table(preds, by, filt), keys, f"accuracy ({filt})"), ""]
-            if kind == "experiment-long-context":
-                out += [_wide(accuracy_table(preds, ["length", "depth"], filt), ["length", "depth"],
-                              f"accuracy ({filt}) by length and depth", ci=False), ""]
+            if kind == "experiment-cot" and "within1" in filters_of(preds):
+                out += [_wide(accuracy_table(preds, ["mode", "steps"], "within1"), ["mode", "steps"],
+                              "accuracy (within1: direct answer at most 1 off)", ci=False), ""]
+            if "length" in by:
+                grid = ["keys", "depth", "length"] if "keys" in by else ["depth", "length"]
+                out += [_wide(accuracy_table(preds, grid, filt), grid, f"accuracy ({filt}) by depth and length",
+                              ci=False), ""]
+        out += science.run_findings(preds, kind, stats.run_families(meta, summ)) if not preds.empty else []
         out += _notes(kind, preds, meas) + [""]
     return "\n".join(out)
 
@@ -362,7 +387,7 @@ def render(results_dir: Path = Path("results")) -> str:
               if "aot" not in p.name]
     parts += [numbers.ssm_e2e_markdown(p) for p in _files(results_dir, "ssm_e2e_*.jsonl")]
     parts += [numbers.aot_markdown(p) for p in _files(results_dir, "kernels_aot*.jsonl")]
-    parts.append(EXPERIMENTS)
+    parts += [EXPERIMENTS, science.markdown(results_dir)]
     for kind, title in SECTIONS.items():
         name = kind.removeprefix("experiment-").replace("-", "_")
         parts += [f"### {title}\n\n{NOTES[kind]}"] + [_experiment(p, kind) for p in _files(results_dir, f"exp_{name}_*.jsonl")]

@@ -30,7 +30,7 @@ from backend.experiments.config import ExperimentConfig
 from backend.experiments.metrics import METRICS, extract, truncate_at_stop, wilson_interval
 from backend.experiments.plans import build_plan
 from backend.experiments.registry import Plan
-from backend.experiments.tasks import Instance, TaskSpec, elide, render_prompt
+from backend.experiments.tasks import INSTANCE_KEYS, Instance, TaskSpec, elide, render_prompt
 from backend.generation.interface import GenerationError, GenerationResult, Generator
 from store.records import iter_records
 
@@ -106,7 +106,7 @@ def evaluate(task: TaskSpec, inst: Instance, gen: Generator, config: ExperimentC
              should_stop: Callable[[], bool] | None = None) -> tuple[dict, dict] | None:
     """Run one instance on one model. Returns (prediction row, measurement row), or None if cancelled."""
     prompt = render_prompt(task, inst)
-    params = {**inst.params, "task": task.name}
+    params = {**inst.params, "task": task.name, "task_version": task.version}
     extra: dict[str, Any] = {}
     meas: dict[str, Any] = {"model": gen.info.name, "family": gen.info.family, "device": gen.info.device,
                             "dtype": gen.info.dtype, "batch": 1, "path": gen.info.path, "warmup": 0, "repeats": 1}
@@ -129,9 +129,9 @@ def evaluate(task: TaskSpec, inst: Instance, gen: Generator, config: ExperimentC
                 return None
             output = res.text
             answer_text = truncate_at_stop(output, task.stop)
-            metric = METRICS[task.metric]
             found = {name: extract(rule, answer_text) for name, rule in task.extract.items()}
-            scores = {name: (metric(val, inst.reference) if val else 0.0) for name, val in found.items()}
+            scores = {name: (METRICS[task.filter_metrics.get(name, task.metric)](val, inst.reference) if val else 0.0)
+                      for name, val in found.items()}
             extracted, score = found[task.primary], scores[task.primary]
             extra.update(extracted=found, scores=scores, rules=dict(task.extract), scored_chars=len(answer_text),
                          finish_reason="stop" if hit_stop else res.finish_reason)
@@ -161,14 +161,16 @@ def aggregate(rows: list[dict], families: Mapping[str, str], tasks: Mapping[str,
 
     `extra.primary` marks the task's primary filter (the one reported as each prediction's score)."""
     groups: dict[tuple, list[float]] = defaultdict(list)
+    versions: dict = {}
     for r in rows:
         scores = (r.get("extra") or {}).get("scores") or {}
         if r.get("score") is None or not scores:
             continue
         p = r["params"]
-        point = tuple(sorted((k, v) for k, v in p.items() if k not in ("query", "line", "prompt_tokens", "task")))
+        point = tuple(sorted((k, v) for k, v in p.items() if k not in INSTANCE_KEYS))
         for filt, val in scores.items():
             groups[(r["model"], p.get("task"), point, filt)].append(float(val))
+        versions[p.get("task")] = p.get("task_version")
     out = []
     def order(kv):  # numbers sort as numbers (k=2 before k=16)
         model, task, point, filt = kv[0]
@@ -181,6 +183,7 @@ def aggregate(rows: list[dict], families: Mapping[str, str], tasks: Mapping[str,
         out.append({"model": model, "family": families.get(model), "metric": f"accuracy[{filt}]",
                     "value": total / n, "n": n, "ci_low": lo, "ci_high": hi,
                     "extra": {"task": task, "filter": filt, "params": dict(point),
+                              "task_version": versions.get(task),
                               "primary": bool(tasks and task in tasks and tasks[task].primary == filt)}})
     return out
 

@@ -21,7 +21,21 @@ from backend.experiments import rag_views as rv
 from backend.experiments.views import accuracy_table
 
 KIND_BY = {"experiment-fewshot": (["k"], "acc"), "experiment-long-context": (["length"], "strict"),
-           "experiment-cot": (["steps", "mode"], "strict")}
+           "experiment-cot": (["steps", "mode"], "strict"), "experiment-rag": (["k"], "strict")}
+
+
+def table_keys(kind: str, preds: pd.DataFrame) -> tuple[list[str], str]:
+    """(sweep keys, default filter) of a run's tables: long-context tasks sweep their own keys (recall: pairs,
+    copy: words, pass key v2: needles and length)."""
+    by, filt = KIND_BY.get(kind, (["k"], "strict"))
+    if kind == "experiment-long-context" and not preds.empty:
+        params = [p for p in preds["params"] if isinstance(p, dict)]
+        for key in ("pairs", "words"):
+            if params and all(key in p for p in params):
+                return [key], filt
+        if params and all("keys" in p for p in params):
+            return ["keys", "length"], filt
+    return list(by), filt
 
 
 def load(path: str | Path) -> list[dict]:
@@ -116,6 +130,9 @@ def _memory(meas: pd.DataFrame) -> str:
         return ""
     m = meas[meas["cache_bytes"].notna()].copy()
     m["length"] = [(e or {}).get("params", {}).get("length") for e in m["extra"]]
+    m = m[m["length"].notna()]
+    if m.empty:  # recall / copy: no target lengths
+        return ""
     workers = sorted({(e or {}).get("workers") for e in m["extra"]} - {None})
     g = m.groupby(["model", "length"])["cache_bytes"].median().unstack() / 2**20
     lines = [f"cache MiB (median; timing rows ran with workers={workers or [1]}):", "",
@@ -136,15 +153,15 @@ def summarize(path: str | Path) -> str:
                    f"({run.get('name')}, {meta.get('device_name')}, {end.get('status')}, "
                    f"{summary.get('done')}/{summary.get('total')} instances, workers={meta.get('workers')})")
         preds = d["predictions"]
-        if kind in KIND_BY:
-            by, filt = KIND_BY[kind]
+        if kind in KIND_BY and kind != "experiment-rag":
+            by, filt = table_keys(kind, preds)
             out.append(f"filter: {filt}")
             t = accuracy_table(preds, by, filt)
             if kind == "experiment-cot" and WIDE:  # modes side by side, steps across
                 t = t.sort_values(["model", "mode", "steps"])
                 by = ["mode", "steps"]
             out.append(_fmt(t, by))
-            if kind == "experiment-long-context":
+            if kind == "experiment-long-context" and "length" in by:
                 out.append(_grid(accuracy_table(preds, ["length", "depth"], filt), "length", "depth"))
             out.append(_unscored(preds, by))
             if kind == "experiment-long-context":

@@ -48,11 +48,15 @@ class TaskSpec:
       choice scored by Generator.loglikelihood as a continuation of the prompt; the highest wins;
       accuracy). `choices_field` names the document field listing the choices.
     extract: {"strict": rule, "flexible": rule} (see metrics.EXTRACTORS); `primary` picks the one
-      reported as `score`; both are recorded.
+      reported as `score`; both are recorded. `filter_metrics` scores some filters with another metric
+      (e.g. {"within1": "within_one"}).
+    version: bumped whenever the template, the generator or the scoring changes, and recorded with every
+      prediction and measurement row (params.task_version), so stored results keep their meaning.
     """
 
     name: str
     template: str
+    version: int = 1
     target: str = " {answer}"
     description: str = ""
     fewshot_delimiter: str = "\n\n"
@@ -64,6 +68,7 @@ class TaskSpec:
     extract: dict[str, str] = field(default_factory=lambda: {"strict": "first_line", "flexible": "first_line"})
     primary: str = "flexible"
     metric: str = "exact_match"
+    filter_metrics: dict[str, str] = field(default_factory=dict)
     stop: list[str] = field(default_factory=lambda: ["\n\n"])
     max_new_tokens: int = 32
     store_prompt_chars: int | None = None  # keep only the head and tail of longer prompts in the store
@@ -73,8 +78,16 @@ class TaskSpec:
             raise TaskError(f"Task {self.name}: output_type must be 'generate' or 'choices'.")
         if self.metric not in METRICS and self.output_type == "generate":
             raise TaskError(f"Task {self.name}: unknown metric {self.metric!r}; choose one of {sorted(METRICS)}.")
+        bad = sorted(m for m in self.filter_metrics.values() if m not in METRICS)
+        if bad:
+            raise TaskError(f"Task {self.name}: unknown metric {bad[0]!r}; choose one of {sorted(METRICS)}.")
         if self.primary not in self.extract:
             raise TaskError(f"Task {self.name}: primary filter {self.primary!r} is not one of {sorted(self.extract)}.")
+
+
+# Instance params that describe one item rather than the sweep point it belongs to (aggregates group by the rest).
+INSTANCE_KEYS = ("query", "line", "prompt_tokens", "task", "task_version", "distance", "distractors", "position",
+                 "listed")
 
 
 @dataclass

@@ -15,7 +15,6 @@ import pandas as pd
 
 from backend.experiments.metrics import highlight_segments, wilson_interval
 
-INSTANCE_KEYS = ("query", "line", "prompt_tokens", "task")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=&\"'^])")
 
 
@@ -60,10 +59,10 @@ def filters_of(preds: pd.DataFrame) -> list[str]:
     return names
 
 
-def heatmap_grid(table: pd.DataFrame, model: str) -> pd.DataFrame:
-    """depth (rows) x length (columns) accuracy for one model."""
+def heatmap_grid(table: pd.DataFrame, model: str, values: str = "accuracy") -> pd.DataFrame:
+    """depth (rows) x length (columns) accuracy (or `values`, e.g. "n") for one model."""
     g = table[table["model"] == model]
-    return g.pivot_table(index="depth", columns="length", values="accuracy", aggfunc="mean").sort_index()
+    return g.pivot_table(index="depth", columns="length", values=values, aggfunc="mean").sort_index()
 
 
 EFFICIENCY = [("prefill_ms", "prefill (ms)"), ("tpot_ms", "decode time per token (ms)"),

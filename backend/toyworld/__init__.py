@@ -13,6 +13,14 @@ Public API (evaluation split unless named otherwise; all pure Python, determinis
                                                     "questions": [{"question","answer","doc_id"}]}
     recall_segments(n, n_pairs, seed)           -> [{"context", "question", "answer"}]
     heldout_documents(n, seed)                  -> [{"doc_id", "title", "text"}]
+  The probes of the experiments' current task versions (backend/toyworld/probes.py, issue 13):
+    fewshot_episodes(task, n, kmax, seed)       -> [{"query", "examples", "choices", "mapping"}], one label
+                                                   mapping per episode (tasks FEWSHOT_PROBES)
+    passkey_probe(n, context_tokens, depth, keys, seed, count_tokens=None)
+                                                -> passkey rows + "keys", "distance", "distractors"
+    recall_aligned(n, n_pairs, seed)            -> [{"context", "question", "answer", "position", "values"}]
+    copy_sequences(n, n_words, seed)            -> [{"text", "answer", "words"}]
+    TRAINED                                     what training shows of each skill (k, steps, tokens, pairs, words)
     example_prompts()                           -> [str] (Arena examples, about training-world entities)
     training_corpus(n_tokens_approx, seed)      -> iterator of training documents (train split)
 
@@ -22,9 +30,11 @@ only about entities whose facts appear in the corpus as prose but never as quest
 
 from __future__ import annotations
 
+from . import probes as _p
 from . import tasks as _t
+from .corpus import TRAINED, training_corpus
 from .corpus import documents as training_documents
-from .corpus import training_corpus
+from .probes import COPY_WORDS, FEWSHOT_PROBES, NEW_LABELS, TRAINED_LABELS
 from .tasks import ANSWER_END, FEWSHOT_TASKS, TEMPLATES, fewshot_prompt
 from .world import core_world, split_of
 
@@ -60,6 +70,24 @@ def heldout_documents(n: int, seed: int = 0) -> list[dict]:
     return _t.documents(n, _t._rng(EVAL, "docs", seed), EVAL)
 
 
+def fewshot_episodes(task: str, n: int, kmax: int, seed: int = 0) -> list[dict]:
+    return _p.fewshot_episodes(task, n, kmax, _t._rng(EVAL, f"episodes:{task}:{kmax}", seed), EVAL)
+
+
+def passkey_probe(n: int, context_tokens: int, depth: float, keys: int = 1, seed: int = 0,
+                  count_tokens=None) -> list[dict]:
+    rng = _t._rng(EVAL, f"passkey-probe:{context_tokens}:{depth}:{keys}", seed)
+    return _p.passkey_probe(n, context_tokens, depth, keys, rng, EVAL, count_tokens)
+
+
+def recall_aligned(n: int, n_pairs: int, seed: int = 0) -> list[dict]:
+    return _p.recall_aligned(n, n_pairs, _t._rng(EVAL, f"recall-aligned:{n_pairs}", seed), EVAL)
+
+
+def copy_sequences(n: int, n_words: int, seed: int = 0) -> list[dict]:
+    return _p.copy_sequences(n, n_words, _t._rng(EVAL, f"copy:{n_words}", seed))
+
+
 def example_prompts() -> list[str]:
     w = core_world()
     p, place, org = w.people[0], w.places[0], w.orgs[0]
@@ -75,4 +103,6 @@ def example_prompts() -> list[str]:
 
 __all__ = ["TEMPLATES", "FEWSHOT_TASKS", "ANSWER_END", "fewshot_pool", "fewshot_prompt", "arithmetic_problems",
            "passkey_documents", "qa_pairs", "rag_corpus", "recall_segments", "heldout_documents",
-           "example_prompts", "training_corpus", "training_documents", "core_world", "split_of"]
+           "example_prompts", "training_corpus", "training_documents", "core_world", "split_of", "TRAINED",
+           "fewshot_episodes", "passkey_probe", "recall_aligned", "copy_sequences", "FEWSHOT_PROBES", "NEW_LABELS",
+           "TRAINED_LABELS", "COPY_WORDS"]

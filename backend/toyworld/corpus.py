@@ -20,6 +20,14 @@ MIXTURE: dict[str, float] = {  # shares of documents; pass-key documents are lon
     "fewshot": 0.18, "cot": 0.16, "direct": 0.06, "passkey": 0.02, "recall": 0.06, "copy": 0.04,
 }
 SPLIT = "train"
+# What training shows of each evaluated skill (the draws below use these ranges, so the experiments' "in / out of
+# distribution" panels cannot drift from the corpus): few-shot examples per episode, arithmetic steps, pass-key
+# document tokens (about four characters a token), associative-recall pairs, copied words, passages before a
+# question (open-book QA: one article, right before its question).
+TRAINED: dict[str, tuple[int, int]] = {
+    "fewshot_k": (0, 8), "arithmetic_steps": (1, 5), "passkey_tokens": (150, 900), "recall_pairs": (2, 24),
+    "copy_words": (3, 30), "qa_passages": (1, 1),
+}
 
 
 def _qa(context: str | None, q: str, a: str) -> str:
@@ -44,24 +52,24 @@ def _doc(kind: str, rng: random.Random) -> str:
         return "".join(_qa(None, q, a) for q, a in qa_lines(e, rng, k=rng.randint(1, 3)))
     if kind == "fewshot":
         task = rng.choice(sorted(T.FEWSHOT_TASKS))
-        k = rng.randint(0, 8)
+        k = rng.randint(*TRAINED["fewshot_k"])
         ex = T.fewshot_examples(task, k + 1, rng, SPLIT)
         return T.fewshot_prompt(ex[:k], ex[k]) + f" {ex[k]['label']}\n"
     if kind in ("cot", "direct"):
-        p = T.arithmetic(1, rng.randint(1, 5), rng, SPLIT)[0]
+        p = T.arithmetic(1, rng.randint(*TRAINED["arithmetic_steps"]), rng, SPLIT)[0]
         if kind == "cot":
             return T.TEMPLATES["cot"].format(question=p["question"]) + p["solution"] + "\n"
         return T.TEMPLATES["direct"].format(question=p["question"]) + f" {p['answer']}.\n"
     if kind == "passkey":
-        r = T.passkey(1, rng.randint(150, 900), rng.random(), rng, SPLIT)[0]
+        r = T.passkey(1, rng.randint(*TRAINED["passkey_tokens"]), rng.random(), rng, SPLIT)[0]
         return T.TEMPLATES["passkey"].format(**r) + f" {r['answer']}{T.ANSWER_END}"
     if kind == "recall":
-        r = T.recall(1, rng.randint(2, 24), rng, SPLIT)[0]
+        r = T.recall(1, rng.randint(*TRAINED["recall_pairs"]), rng, SPLIT)[0]
         return T.TEMPLATES["recall"].format(**r) + f" {r['answer']}{T.ANSWER_END}"
     if kind == "copy":
-        words = [rng.choice(T._ANIMALS + T._TOOLS + T.COLOURS) for _ in range(rng.randint(3, 30))]
+        words = [rng.choice(T._ANIMALS + T._TOOLS + T.COLOURS) for _ in range(rng.randint(*TRAINED["copy_words"]))]
         seq = " ".join(words)
-        return f"Repeat after me: {seq}\n{seq}\n"
+        return T.TEMPLATES["copy"].format(text=seq) + f"{seq}\n"
     raise ValueError(f"unknown document kind {kind!r}")
 
 

@@ -24,6 +24,7 @@ TEMPLATES: dict[str, str] = {
     "cot": "Question: {question}\nLet's think step by step.\n",  # + solution ending "The answer is N."
     "direct": "Question: {question}\nThe answer is",  # + " N."
     "tell": "Tell me about {name}.\n",  # + an encyclopedia article
+    "copy": "Repeat after me: {text}\n",  # + the same text and a newline
 }
 ANSWER_END = "\n"  # QA-style answers end here; "answer up to the first newline" is the extraction rule
 

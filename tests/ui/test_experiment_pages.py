@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_a_finished_page_run_is_selected_and_the_buttons_reset(arena_env):
 
 
 def _committed(stem: str, gpu: str) -> str:
-    """The committed file's name: the superseded GPU runs are kept gzip-compressed (the store reads both)."""
+    """The committed file's name: the v1 GPU runs are kept gzip-compressed (the store reads both)."""
     return f"exp_{stem}_{gpu}.jsonl.gz"
 
 
@@ -206,3 +207,29 @@ def test_committed_gpu_results_default_to_the_newest_run(arena_env, name):
     runs = open_store().runs()
     newest = runs.sort_values("created_at").iloc[-1]["run_id"]
     assert pick.value == newest and "H200" in pick.options[pick.index], pick.options
+
+
+def _spec(chart) -> str:
+    """The figure as JSON text with its unicode unescaped (trace names, titles)."""
+    return json.dumps(json.loads(chart.proto.spec), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("name, experiment, task, sweep, floor", [
+    ("fewshot", "fewshot", "arbitrary", {"k": [0, 16]}, "chance (floor)"),
+    ("long_context", "long-context", "recall", {"pairs": [4, 32]}, "random listed value (floor)"),
+    ("cot", "cot", "arithmetic", {"steps": [2, 7], "mode": ["direct"]}, None),
+])
+def test_pages_draw_floors_training_panels_and_the_difference_from_the_transformer(arena_env, name, experiment, task,
+                                                                                  sweep, floor):
+    from store import open_store
+
+    gens = {m: FakeGenerator(m, fam) for m, fam in zip(MODELS, ["mamba", "transformer"], strict=True)}
+    run_experiment(ExperimentConfig(experiment, MODELS, n=4, sweep=sweep, task=task), gens, open_store())
+    at = page(name)
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    specs = [_spec(c) for c in charts(at)]
+    if floor:
+        assert any(floor in s for s in specs), "no floor line drawn"
+    assert any("within training" in s and "beyond training" in s for s in specs), "no in/out-of-distribution panels"
+    assert any("toy-mamba − toy-transformer" in s for s in specs), "no difference from the transformer"
+    assert any("p_holm" in df.value.columns for df in at.dataframe)  # the paired table (McNemar, Holm)

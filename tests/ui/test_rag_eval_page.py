@@ -97,9 +97,8 @@ def test_evaluation_resumes_a_cancelled_run(arena_env):
 
 
 def _committed_run(path: Path) -> dict:
-    import json
-
     import gzip
+    import json
 
     with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
         return next(r for r in map(json.loads, f) if r.get("type") == "run")

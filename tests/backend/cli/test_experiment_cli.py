@@ -20,7 +20,7 @@ def fake(monkeypatch):
 
 @pytest.mark.parametrize("cfg", [
     default_config("fewshot", ["toy-mamba", "toy-transformer"]),
-    ExperimentConfig("long-context", ["a"], n=2, seed=3, sweep={"length": [512, 4096], "depth": [0.0, 0.5, 1.0]},
+    ExperimentConfig("long-context", ["a"], n=2, seed=3, sweep={"length": [512, 4096], "depth": [0.0, 0.5, 1.0], "keys": [1, 2]},
                      task="passkey", max_new_tokens=9),
     ExperimentConfig("cot", ["a", "b", "c"], n=7, sweep={"steps": [1, 4], "mode": ["cot"]}, data="my data.jsonl"),
 ])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 
+import pandas as pd
 import pytest
 
 import backend.experiments.rag
@@ -35,9 +36,18 @@ def fakes() -> dict:
 def check_measurements(meas, models, ks, n):
     """Every RAG measurement a completed run stores, each with n and a 95% interval around its value."""
     rows = meas[meas["metric"].notna()]
-    by = {}
+    by, per_position = {}, {}
     for _, r in rows.iterrows():
-        by[(r["model"], r["metric"], (r["extra"].get("params") or {}).get("k"))] = r
+        params = r["extra"].get("params") or {}
+        if r["metric"].startswith("accuracy[") and params.get("gold_pos"):  # one row per gold position
+            per_position.setdefault((r["model"], r["metric"], params["k"]), []).append(r)
+            continue
+        by[(r["model"], r["metric"], params.get("k"))] = r
+    for (model, metric, k), parts in per_position.items():
+        assert sorted(int(r["extra"]["params"]["gold_pos"]) for r in parts) == list(range(1, k + 1))[:n]
+        assert sum(int(r["n"]) for r in parts) == n
+        total = sum(r["value"] * r["n"] for r in parts)
+        by[(model, metric, k)] = pd.Series({"n": n, "value": total / n, "ci_low": 0.0, "ci_high": 1.0})
     for m in models:
         for k in ks:
             assert (m, "accuracy[strict]", k) in by and (m, "token_f1", k) in by  # EM and F1, closed and open
@@ -56,7 +66,7 @@ def test_config_profiles_and_command_line():
     quick = default_config("rag", MODELS)
     assert quick.task == "toy-rag" and quick.kind == "experiment-rag"
     assert quick.sweep == {"k": [0, 1, 2, 4]} and quick.n == 12
-    assert PROFILES["full"]["rag"]["sweep"]["k"] == [0, 1, 2, 4, 8] and PROFILES["full"]["rag"]["n"] == 100
+    assert PROFILES["full"]["rag"]["sweep"]["k"] == [0, 1, 2, 4, 8] and PROFILES["full"]["rag"]["n"] == 200
     with pytest.raises(ConfigError, match="sweeps k"):
         ExperimentConfig("rag", MODELS, sweep={"length": [128]})
     for cfg in (quick, ExperimentConfig("rag", MODELS, n=5, sweep={"k": [0, 3]}, data="plans/rag plan.jsonl")):

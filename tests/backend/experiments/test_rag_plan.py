@@ -40,7 +40,13 @@ def test_plan_runs_through_the_experiment_runner(tmp_path, embedder):
             assert inst.task == "rag-open" and plan.tasks[inst.task].template == rag_template()
             context = inst.doc["context"]  # k passages, one per line, right before the question
             assert prompt.startswith(context) and context.count("\n") == k - 1
-            assert all(any(w in docs[d] for w in context.split("\n")) for d in inst.doc["retrieved_doc_ids"][:1])
+            lines, ids = context.split("\n"), inst.doc["context_doc_ids"]
+            assert len(ids) == len(set(ids)) == k and ids[inst.params["gold_pos"] - 1] == inst.doc["gold_doc_id"]
+            assert lines[inst.params["gold_pos"] - 1] == docs[inst.doc["gold_doc_id"]]  # the gold passage, whole
+            assert all(line == docs[d] for line, d in zip(lines, ids, strict=True))  # whole documents
+            # the distractors are the retriever's best other documents, in its order
+            others = [d for d in dict.fromkeys(inst.doc["retrieved_doc_ids"]) if d != inst.doc["gold_doc_id"]][: k - 1]
+            assert [d for d in ids if d != inst.doc["gold_doc_id"]][: len(others)] == others
 
     save_rag_plan(plan, tmp_path / "plan.jsonl")  # for a GPU machine without faiss
     again = load_rag_plan(tmp_path / "plan.jsonl")
@@ -67,6 +73,21 @@ def test_plan_runs_through_the_experiment_runner(tmp_path, embedder):
     assert ans[("token_f1", 0)] == ans[("token_f1", 3)] == 1.0  # perfect answers
     assert ("faithfulness", 0) not in ans  # no context, no faithfulness
     assert ans[("faithfulness", 3)] >= ret[("recall@k", 3)]["value"] - 1e-9  # gold doc retrieved -> answer in it
+
+
+def test_gold_positions_are_uniform_over_the_passages():
+    import random
+    from collections import Counter
+
+    from backend.experiments.rag import gold_positions
+
+    for n, k in ((200, 4), (201, 4), (50, 8), (7, 1)):
+        pos = gold_positions(n, k, random.Random(0))
+        counts = Counter(pos)
+        assert len(pos) == n and set(counts) == set(range(1, k + 1))
+        assert max(counts.values()) - min(counts.values()) <= 1
+    pos = gold_positions(200, 4, random.Random(1))
+    assert pos[:50] != [1 + i % 4 for i in range(50)]  # shuffled, not tied to the question order
 
 
 def test_faithfulness():
