@@ -12,18 +12,31 @@ Prompt format: the bundled toy models were trained on `backend.toyworld.TEMPLATE
 "Context: ...\\nQuestion: ...\\nAnswer:" is used. Retrieved text is data: it only fills {context}; it never
 selects models, settings or anything the app does, and the pages show it (and answers) as plain text.
 
+Uploads are ingested in the background: `start_ingest` stages the files (retrieval/jobs.py) and starts
+`python -m backend rag --db DB ingest-job JOB` in its own process, so the caller's searches never wait behind
+it; `retrieval.jobs.read_status(job)` follows it and `retrieval.jobs.request_cancel(job)` stops it.
+
 The RAG *experiment* (its plan, saved plans, recall@k / faithfulness measurements) is
 `backend.experiments.rag`.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from backend.generation.interface import GenerationResult, GenSettings
 from backend.runinfo import run_meta
 from backend.toyworld import TEMPLATES
+from retrieval import jobs
+from retrieval.config import IngestLimits
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_WORKERS: list[subprocess.Popen] = []  # ingest processes started here, reaped when they end
 
 GENERIC_RAG_TEMPLATE = "Context:\n{context}\nQuestion: {question}\nAnswer:"
 GENERIC_CLOSED_TEMPLATE = "Question: {question}\nAnswer:"
@@ -184,3 +197,21 @@ def record_rag(store, question: str, collection: str, k: int, hits: Sequence,
             "errors": {c.label: c.error for c in columns if c.error},
         })
     return run_id
+
+
+def start_ingest(collection: str, files: list[tuple[str, bytes]], db_path: str | Path,
+                 data_dir: str | Path | None = None, device: str = "auto",
+                 limits: IngestLimits | None = None) -> Path:
+    """Stage an upload and ingest it in a background process; returns the job folder (retrieval/jobs.py).
+    Refuses a bad upload (too many files, too many bytes, a bad collection name) at once with a sentence."""
+    job = jobs.create_job(collection, files, limits, root=Path(data_dir) if data_dir is not None else None)
+    threads = str(jobs.worker_threads())  # torch reads these at start: one core stays free for this process
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    with open(job / "log.txt", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "rag", "--db", str(db_path), "ingest-job", str(job), "--device", device],
+            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    _WORKERS[:] = [p for p in _WORKERS if p.poll() is None] + [proc]  # poll() reaps the finished ones
+    return job
+

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
+import shlex
+
 import streamlit as st
 
+from backend.arena.choices import default_selection, model_choices
+from backend.arena.examples import examples, find
 from backend.generation.compare import CompareJob, Slot, error_sentence
-from backend.models import registry
 from pages.components.charts import comparison_chart
+from pages.components.inside import arena_buttons
 from pages.components.resources import get_manager, get_store
-from pages.components.settings import settings_from_state, settings_widgets
-from pages.components.streaming import render_job
+from pages.components.settings import (
+    apply_example,
+    run_options_from_state,
+    settings_from_state,
+    settings_widgets,
+    timing_widgets,
+)
+from pages.components.streaming import chart_inputs, render_job
 
 JOB = "arena_job"
 ERROR = "arena_error"
-BUILTIN_EXAMPLES = [
-    "Once upon a time, in a small village by the river,",
-    "The capital of France is",
-    "Q: What is 12 + 7?\nA:",
-    "List three facts about the moon:",
-]
-
-
-def example_prompts() -> list[str]:
-    try:
-        from backend.toyworld import example_prompts as toy_examples
-
-        return list(toy_examples())[:12] or BUILTIN_EXAMPLES
-    except Exception:  # the toy world is optional: fall back to generic prompts
-        return BUILTIN_EXAMPLES
+REFERENCE = "arena_reference"  # the expected answer (examples fill it; the user may type one)
+JOB_REFERENCE = "arena_job_reference"  # (reference, rule) of the job on screen
 
 
 def use_example() -> None:
-    choice = st.session_state.get("arena_example")
-    if choice:
-        st.session_state["arena_prompt"] = choice
+    title = st.session_state.get("arena_example")
+    example = next((e for e in examples() if e.title == title), None)
+    if example is not None:
+        apply_example(example, "arena")
 
 
 def stop_job() -> None:
@@ -60,13 +58,18 @@ def start_job() -> None:
             return
         slots = [Slot(m, m, prompt) for m in models]
         parallel = bool(st.session_state.get("arena_parallel", False))
-        st.session_state[JOB] = CompareJob(slots, settings, get_manager(), parallel=parallel,
-                                           on_finish=recorder(settings)).start()
+        options = run_options_from_state("arena")
+        job = CompareJob(slots, settings, get_manager(), parallel=parallel, **options)
+        job.on_finish = recorder(settings, job, options["warmup"])
+        reference = (st.session_state.get(REFERENCE) or "").strip()  # the job's answers are marked against it
+        example = find(prompt)  # an example's own extraction rule (e.g. "The answer is N."), else the first line
+        st.session_state[JOB_REFERENCE] = (reference, example.rule if example else "first_line") if reference else None
+        st.session_state[JOB] = job.start()
 
 
-def recorder(settings):
-    """Saves the finished columns (run kind "generate"); runs in a worker thread, so the store is opened here,
-    in the script thread. Store problems become a warning: the generated text stays on screen."""
+def recorder(settings, job: CompareJob, warmup: int):
+    """Saves the finished columns (run kind "generate"), failed models included; runs in a worker thread, so
+    the store is opened here, in the script thread. Store problems become a warning: the text stays."""
     try:
         store, problem = get_store(), None
     except Exception as e:
@@ -78,30 +81,57 @@ def recorder(settings):
         if store is None:
             return [("warning", f"This generation was not saved to the store: {problem}")]
         try:
-            run_id = record_generation(store, results, settings, source="ui")
+            run_id = record_generation(store, results, settings, source="ui", failures=job.failures,
+                                       runs=job.runs_of_results(), warmup=warmup)
         except Exception as e:
             return [("warning", f"This generation was not saved to the store: {error_sentence(e)}")]
-        return [("info", f"Saved as run {run_id} (see the History page).")]
+        failed = f" {len(job.failures)} model(s) failed; the run is marked failed." if job.failures else ""
+        return [("info", f"Saved as run {run_id} (see the History page).{failed}")]
 
     return record
 
 
+def cli_command(prompt: str, models: list[str]) -> str:
+    s = settings_from_state("arena")
+    parts = ["python -m backend generate", "--models", shlex.quote(",".join(models) or "toy-mamba,toy-transformer"),
+             "--prompt", shlex.quote(prompt or "..."), "--max-new-tokens", str(s.max_new_tokens)]
+    if s.do_sample:
+        parts += ["--sample", "--temperature", f"{s.temperature:g}", "--top-p", f"{s.top_p:g}", "--seed", str(s.seed)]
+    return " ".join(parts)
+
+
 st.title("Arena")
-st.caption("The same prompt and decoding settings for every model; each model streams into its own column.")
+st.caption("The same prompt and decoding settings for every model; each model streams into its own column. "
+           "The bundled toy models only know their fictional world and its prompt formats: start from an example "
+           "(or the Start page).")
 
-specs = registry.list_specs()
-names = [s.name for s in specs]
-default = [n for n in registry.default_pair() if n in names]
-
-st.selectbox("Example prompts", example_prompts(), index=None, key="arena_example", on_change=use_example,
-             placeholder="Pick an example to fill the prompt")
+choices = model_choices()
+examples_by_title = {e.title: e for e in examples()}
+st.selectbox("Example prompts (formats the bundled models were trained on)", list(examples_by_title), index=None,
+             key="arena_example", on_change=use_example, placeholder="Pick an example to fill the prompt")
 # persist_state="session": the prompt, models and settings survive a visit to another page.
 prompt = st.text_area("Prompt", key="arena_prompt", height=120, max_chars=200_000,
                       placeholder="Type a prompt, then press Generate.", persist_state="session")
-models = st.multiselect("Models", names, default=default, key="arena_models", persist_state="session",
-                        help="Default: one SSM and one transformer of matched size.")
+c1, c2 = st.columns([3, 2])
+with c1:
+    models = st.multiselect("Models", choices.names, default=default_selection(choices), key="arena_models",
+                            persist_state="session", help="Default: one SSM and one transformer of matched size. "
+                            "Only models that can load on this machine are listed.")
+with c2:
+    st.text_input("Reference answer (optional)", key=REFERENCE, persist_state="session",
+                  help="When set, each answer is marked right or wrong (first line, exact match after "
+                       "normalisation). The examples fill it in.")
+if choices.unavailable:
+    with st.expander(f"{len(choices.unavailable)} registry models are not offered here (why)"):
+        for spec, why in choices.unavailable:
+            st.text(f"{spec.name}: {why}")
+example = find(prompt or "")
+if example is not None:
+    st.caption(f"Example: {example.note}" + ("" if example.reference is None else
+                                              f" Reference answer: {example.reference!r}."))
 with st.expander("Settings", expanded=False):
     settings_widgets("arena")
+    timing_widgets("arena")
     st.toggle("Run the models at the same time", value=False, key="arena_parallel", persist_state="session",
               help="Off (default): one after the other, so their timings do not share the CPU/GPU.")
 
@@ -116,11 +146,15 @@ if error := st.session_state.pop(ERROR, None):
     st.error(error)
 
 if job is not None:
-    render_job(job)
-    results = job.results()
-    fig = comparison_chart(results)
+    render_job(job, reference=st.session_state.get(JOB_REFERENCE))
+    arena_buttons(job)  # "Inside view" under each finished column (pages/inside_view.py)
+    fig = comparison_chart(*chart_inputs(job))
     if fig is not None:
         st.subheader("Comparison")
+        st.caption("Memory: this model's weights + cache. The process figure in each column is the whole app.")
         st.plotly_chart(fig, key="arena_chart")
     if busy:
         st.rerun()  # the job ended during this run: redraw so Generate is enabled again
+
+with st.expander("Equivalent command (runs the same comparison from a terminal and records it)"):
+    st.code(cli_command(prompt or "", models), language="bash", wrap_lines=True)

@@ -1,6 +1,8 @@
-"""History: every stored measurement (dashboard and CLI runs), filtered, plotted against prompt length,
-and exported as CSV or Parquet; experiment accuracies over time, and two runs of one experiment compared
-instance by instance (the Experiments tab)."""
+"""History: every stored measurement (dashboard and CLI runs), filtered, plotted against prompt length (the
+newest run by default, one panel per device, a capped legend), and exported as CSV or Parquet; experiment
+accuracies over time, and two runs of one experiment compared instance by instance (the Experiments tab);
+past generations with their prompt, outputs, settings and metrics (the Generations tab). Runs in which a model
+failed are marked as failed, with the sentence of each failure."""
 
 from __future__ import annotations
 
@@ -12,13 +14,22 @@ import streamlit as st
 from backend.experiments.config import RUN_KIND
 from backend.experiments.views import accuracy_history
 from backend.generation.compare import error_sentence
+from backend.history import (
+    bytes_unit,
+    failed_models,
+    generation_runs,
+    generation_view,
+    newest_run,
+    plot_rows,
+    row_devices,
+)
 from pages.components import experiment as kit
 from pages.components.charts import accuracy_over_time, measurement_scatter
-from pages.components.fmt import exportable, parquet_bytes
+from pages.components.fmt import exportable, fmt_bytes, fmt_num, parquet_bytes
 from pages.components.resources import store_or_stop
 
 PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output token, median (ms)"),
-         ("decode_tok_s", "Decode tokens/s"), ("peak_mem_mib", "Peak memory (MiB)")]
+         ("decode_tok_s", "Decode tokens/s"), ("peak_mem", "Peak memory of the process ({unit})")]
 FIRST_COLUMNS = ["created_at", "kind", "model", "family", "device", "dtype", "path", "batch", "prompt_tokens",
                  "new_tokens", "ttft_ms", "prefill_ms", "tpot_ms", "tpot_p90_ms", "decode_tok_s", "peak_mem_bytes",
                  "peak_mem_kind", "cache_bytes", "cache_kind", "metric", "value", "n"]
@@ -51,7 +62,46 @@ def eval_as_aggregates(m: pd.DataFrame) -> pd.DataFrame:
 def run_label(row) -> str:
     name = row.get("name") if isinstance(row.get("name"), str) else ""
     when = pd.Timestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M") if pd.notna(row.get("created_at")) else ""
-    return f"{row['kind']} · {name + ' · ' if name else ''}{when} · {str(row['run_id'])[:8]}"
+    failed = failed_models(row)
+    status = f" · FAILED: {', '.join(failed)}" if failed else (f" · {row['status']}" if row.get("status") not in
+                                                               ("completed", None) else "")
+    return f"{row['kind']} · {name + ' · ' if name else ''}{when}{status} · {str(row['run_id'])[:8]}"
+
+
+def show_generation(store, runs) -> None:
+    """A past generation (Arena, CLI generate, RAG question): prompt, settings, each model's output and metrics."""
+    gens = generation_runs(runs)
+    if gens.empty:
+        st.info("No generation is stored yet. Generate on the Arena or RAG page (or `python -m backend "
+                "generate --prompt ...`); each one appears here.")
+        return
+    labels = dict(zip(gens["run_id"], gens["label"], strict=True))
+    run_id = st.selectbox("Generation (newest first)", list(gens["run_id"]), format_func=labels.get,
+                          key="history_gen_run")
+    run = gens[gens["run_id"] == run_id].iloc[0]
+    view = generation_view(run, store.predictions(run_id=run_id), store.measurements(run_ids=[run_id]))
+    for model, why in view["failed"].items():
+        st.error(f"{model} failed in this run: {why}")
+    if view["prompt"]:
+        st.caption("Prompt" if view["kind"] == "generate" else "Question")
+        st.code(view["prompt"], language=None, wrap_lines=True)
+    st.caption("Settings: " + ", ".join(f"{k} {v}" for k, v in view["settings"].items()))
+    if not view["columns"]:
+        st.caption("No model produced output in this run.")
+        return
+    for col, c in zip(st.columns(len(view["columns"])), view["columns"], strict=True):
+        with col:
+            st.markdown(f"**{c['label']}**")
+            if c["prompt"] != view["prompt"]:
+                with st.expander("The exact prompt"):
+                    st.code(c["prompt"], language=None, wrap_lines=True)
+            st.code(c["output"] or " ", language=None, wrap_lines=True)
+            m = c["metrics"]
+            shown = {k: (fmt_bytes(v) if k.endswith("_bytes") else fmt_num(v, digits=2) if isinstance(v, float)
+                         else str(v)) for k, v in m.items()}
+            table = pd.DataFrame({"value": shown})
+            table.index.name = "metric"
+            st.table(table)
 
 
 st.title("History")
@@ -77,20 +127,16 @@ if "kind" not in meas.columns:  # the store joins the run's kind in; older store
 meas["created_at"] = pd.to_datetime(meas["created_at"], utc=True, errors="coerce")
 runs["label"] = runs.apply(run_label, axis=1)
 runs["created_at"] = pd.to_datetime(runs["created_at"], utc=True, errors="coerce")
-# A row without a device (an experiment's aggregate) filters by its run's device: the most common device
-# of the run's other rows, else the run's meta.
-run_device = meas.dropna(subset=["device"]).groupby("run_id")["device"].agg(lambda d: d.mode().iloc[0]).to_dict()
-for _, r in runs.iterrows():
-    meta = r["meta"] if isinstance(r.get("meta"), dict) else {}
-    dev = meta.get("device_name") or meta.get("device")
-    run_device.setdefault(r["run_id"], dev if dev and dev != "auto" else None)
-row_device = meas["device"].fillna(meas["run_id"].map(run_device))
+# The device each row ran on: a row without one (an experiment's aggregate) takes its run's; compile targets
+# of the ahead-of-time kernel compile ("cuda:80") are no device (backend.history.row_devices).
+row_device = row_devices(meas, runs)
 
 with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     kinds = c1.multiselect("Kind", sorted(meas["kind"].dropna().unique()), key="history_kind")
     models = c2.multiselect("Model", sorted(meas["model"].dropna().unique()), key="history_model")
-    devices = c3.multiselect("Device", sorted(row_device.dropna().unique()), key="history_device")
+    devices = c3.multiselect("Device", sorted(row_device.dropna().unique()), key="history_device",
+                             help="Devices that ran something; compile targets of the kernel build are not devices.")
     c4, c5 = st.columns([1, 2])
     first, last = meas["created_at"].min(), meas["created_at"].max()
     today = dt.datetime.now(dt.UTC).date()
@@ -116,34 +162,51 @@ if isinstance(dates, tuple | list) and len(dates) == 2:
     hi = pd.Timestamp(dates[1], tz="UTC") + pd.Timedelta(days=1)
     view = view[(view["created_at"] >= lo) & (view["created_at"] < hi)]
 
-tab_meas, tab_exp = st.tabs(["Measurements", "Experiments"])
+tab_meas, tab_exp, tab_gen = st.tabs(["Measurements", "Experiments", "Generations"])
 with tab_meas:
-    st.caption(f"{len(view)} of {len(meas)} measurement rows match.")
-    if view.empty:
+    scope, mview = "all", view
+    if not run_ids and not mview.empty:
+        newest = newest_run(mview)
+        scope = st.radio("Rows", ["newest", "all"], horizontal=True, key="history_scope",
+                         format_func=lambda s: f"Newest run ({labels.get(newest, newest)})" if s == "newest"
+                         else "Every run matching the filters")
+        if scope == "newest":
+            mview = mview[mview["run_id"] == newest]
+    st.caption(f"{len(mview)} of {len(meas)} measurement rows match.")
+    if mview.empty:
         st.info("No measurement matches these filters. Clear a filter to see rows again.")
     else:
-        plot_df = view.assign(peak_mem_mib=view["peak_mem_bytes"] / 2**20,
-                              series=view["model"].astype(str) + " · " + view["device"].astype(str))
+        unit_div, unit = bytes_unit(mview["peak_mem_bytes"].max() if "peak_mem_bytes" in mview.columns else None)
+        plot_df = mview.assign(peak_mem=mview["peak_mem_bytes"] / unit_div) if "peak_mem_bytes" in mview.columns else mview
         cols = st.columns(2)
+        hidden_all: set[str] = set()
         for i, (metric, title) in enumerate(PLOTS):
-            d = plot_df.dropna(subset=[metric, "prompt_tokens"])
+            title = title.format(unit=unit)
+            d, hidden = plot_rows(plot_df, row_device, metric)
+            hidden_all |= set(hidden)
             with cols[i % 2]:
                 if d.empty:
-                    st.caption(f"{title}: no rows with this metric.")
+                    st.caption(f"{title}: no rows with this metric and a prompt length.")
                     continue
                 hover = [c for c in ("run_id", "kind", "path", "dtype", "batch", "new_tokens", "peak_mem_kind")
                          if c in d.columns]
                 st.plotly_chart(measurement_scatter(d, metric, title, hover), key=f"history_plot_{metric}")
+        st.caption("Peak memory is the whole process's (CPU: resident set size, every loaded model and the app; GPU: "
+                   "memory allocated by torch); each model's own weights + cache are in the Arena's columns.")
+        if hidden_all:
+            st.caption(f"{len(hidden_all)} more series are not drawn (the plots keep the 8 with the most rows; they "
+                       f"are in the table): {', '.join(sorted(hidden_all)[:12])}{' ...' if len(hidden_all) > 12 else ''}. "
+                       "Filter by model or run to see them.")
 
         st.subheader("Measurements")
-        first_cols = [c for c in FIRST_COLUMNS if c in view.columns]
-        view = view[first_cols + [c for c in view.columns if c not in first_cols]]
-        st.dataframe(exportable(view), hide_index=True, key="history_measurements")
+        first_cols = [c for c in FIRST_COLUMNS if c in mview.columns]
+        mview = mview[first_cols + [c for c in mview.columns if c not in first_cols]]
+        st.dataframe(exportable(mview), hide_index=True, key="history_measurements")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         d1, d2, _ = st.columns([1, 1, 4])
-        d1.download_button("Export CSV", exportable(view).to_csv(index=False).encode(),
+        d1.download_button("Export CSV", exportable(mview).to_csv(index=False).encode(),
                            file_name=f"measurements-{stamp}.csv", mime="text/csv", key="history_csv")
-        d2.download_button("Export Parquet", parquet_bytes(view), file_name=f"measurements-{stamp}.parquet",
+        d2.download_button("Export Parquet", parquet_bytes(mview), file_name=f"measurements-{stamp}.parquet",
                            mime="application/vnd.apache.parquet", key="history_parquet")
 
 with tab_exp:
@@ -186,6 +249,11 @@ with tab_exp:
         same = kit.stored_runs(store, EXPERIMENT_OF_KIND[kind])
         kit.compare_section(store, same[same["run_id"].isin(set(exp_runs["run_id"]))], key="history_exp")
 
+with tab_gen:
+    show_generation(store, runs)
+
 st.subheader("Runs")
 shown = runs[runs["run_id"].isin(set(view["run_id"]))] if not view.empty else runs.iloc[0:0]
+shown = shown.assign(**{"failed models": ["; ".join(f"{m}: {w}" for m, w in failed_models(r).items())
+                                          for _, r in shown.iterrows()]})
 st.dataframe(exportable(shown.drop(columns=["label"])), hide_index=True, key="history_runs")

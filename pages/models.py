@@ -14,6 +14,7 @@ import streamlit as st
 from backend.generation.compare import device_setting, error_sentence
 from backend.models import registry
 from pages.components.charts import loss_lines
+from pages.components.model_cards import bundled_models_section
 from pages.components.resources import get_manager
 
 
@@ -138,16 +139,19 @@ with c2:
 show_flash("load")
 
 st.subheader("Add a model from a local folder")
+models_root = registry.models_root()
+st.caption(f"Only folders inside {models_root} can be added here (set SSM_ARENA_MODELS_ROOT before starting the "
+           "dashboard to choose another); from a terminal, `python -m backend models --add FOLDER` takes any folder.")
 with st.form("models_add", clear_on_submit=False):
-    folder = st.text_input("Folder (what save_pretrained() wrote: config.json, weights, tokenizer)",
-                           key="models_add_folder")
+    folder = st.text_input("Folder inside the models folder (what save_pretrained() wrote: config.json, weights, "
+                           "tokenizer)", key="models_add_folder")
     name = st.text_input("Name (optional; default: the folder's name)", key="models_add_name")
     if st.form_submit_button("Add model"):
         if not folder.strip():
             flash("add", "error", "Type the path of a model folder first.")
         else:
             try:
-                spec = registry.add_local_model(folder.strip(), name.strip() or None)
+                spec = registry.add_local_model(folder.strip(), name.strip() or None, root=models_root)
                 flash("add", "success", f"Added '{spec.name}' ({spec.family}). It is now in the registry and the Arena.")
             except Exception as e:
                 flash("add", "error", error_sentence(e))
@@ -167,3 +171,5 @@ if curves:
     st.plotly_chart(loss_lines(df, curves[0].attrs.get("x", "step")), key="models_loss")
 else:
     st.text("No loss curves yet: trained bundled models write assets/models/<name>/loss.jsonl.")
+
+bundled_models_section(specs)

@@ -22,7 +22,9 @@ st.title("Performance")
 st.caption(
     "Each family on its best standard path through the same decode loop: the transformer with SDPA, a static "
     "KV cache and a CUDA-graph-captured step; the SSMs on the path recorded with each row. Warm-up, device "
-    "synchronisation, medians over repeats. Plain `generate()` appears only as a labelled baseline."
+    "synchronisation, medians over repeats. Plain `generate()` appears only as a labelled baseline. On a CPU the "
+    "SSMs run `cpu-chunked` (compiled Mamba-1 scan, chunked Mamba-2 SSD, fused decode step); runs labelled "
+    "`kernels=reference` are the previous one-position-at-a-time path, kept to compare against."
 )
 
 store = store_or_stop()

@@ -24,6 +24,7 @@ RUNS = {
     "config": "JSON",
     "meta": "JSON",  # git_sha, versions, device, hostname, models, seeds
     "summary": "JSON",
+    "owner": "JSON",  # {"host", "pid", "started"} of the process that runs it: a dead owner -> "interrupted"
 }
 
 MEASUREMENTS = {
@@ -104,6 +105,22 @@ CHUNKS = {
     "text": "VARCHAR",
 }
 
+VOTES = {  # blind A/B votes (store/votes.py)
+    "vote_id": "VARCHAR",
+    "created_at": "TIMESTAMP",
+    "prompt": "VARCHAR",
+    "model_a": "VARCHAR",
+    "model_b": "VARCHAR",
+    "family_a": "VARCHAR",
+    "family_b": "VARCHAR",
+    "output_a": "VARCHAR",
+    "output_b": "VARCHAR",
+    "vote": "VARCHAR",  # a | b | tie | both_bad
+    "settings": "JSON",
+    "meta": "JSON",
+    "extra": "JSON",
+}
+
 TABLES = {
     "runs": RUNS,
     "measurements": MEASUREMENTS,
@@ -111,6 +128,7 @@ TABLES = {
     "collections": COLLECTIONS,
     "documents": DOCUMENTS,
     "chunks": CHUNKS,
+    "votes": VOTES,
 }
 
 
@@ -139,6 +157,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             _create("chunks", CHUNKS, "collection, chunk_id"),
         ],
     ),
+    (3, "blind A/B votes", [_create("votes", VOTES, "vote_id")]),
+    (4, "run owner (host, pid): runs whose process died become interrupted",
+     ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner JSON"]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backend", "kernels", "store", "retrieval", "pages")
 LOWER = ("kernels", "store", "retrieval")
-UI_FORBIDDEN = ("torch", "transformers", "faiss", "duckdb", "sentence_transformers", "triton")
+UI_FORBIDDEN = ("torch", "transformers", "faiss", "duckdb", "sentence_transformers", "triton", "ray", "numba",
+                "statsmodels")
 MAX_LINES = 420
 
 

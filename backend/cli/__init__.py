@@ -34,6 +34,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         types.append(StoreError)
     except ImportError:  # store not installed: nothing to catch
         pass
+    from retrieval.errors import RetrievalError  # a light module: no torch / faiss
+
+    types.append(RetrievalError)
     return tuple(types)
 
 

@@ -49,8 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         exps = [e for e, keys in SWEEP_KEYS.items() if key in keys]
         p.add_argument(flag, dest=f"sweep_{key}", metavar=key.upper() + ",...",
                        help=f"comma-separated {typ.__name__} values ({', '.join(exps)})")
-    p.add_argument("--task", help="built-in task (fewshot: sentiment, workplace, arbitrary; long-context: passkey; "
-                                  "cot: arithmetic; rag: toy-rag)")
+    p.add_argument("--task", help="built-in task (fewshot: arbitrary, new-labels, flipped, sentiment, workplace; "
+                                  "long-context: passkey, recall, copy; cot: arithmetic; rag: toy-rag); the profile's "
+                                  "n and sweep follow the task")
     p.add_argument("--data", help="a JSONL file of your own (fewshot: text/label, long-context: "
                                   "context/question/answer, cot: question/answer GSM8K style)")
     p.add_argument("--plan", metavar="FILE", help="rag: run on a plan saved with --save-plan (contexts already "
@@ -69,6 +70,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes, each running a share of the models (overlaps per-token overhead on "
                         "one GPU; timings then share the device, so speed comparisons should use 1)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run as shards on a Ray cluster: its head's host:port, `auto` (the one `ray start` made "
+                        "here), or no value for this machine alone (needs `pip install ray`; README: Ray)")
+    p.add_argument("--shard-by", choices=("model", "point"), default="model",
+                   help="with --ray: one shard per model, or per model x sweep point (more, smaller shards)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
     return p
@@ -79,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
     else:
         models = default_models()
-    cfg = default_config(args.experiment, models, args.profile)
+    cfg = default_config(args.experiment, models, args.profile, task="" if args.data else (args.task or ""))
     for key in SWEEP_KEYS[args.experiment]:
         raw = getattr(args, f"sweep_{key}", None)
         if raw:
@@ -220,7 +226,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"# {cfg.to_cli()}", file=sys.stderr)
         old = signal.signal(signal.SIGINT, on_sigint)
         try:
-            if args.workers > 1:
+            if args.ray:
+                from backend.experiments.ray_runner import run_on_ray
+
+                out = run_on_ray(cfg, writer, address=None if args.ray == "local" else args.ray, device=device,
+                                 progress=progress, should_stop=lambda: stopping["flag"], resume_run_id=args.resume,
+                                 name=args.name, shard_by=args.shard_by)
+            elif args.workers > 1:
                 from backend.experiments.parallel import run_parallel
 
                 out = run_parallel(cfg, writer, workers=args.workers, device=device, progress=progress,
@@ -243,7 +255,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"Run {out.run_id} {out.status} after {out.done}/{out.total} instances; finished ones are kept. "
               f"Continue with: python -m backend experiment {cfg.experiment} --resume {out.run_id}"
-              + (f" --jsonl {args.jsonl}" if args.jsonl else ""), file=sys.stderr)
+              + (f" --jsonl {args.jsonl}" if args.jsonl else "")
+              + ("" if not args.ray else " --ray" if args.ray == "local" else f" --ray {args.ray}"), file=sys.stderr)
     print(json.dumps({"run_id": out.run_id, "experiment": cfg.experiment, "status": out.status, "done": out.done,
                       "total": out.total, "models": out.summary.get("models", {})}))
     return 0 if out.status == "completed" else 1

@@ -8,6 +8,11 @@ Examples:
   python -m backend generate --prompt "Question: what is 12 plus 30? Answer:"
   python -m backend generate --models toy-mamba,toy-mamba2,toy-transformer --prompt "Once upon a time" \\
       --max-new-tokens 32 --sample --temperature 0.8 --seed 1
+  python -m backend generate --prompt-file long_prompt.txt      # longer than the shell's argument limit
+  cat prompt.txt | python -m backend generate --prompt-file -   # from standard input
+
+Every model is loaded and every model's position limit is checked against the prompt before the first one
+runs, so a prompt too long for one model stops the command at once, not after the others ran.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from backend.generation.interface import GenerationResult, GenSettings, TokenEvent
+from backend.generation.interface import GenerationResult, GenSettings, PromptTooLongError, TokenEvent
 from backend.models import registry
 
 HELP = "generate text with several models side by side and print their speed and memory"
@@ -27,7 +33,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", help="comma-separated model names (default: the bundled SSM / transformer pair; "
                                     "see `python -m backend models`)")
-    p.add_argument("--prompt", required=True, help="the prompt every model continues")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="the prompt every model continues")
+    src.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a UTF-8 text file ('-': standard input)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -41,6 +49,74 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not stream text while it is generated")
     p.set_defaults(func=main)
     return p
+
+
+def text_arg(value: str | None, what: str, hint: str = "re-type it in UTF-8") -> str | None:
+    """Command-line text must be UTF-8 (argv bytes that are not arrive as lone surrogates)."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"The {what} contains bytes that are not UTF-8 text; {hint}.") from None
+    return value
+
+
+def model_names(value: str | None) -> list[str]:
+    """--models: comma-separated registry names (default: the bundled pair); each must exist, once."""
+    if value is None:
+        return list(registry.default_pair())
+    text_arg(value, "--models list")
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--models {value!r} names no model. Give comma-separated names "
+                         "(see `python -m backend models`), or leave --models out for the default pair.")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"--models lists {', '.join(twice)} more than once; name each model once.")
+    for n in names:  # fail on a typo before loading anything
+        registry.get_spec(n)
+    return names
+
+
+def int_list(value: str, what: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise ValueError(f"{what} must be comma-separated whole numbers of at least 1 (e.g. 1,3,5), not {value!r}.")
+    return out
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    """--prompt, or the text of --prompt-file (UTF-8; '-' reads standard input)."""
+    if args.prompt_file is None:
+        return text_arg(args.prompt, "prompt", "re-type it, or save it as UTF-8 text and pass --prompt-file")
+    source = "standard input" if args.prompt_file == "-" else args.prompt_file
+    try:
+        data = sys.stdin.buffer.read() if args.prompt_file == "-" else Path(args.prompt_file).read_bytes()
+    except IsADirectoryError:
+        raise ValueError(f"--prompt-file {source} is a folder; give a text file.") from None
+    except OSError as e:
+        raise ValueError(f"--prompt-file {source} cannot be read ({e.strerror}).") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"The prompt in {source} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
+
+
+def check_positions(gens: list, prompt: str, settings: GenSettings) -> None:
+    """Every model's position limit against prompt + new tokens, before any model runs."""
+    over = []
+    for gen in gens:
+        limit = gen.info.max_context
+        n = gen.count_tokens(prompt)
+        if limit and n + settings.max_new_tokens > limit:
+            over.append(f"'{gen.info.name}' is {n} tokens + {settings.max_new_tokens} new (limit {limit})")
+    if over:
+        raise PromptTooLongError(
+            f"The prompt is too long for {len(over)} of the models, so none was run: {'; '.join(over)}. Shorten "
+            "the prompt, lower --max-new-tokens or leave those models out.")
 
 
 def _fmt(v, digits=1) -> str:
@@ -72,28 +148,30 @@ def main(args: argparse.Namespace) -> int:
                            temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
                            stop_at_eos=not args.no_eos)
     settings.validate()
-    names = [n.strip() for n in (args.models or "").split(",") if n.strip()] or list(registry.default_pair())
-    for n in names:  # fail on a typo before loading anything
-        registry.get_spec(n)
+    prompt = read_prompt(args)
+    names = model_names(args.models)
     manager = ModelManager()
     if not manager.fake:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # keep the terminal for the models' text
+    gens = [manager.get(name, device=args.device) for name in names]
+    if not prompt.strip():
+        raise ValueError("The prompt is empty. Type some text for the models to continue.")
+    check_positions(gens, prompt, settings)
     results: list[GenerationResult] = []
-    for name in names:
-        gen = manager.get(name, device=args.device)
+    for name, gen in zip(names, gens, strict=True):
         label = f"=== {name} ({gen.info.family}{', untrained placeholder' if gen.info.placeholder else ''}"
         print(f"{label}, {gen.info.device}, {gen.info.path}) ===", flush=True)
         if not args.quiet:
-            print(args.prompt, end="", flush=True)
-        for ev in gen.stream(args.prompt, settings):
+            print(prompt, end="", flush=True)
+        for ev in gen.stream(prompt, settings):
             if isinstance(ev, TokenEvent):
                 if not args.quiet:
                     print(ev.text, end="", flush=True)
             else:
                 results.append(ev)
-        print("" if not args.quiet else args.prompt + results[-1].text, flush=True)
+        print("" if not args.quiet else prompt + results[-1].text, flush=True)
         print(flush=True)
     print(_table(results))
     run_id = None

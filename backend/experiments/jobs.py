@@ -28,6 +28,7 @@ class ExperimentJob:
         self.error: str | None = None
         self.started_at = time.time()
         self.finished_at: float | None = None
+        self._rate_from: tuple[float, int] | None = None  # (time, done) of the first progress report
         self._thread = threading.Thread(target=self._work, daemon=True, name=f"experiment-{config.experiment}")
 
     def start(self) -> ExperimentJob:
@@ -46,7 +47,22 @@ class ExperimentJob:
         return self.outcome.run_id if self.outcome else self.resume_run_id
 
     def _progress(self, done: int, total: int, message: str) -> None:
+        if self._rate_from is None:  # the first report (models loaded, resumed instances counted): the rate's origin
+            self._rate_from = (time.time(), done)
         self.done, self.total, self.message = done, total, message
+
+    def rate(self) -> float | None:
+        """Instances per second since the first progress report (None until one more instance finished)."""
+        if self._rate_from is None:
+            return None
+        t0, d0 = self._rate_from
+        elapsed = (self.finished_at or time.time()) - t0
+        return (self.done - d0) / elapsed if self.done > d0 and elapsed > 0 else None
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the current rate (None while there is no rate)."""
+        r = self.rate()
+        return (self.total - self.done) / r if r and self.total else None
 
     def _work(self) -> None:
         try:

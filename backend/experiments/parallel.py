@@ -8,6 +8,10 @@ starts and finishes the run, shows progress, and passes a cancel on to the worke
 On one GPU this overlaps the Python overhead of batch-1 decoding across models. Timings measured this way
 share the device with the other workers: each timing row says how many workers ran (extra.workers), and
 speed comparisons should use runs with one worker.
+
+This reaches one machine and marks a run failed when a worker dies. For several GPUs or machines, and a
+worker that dies retried, use `--ray` (backend/experiments/ray_runner.py): the same plan, evaluate and
+records, as shards on a Ray cluster.
 """
 
 from __future__ import annotations

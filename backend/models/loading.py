@@ -2,9 +2,10 @@
 
 Device "auto": `SSM_ARENA_DEVICE` if set, else cuda when `torch.cuda.is_available()` (ROCm builds show up
 as cuda too; `runinfo` records `torch.version.hip`), else cpu. Dtype "auto": bfloat16 on GPU, float32 on
-CPU. `HF_HUB_OFFLINE` is respected (`local_files_only`), hub kernel downloads are switched off
-(`USE_HUB_KERNELS=0` before transformers is imported), and every failure becomes one of
-UnknownModelError / ModelUnavailableError / CorruptModelError with a sentence saying what to do.
+CPU. `HF_HUB_OFFLINE` is respected (`local_files_only`), and so is an unreachable Hub (decided once per
+process by backend.models.network, so a load fails within seconds instead of waiting on the network); hub
+kernel downloads are switched off (`USE_HUB_KERNELS=0` before transformers is imported), and every failure
+becomes one of UnknownModelError / ModelUnavailableError / CorruptModelError with a sentence saying what to do.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from backend.device import device_name, resolve_device, resolve_dtype
 from backend.errors import CorruptModelError, ModelUnavailableError
 from backend.generation.decode import HFGenerator, model_info
-from backend.models import registry
+from backend.models import network, registry
 from backend.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _location(spec: ModelSpec) -> tuple[str, bool]:
     if spec.source == "local":
         registry.inspect_folder(spec.location)
         return spec.location, True
-    offline = registry.hf_offline()
+    offline = network.offline()  # decided once per process: a missing network never blocks a load
     if offline and not registry.hf_cached(spec.location):
         raise ModelUnavailableError(
             f"Model '{spec.location}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. Download "

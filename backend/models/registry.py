@@ -73,6 +73,28 @@ def _local_file() -> Path:
     return data_dir() / "models.json"
 
 
+def models_root() -> Path:
+    """The only folder the dashboard may add models from (its subfolders): SSM_ARENA_MODELS_ROOT, default
+    `<data>/models`. The CLI (`models --add`) has no such limit: whoever runs it can read the files anyway."""
+    env = os.environ.get("SSM_ARENA_MODELS_ROOT")
+    return (Path(env).expanduser() if env else data_dir() / "models").resolve()
+
+
+def folder_under_root(folder: str | Path, root: Path) -> Path:
+    """`folder` (relative to `root`, or absolute) resolved, symlinks too; one sentence for any folder outside
+    `root`, so the page never says whether a path elsewhere on the server exists."""
+    path = Path(folder)
+    if str(path).startswith("~"):
+        path = path.expanduser()
+    resolved = (root / path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise CorruptModelError(
+            f"Only folders inside {root} can be added here. Copy the model folder there (or set "
+            "SSM_ARENA_MODELS_ROOT before starting the dashboard) and give its name, or add it from a terminal "
+            "with `python -m backend models --add FOLDER`.")
+    return resolved
+
+
 _TOY = {
     "toy-mamba": ("mamba", "toy-transformer", "Mamba trained on the toy-world corpus (bundled)."),
     "toy-mamba2": ("mamba2", "toy-transformer", "Mamba-2 trained on the toy-world corpus (bundled)."),
@@ -203,9 +225,10 @@ def inspect_folder(folder: str | Path) -> tuple[str, dict]:
     return family, cfg
 
 
-def add_local_model(folder: str | Path, name: str | None = None) -> ModelSpec:
-    """Validate `folder` and remember it in models.json. Re-adding the same folder updates its entry."""
-    folder = Path(folder).expanduser().resolve()
+def add_local_model(folder: str | Path, name: str | None = None, root: Path | None = None) -> ModelSpec:
+    """Validate `folder` and remember it in models.json. Re-adding the same folder updates its entry.
+    With `root` (the dashboard: models_root()) the folder must lie inside it (folder_under_root)."""
+    folder = folder_under_root(folder, root) if root is not None else Path(folder).expanduser().resolve()
     family, cfg = inspect_folder(folder)
     name = (name or folder.name).strip()
     if not name:

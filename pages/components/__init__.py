@@ -1,9 +1,13 @@
 """The parts the pages share (none of these modules is a page):
 
     resources.py   cached model manager and results store, committed results imported on first start
-    fmt.py         numbers and byte counts as text; tables made exportable (CSV, Parquet)
-    settings.py    decoding-settings widgets (Arena, RAG)
-    streaming.py   side-by-side streaming columns with live metrics (`render_job`)
+                   (in the background: pages that read results wait for it)
+    fmt.py         numbers and byte counts as text; tables made exportable (CSV, Parquet); text as inert
+                   Markdown (muted prompts)
+    settings.py    decoding-settings widgets (Arena, A/B, RAG), warm-up / repeats, filling a page from an example
+    streaming.py   side-by-side streaming columns with the prompt, live metrics and right / wrong marks
+                   (`render_job`; anonymous for blind A/B)
+    model_cards.py the Models page's bundled-model leaderboard and model cards
     experiment.py  experiment widgets: config, Run / Cancel / Resume, stored runs, run comparison
     charts.py      every plotly figure (the only UI module that imports plotly)
     legacy.py      keeps Streamlit from running pages/ as a legacy pages directory (called below, once)

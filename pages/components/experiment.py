@@ -19,6 +19,7 @@ from backend.experiments.config import PROFILES, RUN_KIND, ConfigError, Experime
 from backend.experiments.config import default_models as config_default_models
 from backend.experiments.jobs import ExperimentJob
 from backend.experiments.views import compare_runs, compare_summary, filters_of
+from pages.components.inside import experiment_button
 
 KEEP = {"persist_state": "session"}  # widget values survive a visit to another page
 
@@ -59,7 +60,27 @@ def build_config(experiment: str, models: list[str], n: int, seed: int, sweep: d
 
 
 def _start(key: str, cfg: ExperimentConfig, get_generator: Callable, store, resume: str | None = None) -> None:
+    if st.session_state.get(f"{key}_ray"):  # shards on a Ray cluster; ray itself loads in the job's thread
+        from backend.experiments.ray_runner import RayExperimentJob
+
+        address = (st.session_state.get(f"{key}_ray_address") or "").strip() or None
+        st.session_state[f"{key}_job"] = RayExperimentJob(cfg, store, address, resume_run_id=resume).start()
+        return
     st.session_state[f"{key}_job"] = ExperimentJob(cfg, get_generator, store, resume_run_id=resume).start()
+
+
+def ray_controls(key: str, cfg: ExperimentConfig | None) -> None:
+    """Send the run to a Ray cluster instead of this process (one shard per model, progress per shard)."""
+    with st.expander("Run on a Ray cluster", expanded=bool(st.session_state.get(f"{key}_ray"))):
+        use = st.toggle("Send Run to a Ray cluster (one shard per model, spread over its GPUs or CPUs)",
+                        key=f"{key}_ray", **KEEP)
+        address = st.text_input("Cluster address: the head's host:port (empty: a cluster of this machine alone)",
+                                key=f"{key}_ray_address", disabled=not use, **KEEP)
+        st.caption("Needs Ray (`pip install ray==2.60.0`). Start a cluster with `ray start --head` on one machine "
+                   "and `ray start --address HEAD:PORT` on the others (README: Ray). Results land in this "
+                   "dashboard's store.")
+        if use and cfg is not None:
+            st.code(f"{cfg.to_cli()} --ray {address.strip()}".rstrip(), language="bash", wrap_lines=True)
 
 
 def _cancel(key: str) -> None:
@@ -72,10 +93,13 @@ def run_controls(key: str, cfg: ExperimentConfig | None, get_generator: Callable
     """Run / Cancel buttons and the live progress of this page's job. Returns the job (if any)."""
     job: ExperimentJob | None = st.session_state.get(f"{key}_job")
     running = job is not None and job.running
+    ray_controls(key, cfg)
     c1, c2, _ = st.columns([1, 1, 4])
     c1.button("Run", type="primary", disabled=running or cfg is None, key=f"{key}_run",
               on_click=_start, args=(key, cfg, get_generator, store))
-    c2.button("Cancel", disabled=not running, key=f"{key}_cancel", on_click=_cancel, args=(key,))
+    c2.button("Cancel", disabled=not running, key=f"{key}_cancel", on_click=_cancel, args=(key,),
+              icon=":material/stop_circle:", help="Stop after the current instance; finished instances are kept "
+                                                  "and the run can be resumed.")
     if job is not None:
         show_job(job)
         if running:  # it finished while this script waited: draw the buttons (and results) once more
@@ -83,15 +107,30 @@ def run_controls(key: str, cfg: ExperimentConfig | None, get_generator: Callable
     return job
 
 
+def _pace(job: ExperimentJob) -> str:
+    """' · 0.37 instances/s · about 4 min left' once the rate is known."""
+    rate, eta = job.rate(), job.eta_s()
+    if rate is None:
+        return ""
+    left = "" if eta is None or not job.running else (f" · about {eta / 60:.0f} min left" if eta >= 90
+                                                      else f" · about {eta:.0f} s left")
+    return f" · {rate:.2f} instances/s{left}"
+
+
 def show_job(job: ExperimentJob, poll_s: float = 0.25) -> None:
     """Live progress of a job until it ends (every redraw is a point where a click can rerun the page)."""
     label = f"{job.config.experiment}: {', '.join(job.config.models)}"
     with st.status(f"Running {label}", expanded=job.running) as status:
         bar = st.progress(0.0)
+        shard_table, shown = st.empty(), None
         while True:
+            shards = getattr(job, "shards", None)  # a Ray job: the shards' own counts
+            if shards and shards != shown:
+                shown = {s: dict(v) for s, v in shards.items()}
+                shard_table.dataframe(shard_frame(shown), hide_index=True)
             alive = job.running
             frac = job.done / job.total if job.total else 0.0
-            bar.progress(min(frac, 1.0), text=f"{job.done} / {job.total or '?'} · {job.message}"
+            bar.progress(min(frac, 1.0), text=f"{job.done} / {job.total or '?'} · {job.message}" + _pace(job)
                          + (" · cancelling ..." if job.stop.is_set() and alive else ""))
             if not alive:
                 break
@@ -102,12 +141,17 @@ def show_job(job: ExperimentJob, poll_s: float = 0.25) -> None:
                           expanded=False)
         elif job.status == "cancelled":
             status.update(label=f"Cancelled after {job.done} of {job.total} (run {(job.run_id or '')[:8]}); "
-                                "finished instances are kept", state="error", expanded=True)
+                                "finished instances are kept and Resume continues", state="complete", expanded=True)
         else:
             status.update(label=f"Failed: {job.error}", state="error", expanded=True)
             st.error(f"The experiment stopped with an error: {job.error}")
     for w in (job.outcome.warnings if job.outcome else [])[:20]:
         st.warning(f"Skipped a malformed line: {w}")
+
+
+def shard_frame(shards: dict[str, dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"shard": s, "model": v.get("model"), "done": f"{v.get('done', 0)} / {v.get('total', 0)}",
+                          "node": v.get("node") or "", "status": v.get("status")} for s, v in shards.items()])
 
 
 def run_label(row) -> str:
@@ -202,8 +246,16 @@ def compare_section(store, runs: pd.DataFrame, key: str) -> None:
         st.caption("Run this experiment twice (e.g. another seed, model or device) to compare runs.")
         return
     c1, c2 = st.columns(2)
+
+    def task_of(row) -> str:
+        cfg = row["config"] if isinstance(row.get("config"), dict) else {}
+        return str(cfg.get("task") or cfg.get("data") or "")
+
+    # default pair: the newest run (B) and the newest earlier run of the same task (A), else the next newest
+    tasks = [task_of(r) for _, r in runs.iterrows()]
+    same = [i for i in range(1, len(runs)) if tasks[i] == tasks[0]]
     with c1:
-        a = pick_run(runs, f"{key}_cmp_a", "Run A", prefer=runs["run_id"].iloc[1])
+        a = pick_run(runs, f"{key}_cmp_a", "Run A", prefer=runs["run_id"].iloc[same[0] if same else 1])
     with c2:
         b = pick_run(runs, f"{key}_cmp_b", "Run B", prefer=runs["run_id"].iloc[0])
     pa, pb = store.predictions(run_id=a["run_id"]), store.predictions(run_id=b["run_id"])
@@ -237,6 +289,8 @@ def side_by_side(preds: pd.DataFrame, instance_id: str, render_output: Callable[
     with st.expander(f"Prompt ({n_chars:,} characters{shown})", expanded=len(first["prompt"]) < 1500):
         st.code(first["prompt"], language=None, wrap_lines=True)
     st.text(f"Reference: {first['reference']}")
+    if "run_id" in rows:  # what each model keeps of this prompt (pages/inside_view.py)
+        experiment_button(str(first["run_id"]), instance_id, list(rows["model"]))
     cols = st.columns(len(rows))
     for col, (_, r) in zip(cols, rows.iterrows(), strict=True):
         with col:

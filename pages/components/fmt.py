@@ -38,3 +38,27 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     exportable(df).to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~=:$&\"'^%@;,/?")
+
+
+def plain_markdown(text: str, max_chars: int | None = None) -> str:
+    """`text` as Markdown that renders as exactly that text (every ASCII punctuation mark backslash-escaped,
+    line breaks kept), for muted captions of model input: no link, image, emphasis or HTML can come out of it.
+    With max_chars, only the last max_chars characters are kept, after an ellipsis."""
+    if max_chars is not None and len(text) > max_chars:
+        text = "…" + text[-max_chars:]
+    escaped = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+    # a zero-width space after each colon: Streamlit's :emoji:, :material/icon: and :color[...] never match
+    escaped = escaped.replace("\\:", "\\:\u200b")
+    lines = escaped.split("\n")
+    # a hard break ("  " at the end) per line; leading spaces as no-break spaces so indentation shows
+    return "  \n".join(line.replace(" ", "\u00a0") if line.startswith(" ") else line for line in lines) or "\u00a0"
+
+
+def fmt_spread(median, lo, hi, unit: str = "", digits: int = 1) -> str:
+    """'12.3 ms (11.9–14.0)': a median with the range of the runs."""
+    if median is None:
+        return "—"
+    return f"{fmt_num(median, unit, digits)} ({fmt_num(lo, '', digits)}–{fmt_num(hi, '', digits)})"

@@ -8,7 +8,7 @@ from backend.models import registry
 from backend.models.loading import load_generator
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached(folder: str, name: str):
     spec = registry.ModelSpec(name, registry.inspect_folder(folder)[0], "local", folder)
     return load_generator(spec, device="cpu")

@@ -114,7 +114,8 @@ def test_rag_upload_and_ask_in_a_real_browser(chromium, tmp_path):  # noqa: F811
             assert len(hit) == 1, texts
             m = re.fullmatch(r"\[1\] score (-?\d\.\d{3}) · quarrel\.md · characters \d+-\d+", hit[0].strip())
             assert m and 0.3 < float(m.group(1)) <= 1.0, hit
-            codes = [c.inner_text() for c in page.locator("[data-testid='stCode']").all()]
+            codes = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stCode']")]
+                .filter(c => !c.closest("[data-testid='stExpander']")).map(c => c.innerText)""")  # not the prompts
             assert len(codes) == 3, codes  # one passage (the only chunk) + two answers (the evaluation: its own page)
             assert FACT in codes[0] and "[the harbour notes](http://attacker.example/notes)" in codes[0]
             assert "<b>keep</b>" in codes[0] and "**plain**" in codes[0]
@@ -129,11 +130,23 @@ def test_rag_upload_and_ask_in_a_real_browser(chromium, tmp_path):  # noqa: F811
                 assert re.search(r"prompt tokens\s+[\d,]+", t), t
                 assert re.search(r"time to first token\s+[\d,.]+ ms", t), t
                 assert re.search(r"decode tokens/s\s+[\d,.]+", t), t
-                assert re.search(r"peak memory \(CPU RSS\)\s+[\d,.]+ [MG]iB", t), t  # GiB once RSS passes 1 GiB
+                # the whole process's RSS, labelled as such (GiB once RSS passes 1 GiB)
+                assert re.search(r"peak RSS of the whole process \(app \+ every loaded model\)\s+[\d,.]+ [MG]iB", t), t
             assert "cache bytes (conv + SSM state)" in body and "cache bytes (KV cache)" in body
             assert re.search(r"Saved as run \S+ \(kind rag; see the History page\)\.", body), body[-2000:]
             assert "Traceback" not in body
             assert page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count() == 0
+            # the exact prompt each model saw: template + passage + the question, once per model, as text
+            page.get_by_text("The exact prompt each model saw").click()
+            expander = page.locator("[data-testid='stExpander']").filter(has_text="The exact prompt each model saw")
+            expander.locator("[data-testid='stCode']").first.wait_for(timeout=30_000)
+            prompts = expander.locator("[data-testid='stCode']").all_inner_texts()
+            assert len(prompts) == 2, prompts
+            for p in prompts:
+                assert FACT in p and p.rstrip().endswith(f"Question: {QUESTION}\nAnswer:"), p
+            assert "toy-mamba (1 passages)" in expander.inner_text()
+            expander.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot.with_name("e2e_rag_prompts.png")), full_page=True)
             # the RAG experiment is its own page, under Experiments in the sidebar
             page.get_by_role("link", name="RAG evaluation").click()
             page.wait_for_selector("h1:has-text('RAG evaluation')", timeout=60_000)

@@ -109,7 +109,8 @@ def test_live_metrics_while_streaming_and_labels_when_done():
     gen = FakeGenerator("toy-transformer", "transformer")
     s.result = gen.generate("hello there", GenSettings(max_new_tokens=5, stop_at_eos=False))
     done = live_metrics(s)
-    assert done["cache bytes (KV cache)"].endswith("KiB") and "peak memory (CPU RSS)" in done
+    assert done["cache bytes (KV cache)"].endswith("KiB")
+    assert "peak RSS of the whole process (app + every loaded model)" in done
     assert done["finish reason"] == "length"
 
 
@@ -125,7 +126,8 @@ def test_stop_button_reaches_a_running_job_across_a_rerun(arena_env):
     assert time.monotonic() - t0 < 15  # 2000 tokens would take 20 s per model
     assert job.stop.is_set()
     assert job.slots[0].result.finish_reason == "cancelled"
-    assert at.code[0].value.strip() == job.slots[0].text.strip()
+    outputs = [c.value for c in at.code if c.language != "bash"]  # not the equivalent command
+    assert outputs[0].strip() == job.slots[0].text.strip()
     assert any("stopped: partial output kept" in c.value for c in at.caption)
 
 
@@ -139,3 +141,82 @@ def test_unknown_model_is_a_sentence_in_its_column_and_the_others_run():
     assert bad.status == "error" and bad.result is None
     assert bad.error.startswith("There is no model named 'no-such-model'.") and "Traceback" not in bad.error
     assert good.status == "done" and good.result.metrics.new_tokens >= 1
+
+
+class LineGenerator(FakeGenerator):
+    """Answers in lines, like the bundled models on a QA prompt: " Riverford" "\n" " Question:" ... (polls
+    should_stop between tokens as the real decode loop does)."""
+
+    PIECES = [" River", "ford", "\n", " Question", ":", " more", "\n", " text"]
+
+    def stream(self, prompt, settings, should_stop=None):
+        from backend.generation.interface import GenerationResult, GenMetrics, TokenEvent
+
+        text, finish = "", "length"
+        for i, piece in enumerate(self.PIECES[:settings.max_new_tokens]):
+            text += piece
+            yield TokenEvent(i, i + 1, piece, 0.001 * (i + 1))
+            if i + 1 < settings.max_new_tokens and should_stop is not None and should_stop():
+                finish = "cancelled"
+                break
+        n = len(text)
+        m = GenMetrics(prompt_tokens=3, new_tokens=n, ttft_ms=1.0, prefill_ms=1.0, tpot_ms=1.0, tpot_p90_ms=1.0,
+                       decode_tok_s=1000.0, total_ms=5.0, peak_mem_bytes=1, peak_mem_kind="cpu_rss",
+                       cache_bytes=0, cache_kind="kv", path="fake", device="cpu", dtype="float32")
+        yield GenerationResult(self.name, self.family, prompt, text, list(range(n)), finish, m, settings)
+
+
+class LineManager:
+    def get(self, name, device="auto"):
+        return LineGenerator(name, "transformer")
+
+
+def test_stop_at_line_ends_each_column_at_its_first_line_break_after_some_text():
+    job = CompareJob(_slots("toy-transformer"), GenSettings(max_new_tokens=8), LineManager(), stop_at_line=True).start()
+    _wait(job)
+    (s,) = job.slots
+    assert s.text == " Riverford\n" and s.result.finish_reason == "newline"
+    off = CompareJob(_slots("toy-transformer"), GenSettings(max_new_tokens=8), LineManager()).start()
+    _wait(off)
+    assert off.slots[0].text == "".join(LineGenerator.PIECES) and off.slots[0].result.finish_reason == "length"
+
+
+def test_a_leading_line_break_does_not_end_the_answer():
+    from backend.generation.compare import _ends_line
+
+    assert not _ends_line("\n ") and not _ends_line(" Paris") and _ends_line("\n Paris\n") and _ends_line("a\nb")
+
+
+def test_warmup_and_repeats_time_every_run_and_keep_the_shown_one():
+    class Counting(SlowManager):
+        def get(self, name, device="auto"):
+            gen = super().get(name, device)
+            real = gen.stream
+            calls = self.calls = getattr(self, "calls", [])
+
+            def stream(prompt, settings, should_stop=None):
+                calls.append(settings.max_new_tokens)
+                yield from real(prompt, settings, should_stop)
+
+            gen.stream = stream
+            return gen
+
+    mgr = Counting(0.0)
+    job = CompareJob(_slots("toy-mamba"), GenSettings(max_new_tokens=20, stop_at_eos=False), mgr, warmup=2,
+                     repeats=3).start()
+    _wait(job)
+    (s,) = job.slots
+    assert mgr.calls == [8, 8, 20, 20, 20]  # two short untimed warm-ups, then three timed runs
+    assert s.status == "done" and len(s.runs) == 3 and len(job.runs_of_results()[0]) == 3
+    assert s.result.metrics is s.runs[0] and s.text == s.result.text
+
+
+def test_failures_are_kept_for_the_recorder_and_on_finish_runs_when_every_model_failed():
+    from backend.models.manager import ModelManager
+
+    seen = []
+    job = CompareJob(_slots("no-such-model"), GenSettings(max_new_tokens=4), ModelManager(fake=True),
+                     on_finish=lambda results: seen.append(results) or []).start()
+    _wait(job)
+    assert seen == [[]] and list(job.failures) == ["no-such-model"]
+    assert job.failures["no-such-model"].startswith("There is no model named")

@@ -47,16 +47,26 @@ def test_empty_store_says_how_to_import(arena_env):
     assert "python -m backend import-results" in at.code[0].value
 
 
+def _titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
 def test_rows_give_plots_tables_filters_and_exports(arena_env):
     _fill(arena_env / "arena.duckdb")
     at = _page()
     assert not at.error, [e.value for e in at.error]
+    # by default: the newest run only (the generate run: one row), not every stored row
+    assert at.radio(key="history_scope").value == "newest"
+    assert "1 of 5 measurement rows match" in at.caption[0].value
+    at.radio(key="history_scope").set_value("all").run()
     assert "5 of 5 measurement rows match" in at.caption[0].value
     charts = at.get("plotly_chart")
     assert len(charts) == 4
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
-    assert sorted(titles) == sorted(["Time to first token (ms)", "Time per output token, median (ms)", "Decode tokens/s",
-                                     "Peak memory (MiB)"])
+    assert sorted(_titles(at)) == sorted(f"{t} · cpu" for t in [  # one device: named in the title
+        "Time to first token (ms)", "Time per output token, median (ms)", "Decode tokens/s",
+        "Peak memory of the process (MiB)"])
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["layout"]["xaxis"]["type"] == "log" and spec["layout"]["yaxis"]["rangemode"] == "tozero"
     downloads = at.get("download_button")
     assert len(downloads) == 2
     assert {d.proto.label for d in downloads} == {"Export CSV", "Export Parquet"}
@@ -67,6 +77,66 @@ def test_rows_give_plots_tables_filters_and_exports(arena_env):
     assert "2 of 5 measurement rows match" in at.caption[0].value
     runs_table = at.dataframe[-1].value
     assert list(runs_table["kind"]) == ["bench"] and list(runs_table["name"]) == ["sweep"]
+
+
+def test_devices_are_devices_and_each_gets_its_own_panel(arena_env):
+    from store import open_store
+
+    _fill(arena_env / "arena.duckdb")
+    store = open_store(str(arena_env / "arena.duckdb"))
+    gpu = store.start_run("bench", {}, {"device": "cuda"}, name="gpu")
+    store.add_measurements(gpu, _rows("toy-mamba", "mamba", "NVIDIA H200", [64, 256]))
+    store.finish_run(gpu)
+    aot = store.start_run("kernel_aot", {}, {"device": "auto"})
+    store.add_measurements(aot, [{"model": "selective_scan", "device": target, "metric": "registers", "value": 64.0}
+                                 for target in ("cuda:80", "hip:gfx90a")])
+    store.finish_run(aot)
+    at = _page()
+    assert at.multiselect(key="history_device").options == ["NVIDIA H200", "cpu"]  # no compile target
+    at.radio(key="history_scope").set_value("all").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    panels = {a["text"] for a in spec["layout"]["annotations"]}
+    assert {"cpu", "NVIDIA H200"} <= panels  # a CPU and a GPU never share an axis
+    assert {t["xaxis"] for t in spec["data"]} == {"x", "x2"}
+
+
+def test_the_legend_is_capped_and_the_rest_is_named(arena_env):
+    from store import open_store
+
+    store = open_store(str(arena_env / "arena.duckdb"))
+    run = store.start_run("bench", {}, {"device": "cpu"}, name="many")
+    for i in range(11):
+        store.add_measurements(run, _rows(f"model-{i:02d}", "mamba", "cpu", [64] * (i + 1)))
+    store.finish_run(run)
+    at = _page()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len({t["name"] for t in spec["data"]}) == 8
+    note = [c.value for c in at.caption if "more series are not drawn" in c.value]
+    assert note and note[0].startswith("3 more series") and "model-00, model-01, model-02" in note[0]
+
+
+def test_a_past_generation_shows_prompt_outputs_settings_and_metrics_and_a_failed_model(arena_env):
+    from backend.generation.interface import GenSettings
+    from backend.generation.recording import record_generation
+    from backend.models.fake import FakeGenerator
+    from store import open_store
+
+    store = open_store(str(arena_env / "arena.duckdb"))
+    settings = GenSettings(max_new_tokens=5)
+    result = FakeGenerator("toy-mamba", "mamba").generate("Tell me about <b>the mill</b>", settings)
+    run_id = record_generation(store, [result], settings, failures={"toy-transformer": "It could not load."})
+    at = _page()
+    gen = at.selectbox(key="history_gen_run")
+    assert gen.value == run_id and "FAILED: toy-transformer" in gen.format_func(gen.value)
+    assert "It could not load." in " ".join(e.value for e in at.error)
+    codes = [c.value for c in at.code]
+    assert "Tell me about <b>the mill</b>" in codes and result.text in codes  # as text, never HTML
+    assert any(c.value.startswith("Settings: max_new_tokens 5") for c in at.caption)
+    metrics = [t.value["value"].to_dict() for t in at.table]
+    assert metrics and metrics[0]["new_tokens"] == str(result.metrics.new_tokens)
+    runs_table = at.dataframe[-1].value
+    assert list(runs_table["status"]) == ["failed"]
+    assert list(runs_table["failed models"]) == ["toy-transformer: It could not load."]
 
 
 def test_exports_round_trip_with_json_cells(arena_env):
@@ -183,7 +253,7 @@ def test_experiment_accuracy_over_time_and_changed_instances(arena_env):
     _fill_experiments(arena_env / "arena.duckdb")
     at = _page()
     assert not at.error, [e.value for e in at.error]
-    assert [t.label for t in at.tabs] == ["Measurements", "Experiments"]
+    assert [t.label for t in at.tabs] == ["Measurements", "Experiments", "Generations"]
     assert at.selectbox(key="history_exp_task").options == ["fewshot-arbitrary"]
     spec = _chart(at, "Accuracy over time · fewshot-arbitrary")
     assert spec["layout"]["yaxis"]["title"]["text"] == "accuracy"

@@ -47,12 +47,14 @@ def test_load_and_unload_a_model(arena_env):
 
 def test_add_local_folder_errors_are_sentences_and_a_valid_folder_is_added(arena_env):
     at = _models_page()
-    missing = arena_env / "nowhere"
-    at.text_input(key="models_add_folder").set_value(str(missing))
+    root = arena_env / "data" / "models"  # the default models folder: <SSM_ARENA_DATA>/models
+    root.mkdir(parents=True)
+    missing = root / "nowhere"
+    at.text_input(key="models_add_folder").set_value("nowhere")  # relative to the models folder
     _submit(at)
     assert [e.value for e in at.error] == [f"The folder '{missing}' does not exist. Check the path and try again."]
 
-    folder = arena_env / "my-model"
+    folder = root / "my-model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (folder / "model.safetensors").write_bytes(_tiny_safetensors())
@@ -65,6 +67,27 @@ def test_add_local_folder_errors_are_sentences_and_a_valid_folder_is_added(arena
     table = at.dataframe[0].value
     row = table[table["name"] == "my-llama"].iloc[0]
     assert row["source"] == "local" and row["params"] == "0.00M"  # 6 parameters, read from the header
+
+
+def test_add_local_folder_outside_the_models_folder_gets_one_sentence_for_any_path(arena_env):
+    """A stranger probing server paths learns nothing: existing, missing, a folder with a model and a link out
+    of the models folder all get the same refusal."""
+    root = arena_env / "data" / "models"
+    root.mkdir(parents=True)
+    outside = arena_env / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (root / "link").symlink_to(outside)
+    at = _models_page()
+    answers = set()
+    for path in ("/etc", "/no/such/folder", str(outside), "../elsewhere", "link", "~"):
+        at.text_input(key="models_add_folder").set_value(path)
+        _submit(at)
+        answers |= {e.value for e in at.error}
+    assert answers == {f"Only folders inside {root.resolve()} can be added here. Copy the model folder there (or set "
+                       "SSM_ARENA_MODELS_ROOT before starting the dashboard) and give its name, or add it from a "
+                       "terminal with `python -m backend models --add FOLDER`."}
+    assert "my-llama" not in set(at.dataframe[0].value["name"])
 
 
 def test_loss_curves_are_plotted_when_a_bundled_model_has_loss_jsonl(arena_env, monkeypatch, tmp_path):
