@@ -23,6 +23,7 @@ The RAG *experiment* (its plan, saved plans, recall@k / faithfulness measurement
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -72,7 +73,7 @@ def build_prompt(
 
     Returns (prompt, chunks used). Lower-ranked chunks are dropped first; with no budget every chunk is used.
     """
-    question = " ".join(question.split())
+    question = clean_question(question)
     if not question:
         raise ValueError("The question is empty. Type a question and ask again.")
     template = template or rag_template()
@@ -84,8 +85,16 @@ def build_prompt(
         used = used[:-1]
 
 
+def clean_question(question: str) -> str:
+    """One line of question: whitespace collapsed, and a "Question:" / "Answer:" the user typed around it
+    dropped (the template adds both; "Question: Question: ..." is a format the models never saw)."""
+    q = " ".join(question.split())
+    q = re.sub(r"^(question\s*:\s*)+", "", q, flags=re.IGNORECASE)
+    return re.sub(r"(\s*answer\s*:)+$", "", q, flags=re.IGNORECASE).strip()
+
+
 def closed_book_prompt(question: str) -> str:
-    return closed_book_template().format(question=" ".join(question.split()))
+    return closed_book_template().format(question=clean_question(question))
 
 
 def prompt_budget(info, settings: GenSettings) -> int | None:

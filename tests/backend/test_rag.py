@@ -83,3 +83,12 @@ def test_injected_instructions_change_only_the_generated_text(retriever, tmp_pat
     preds = st.predictions(run_id=ids[1])
     assert sorted(preds["model"]) == sorted(MODELS * 2)
     assert set(preds["output"]) == {c.result.text for c in injected.columns}
+
+
+@pytest.mark.parametrize("typed", ["Question: Where is the river?\nAnswer:", "question:  Where is the river?",
+                                   "Where is the river? Answer:", "  Where is the river?  "])
+def test_a_question_typed_in_the_trained_format_is_not_wrapped_twice(typed):
+    """Issue 16: "Question: ... Answer:" typed by the user became "Question: Question: ..." in the prompt."""
+    prompt, _ = build_prompt(typed, [], template="{context}\nQuestion: {question}\nAnswer:")
+    assert prompt == "\nQuestion: Where is the river?\nAnswer:"
+    assert closed_book_prompt(typed).count("Question:") == 1 and closed_book_prompt(typed).count("Answer:") == 1
