@@ -9,6 +9,8 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh speed     # issue 15: GPU checks, kernel-bench with mamba-ssm's CUDA scan
 #                                                   # as a peer, the 130m pair at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
+#   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
+#                                                   # issue 18: the inside view on CUDA
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -126,13 +128,37 @@ speed14() {
     --jsonl "$OUT/bench_${TAG}_1.4b_toy_2.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
 }
 
+science() {
+  # issue 13: the full profile of long context (pass key, recall, copy), chain of thought and RAG under the
+  # versioned evaluations, one file per task; the RAG plan comes from .gpu/rag_plan_full.jsonl (retrieved
+  # where faiss is: `python -m backend experiment rag --profile full --save-plan .gpu/rag_plan_full.jsonl`).
+  # Issue 18: the inside view on CUDA for the bundled trio. Logs and the .npz files go into $OUT/science.tgz.
+  local t0=$SECONDS G=${GROUP_S:-200} E="--profile full --workers 3 --name $TAG-full-v2"
+  mkdir -p /tmp/inspect
+  for m in toy-mamba toy-mamba2 toy-transformer; do
+    timeout 90 $PY -m backend inspect --model $m --passkey 512 --device cuda --out /tmp/inspect >"$LOGS/inspect_$m.log" 2>&1
+  done &
+  for t in passkey recall copy; do
+    timeout -s INT -k 20 "$G" $PY -m backend experiment long-context --task $t $E \
+      --jsonl "$OUT/exp_long_context_${t}_$TAG.jsonl" >"$LOGS/exp_lc_$t.log" 2>&1 &
+  done
+  timeout -s INT -k 20 "$G" $PY -m backend experiment cot $E --jsonl "$OUT/exp_cot_$TAG.jsonl" >"$LOGS/exp_cot.log" 2>&1 &
+  timeout -s INT -k 20 "$G" $PY -m backend experiment rag --plan .gpu/rag_plan_full.jsonl --workers 3 --name "$TAG-full-v2" \
+    --jsonl "$OUT/exp_rag_$TAG.jsonl" >"$LOGS/exp_rag.log" 2>&1 &
+  wait
+  for f in "$LOGS"/*.log; do echo "== $f"; tail -c 600 "$f" | tr '\r' '\n' | tail -4; done
+  tar czf "$OUT/science.tgz" -C /tmp inspect gpu_logs
+  echo "science: $((SECONDS - t0)) s"
+}
+
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
   bench) bench ;;
   speed) speed ;;
   speed14) speed14 ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14" >&2; exit 2 ;;
+  science) science ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science" >&2; exit 2 ;;
 esac
 rc=$?
 for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"
