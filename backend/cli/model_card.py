@@ -16,5 +16,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--run-command", default=None,
                    help="the command the checkpoints came from (default: the scripts/gpu_run.sh train + evaluate recipe)")
     p.add_argument("--qa-errors", default="", help="JSONL from backend/training/qa_errors.py (optional)")
+    p.add_argument("--copy-results", default="",
+                   help="a copy-task experiment file (e.g. results/exp_long_context_copy_h100.jsonl.gz): a model "
+                        "that copies nothing there gets a known-limitation section (optional)")
     p.set_defaults(func=run_in("backend.training.model_card"))
     return p

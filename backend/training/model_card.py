@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from backend.training.trio import MODEL_NAMES, PRESETS
+from store.records import iter_records
 
 ARCH = {
     "toy-mamba": "`MambaForCausalLM`: d_model {d}, {ssm_layers} Mamba layers, d_state {m1_state}, expand 2, conv 4",
@@ -116,7 +117,7 @@ def why_text(evals: list[dict], s: dict, errors: list[dict] | None) -> str:
 
 
 def card(name: str, s: dict, evals: list[dict], all_evals: list[dict], train_cmd: str,
-         errors: list[dict] | None = None) -> str:
+         errors: list[dict] | None = None, copy_results: Path | None = None) -> str:
     p = PRESETS[s["preset"]]
     arch = ARCH[name].format(hd=2 * p["d"] // p["m2_heads"], **p)
     tl = targets(all_evals)
@@ -159,15 +160,62 @@ Issue 3 targets, over the trio:
 {chr(10).join(tl)}
 
 {why}
-## Reproduce
+{copy_note(name, copy_results)}## Reproduce
 
 ```
-{s['command'].replace('/tmp/toy_models', 'assets/models').replace('.gpu/models', 'assets/models')}
+{s['command'].replace('/tmp/toy_models', 'assets/models').replace('.gpu/models', 'assets/models').replace('python -m backend.train ', 'python -m backend train ')}
 ```
 (bf16 autocast on a GPU is not bit-exact across runs). {_how_timed(s)}
 ```
 {train_cmd}
 ```
+"""
+
+
+def copy_accuracy(path: Path) -> dict[str, dict[int, tuple[float, int]]]:
+    """{model: {words: (strict accuracy, n)}} from a copy-task experiment file (predictions of its newest task
+    version), e.g. results/exp_long_context_copy_h100.jsonl.gz."""
+    rows: dict[tuple[str, int], list[float]] = {}
+    version = max((rec["data"]["params"].get("task_version", 0) for _, rec, _ in iter_records(path)
+                   if rec and rec["type"] == "prediction" and rec["data"]["params"].get("task") == "copy"), default=None)
+    for _, rec, _ in iter_records(path):
+        if not rec or rec["type"] != "prediction":
+            continue
+        d = rec["data"]
+        if d["params"].get("task") == "copy" and d["params"].get("task_version", 0) == version:
+            rows.setdefault((d["model"], d["params"]["words"]), []).append(d["extra"]["scores"]["strict"])
+    out: dict[str, dict[int, tuple[float, int]]] = {}
+    for (model, words), v in sorted(rows.items()):
+        out.setdefault(model, {})[words] = (sum(v) / len(v), len(v))
+    return out
+
+
+def copy_note(name: str, path: Path | None) -> str:
+    """A "Known limitation" paragraph when this model copies nothing at any length while another model of the
+    run copies most short sequences (issue 13: toy-mamba); empty otherwise."""
+    if path is None or not Path(path).is_file():
+        return ""
+    acc = copy_accuracy(Path(path))
+    mine = acc.get(name)
+    others = {m: a for m, a in acc.items() if m != name}
+    if not mine or max(a for a, _ in mine.values()) > 0.05:
+        return ""
+    best = {m: max(a for a, _ in by.values()) for m, by in others.items()}
+    if not best or max(best.values()) < 0.5:
+        return ""
+    n = sum(k for _, k in mine.values())
+    lengths = ", ".join(str(w) for w in mine)
+    peers = "; ".join(f"{m} {', '.join(f'{a:.2f}' for a, _ in by.values())}" for m, by in others.items())
+    return f"""## Known limitation: it does not copy
+
+On the copy task ("Repeat after me: w1 ... wN", N = {lengths} words; `{Path(path).name}`) this model repeats
+{sum(round(a * k) for a, k in mine.values())} of {n} sequences exactly and answers with nearly the same words
+whatever the prompt; at the same lengths {peers}. Plain transformers (`AutoModelForCausalLM` + `generate`, no
+kernel of ours) gives the same outputs, and the training path is not the cause: a tiny Mamba trained on a copy
+task through transformers' own forward and through ours (`tests/backend/training/test_copy_regression.py`)
+has the same losses step for step, both copy, and their gradients at the trained weights agree. It is what
+this model learned from its training mixture; the retraining issue (#14) is meant to change that.
+
 """
 
 
@@ -202,7 +250,7 @@ def read_errors(path: Path | None) -> list[dict]:
 
 
 def write_cards(results: Path, models_dir: Path, run_command: str = RUN_COMMAND,
-                errors_path: Path | None = None) -> list[Path]:
+                errors_path: Path | None = None, copy_results: Path | None = None) -> list[Path]:
     train, evals = read_records(results)
     errors = read_errors(errors_path)
     out = []
@@ -211,14 +259,16 @@ def write_cards(results: Path, models_dir: Path, run_command: str = RUN_COMMAND,
         folder = models_dir / name
         cfg = json.loads((folder / "train_summary.json").read_text())["config"]
         s = {**s, **{f"config_{k}": v for k, v in cfg.items()}}
-        text = card(name, s, [r for r in evals if r["model"] == name], evals, run_command, errors)
+        text = card(name, s, [r for r in evals if r["model"] == name], evals, run_command, errors, copy_results)
         (folder / "README.md").write_text(text)
         out.append(folder / "README.md")
     return out
 
 
 def run(a: argparse.Namespace) -> int:
-    for p in write_cards(Path(a.results), Path(a.models_dir), a.run_command or RUN_COMMAND, Path(a.qa_errors) if a.qa_errors else None):
+    for p in write_cards(Path(a.results), Path(a.models_dir), a.run_command or RUN_COMMAND,
+                         Path(a.qa_errors) if a.qa_errors else None,
+                         Path(a.copy_results) if getattr(a, "copy_results", None) else None):
         print(p)
     return 0
 

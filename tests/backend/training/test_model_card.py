@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.training.model_card import read_records, targets, write_cards
+from backend.training.model_card import copy_accuracy, copy_note, read_records, targets, write_cards
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS, ERRORS = ROOT / "results" / "train_h200.jsonl", ROOT / "results" / "qa_open_errors_cpu.jsonl"
@@ -46,3 +46,20 @@ def test_why_section_uses_the_error_records(models):
     e = next(r for r in errs if r["model"] == "toy-mamba")
     worst = max(e["miss_rate_by_key"], key=e["miss_rate_by_key"].get)
     assert "Why the misses" in text and worst in text and f"{e['correct']} correct" in text
+
+
+def test_a_model_that_copies_nothing_gets_a_known_limitation(models, tmp_path):
+    """Issue 13: the copy-task finding comes from the committed run, for the model it concerns only."""
+    copy = ROOT / "results" / "exp_long_context_copy_h100.jsonl.gz"
+    if not copy.is_file():
+        pytest.skip("the copy-task run is not committed")
+    acc = copy_accuracy(copy)
+    write_cards(RESULTS, models, errors_path=ERRORS, copy_results=copy)
+    for name in ("toy-mamba", "toy-mamba2", "toy-transformer"):
+        text = (models / name / "README.md").read_text()
+        copies_nothing = max(a for a, _ in acc[name].values()) <= 0.05
+        assert ("Known limitation: it does not copy" in text) == copies_nothing, name
+    assert copies_nothing is False  # the transformer copies short sequences
+    text = (models / "toy-mamba" / "README.md").read_text()
+    assert f"0 of {sum(n for _, n in acc['toy-mamba'].values())} sequences" in text
+    assert copy_note("toy-mamba", None) == "" and copy_note("toy-mamba", tmp_path / "missing.jsonl") == ""
