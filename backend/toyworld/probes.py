@@ -21,7 +21,18 @@ from __future__ import annotations
 
 import random
 
-from .tasks import _ANIMALS, _BAD, _GOOD, _NONCE, _SUBJECTS, _TOOLS, COLOURS, _approx_tokens, _fresh_world
+from .tasks import (
+    _ANIMALS,
+    _BAD,
+    _GOOD,
+    _NONCE,
+    _SUBJECTS,
+    _TOOLS,
+    COLOURS,
+    _approx_tokens,
+    _fresh_world,
+    nonce_keys,
+)
 from .text import article
 
 # Single-token words (with their leading space, in the bundled tokenizer) that the training corpus never uses as
@@ -137,11 +148,7 @@ def recall_aligned(n: int, n_pairs: int, rng: random.Random, split: str = "eval"
         raise ValueError(f"n_pairs must be at least 1, got {n_pairs}")
     out = []
     for _ in range(n):
-        keys: list[str] = []
-        while len(keys) < n_pairs:
-            k = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2))
-            if k not in keys:
-                keys.append(k)
+        keys = nonce_keys(n_pairs, rng)
         vals = [str(v) for v in rng.sample(range(100, 1000), n_pairs)]
         i = rng.randrange(n_pairs)
         ctx = "\n".join(f" {k}: {v}" for k, v in zip(keys, vals, strict=True))

@@ -162,15 +162,21 @@ def passkey(n: int, context_tokens: int, depth: float, rng: random.Random, split
     return out
 
 
+def nonce_keys(n_pairs: int, rng: random.Random) -> list[str]:
+    """`n_pairs` different four-letter nonce keys (consonant-vowel twice), e.g. "bada", "zuki"."""
+    keys: list[str] = []
+    while len(keys) < n_pairs:
+        k = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2))
+        if k not in keys:
+            keys.append(k)
+    return keys
+
+
 def recall(n: int, n_pairs: int, rng: random.Random, split: str) -> list[dict]:
     """Associative recall: a list of `key: value` lines, then a question for one key's value."""
     out = []
     for _ in range(n):
-        keys: list[str] = []
-        while len(keys) < n_pairs:
-            k = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2))
-            if k not in keys:
-                keys.append(k)
+        keys = nonce_keys(n_pairs, rng)
         vals = [str(rng.randint(100, 999)) for _ in keys]
         i = rng.randrange(n_pairs)
         ctx = "\n".join(f"{k}: {v}" for k, v in zip(keys, vals, strict=True))
