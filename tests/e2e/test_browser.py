@@ -11,15 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.load.serve import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,57 +24,15 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer /_stcore/health within {timeout} s:\n{log.read_text()[-3000:]}")
+_free_port = free_port
 
 
 @contextlib.contextmanager
 def _serve(tmp_path: Path, **extra_env: str):
-    """`streamlit run app.py` in its own process group; yields its URL; kills the group at the end."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("SSM_ARENA_FAKE", "SSM_ARENA_FAKE_DELAY")}
-    (tmp_path / "results").mkdir(exist_ok=True)
-    env.update(SSM_ARENA_DB=str(tmp_path / "arena.duckdb"), SSM_ARENA_DATA=str(tmp_path / "data"),
-               SSM_ARENA_RESULTS=str(tmp_path / "results"), SSM_ARENA_DEVICE="cpu", HF_HUB_OFFLINE="1",
-               PYTHONUNBUFFERED="1", **extra_env)
-    log = tmp_path / "streamlit.log"
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would block the server
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    """`streamlit run app.py` on the real models unless extra_env says SSM_ARENA_FAKE=1 (tests/load/serve.py: its
+    own process group on loopback, a temporary store, the group killed at the end); yields (url, log)."""
+    with serve(tmp_path, fake=False, timeout_s=120, **extra_env) as (url, _proc, log):
         yield url, log
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 @pytest.fixture
