@@ -121,9 +121,22 @@ def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("SSM_ARENA_") or k in FORWARD_ENV}
 
 
+def thread_env() -> dict[str, str]:
+    """numba's thread pool sized like torch's in this worker (Ray sets OMP_NUM_THREADS to the task's CPUs).
+    numba starts its OpenMP pool with one thread per core when it is first imported; next to a shard on the
+    other core, those idle threads spin and starve it: two SSM shards on a 2-core machine ran 450 ms per
+    few-shot instance instead of 61 ms with NUMBA_NUM_THREADS=1 (2026-12-06). Set before the shard imports the
+    CPU kernels; a NUMBA_NUM_THREADS the user set wins."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return {}
+    return {"NUMBA_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or "1"}
+
+
 @contextlib.contextmanager
 def shard_env(env: dict[str, str]) -> Iterator[None]:
-    """The driver's settings for the length of one shard (a Ray worker process runs many tasks)."""
+    """The driver's settings for the length of one shard (a Ray worker process runs many tasks), and numba's
+    thread count matched to the shard's CPUs (`thread_env`)."""
+    env = {**thread_env(), **env}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
