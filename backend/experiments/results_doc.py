@@ -87,11 +87,12 @@ score, plus one timing row. A prompt beyond a model's position limit is recorded
 speed measurements (the benchmark above is); cache sizes are exact. Filters: few-shot scores the label with the
 highest log-likelihood (`acc`); long context and CoT use `strict` (the first line; CoT: the number after "The answer
 is") as the pages do by default. Every run names its task versions (`params.task_version` of each row; none recorded
-means v1). The v1 evaluations, the `*_h100` and `*_h200` files from before issue 13, are kept as history: issue 13
-found that they measure something else (few-shot labels fixed by training or one label answering every query; the
-RAG gold passage first in almost every prompt; recall keys tokenised differently in the list and the question).
-The H100 files ran on the earlier, shorter-trained checkpoints of `train_h100.jsonl`; every other file on the
-bundled ones of `train_h200.jsonl`. Under each run: the differences from the transformer that hold and the cells at
+means v1). The v1 evaluations (`exp_{fewshot,long_context,cot}_h100`, `exp_*_h200`, from before issue 13) are kept as
+history: issue 13 found that they measure something else (few-shot labels fixed by training or one label answering
+every query; the RAG gold passage first in almost every prompt; recall keys tokenised differently in the list and the
+question). Those three v1 H100 files ran on the earlier, shorter-trained checkpoints of `train_h100.jsonl`; every
+other file (the issue-13 runs `exp_long_context_{passkey,recall,copy}_h100`, `exp_rag_h100`, `exp_cot_h100_2` and
+the `*_cpu*` files included) on the bundled ones of `train_h200.jsonl` (each run records the weights' sha256). Under each run: the differences from the transformer that hold and the cells at
 a ceiling or a floor (as in the summary below)."""
 
 SECTIONS = {"experiment-fewshot": "Few-shot", "experiment-long-context": "Long context (pass key)",
