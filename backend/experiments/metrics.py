@@ -29,16 +29,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
-from statsmodels.stats.weightstats import DescrStatsW
 
 NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
 _ANSWER_IS = re.compile(r"the answer is:?\s*(" + NUMBER + ")", re.IGNORECASE)
 _NUMBER = re.compile(NUMBER)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+# _STATSMODELS_LAZY: statsmodels is imported inside the four functions that call it: it takes about 3 s to
+# import on this CPU, and the experiment pages import this module (tests/test_architecture.py keeps it out of
+# the UI's import closure).
 
 
 def truncate_at_stop(text: str, stops: list[str] | tuple[str, ...]) -> str:
@@ -188,6 +187,8 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     if n <= 0:
         return (0.0, 1.0)
     p = min(max(successes / n, 0.0), 1.0)
+    from statsmodels.stats.proportion import proportion_confint  # see _STATSMODELS_LAZY
+
     lo, hi = proportion_confint(p * n, n, alpha=0.05, method="wilson")
     # the bound at 0 (or 1) is exact when every score is 0 (or 1); floating point would leave ~1e-17
     return (0.0 if p <= 0 else max(0.0, float(lo)), 1.0 if p >= 1 else min(1.0, float(hi)))
@@ -196,6 +197,8 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
 def mcnemar_pvalue(a_only: int, b_only: int) -> float:
     """McNemar's exact test (statsmodels) of two models on the same items: `a_only` items only model A got
     right, `b_only` only model B. Items both got right or wrong carry no information about the difference."""
+    from statsmodels.stats.contingency_tables import mcnemar  # see _STATSMODELS_LAZY
+
     return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
 
 
@@ -212,6 +215,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, fl
         return (mean, mean, mean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        from statsmodels.stats.weightstats import DescrStatsW  # see _STATSMODELS_LAZY
+
         lo, hi = DescrStatsW(d).tconfint_mean(alpha=0.05)
     return (mean, float(lo), float(hi))
 
@@ -220,6 +225,8 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values (statsmodels multipletests) for a family of tests, e.g. every cell of a table."""
     if not len(pvalues):
         return []
+    from statsmodels.stats.multitest import multipletests  # see _STATSMODELS_LAZY
+
     return [float(p) for p in multipletests(list(pvalues), alpha=0.05, method="holm")[1]]
 
 

@@ -115,13 +115,20 @@ def test_enable_rejects_a_transformer():
 
 
 def test_stepper_factory_takes_cpu_only_on_the_fast_path(monkeypatch):
+    """On CPU the stepper follows the path the loader chose (`ssm_fast.enable` sets `model.arena_path`)."""
+    from backend.generation import ssm_fast
     from backend.generation.ssm_stepper import SSMGraphStepper, factory
 
     monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
-    stepper = factory(tiny_model("mamba"), "mamba", "cpu")
+    model = tiny_model("mamba")
+    assert ssm_fast.enable(model) == "cpu-chunked"
+    stepper = factory(model, "mamba", "cpu")
     assert isinstance(stepper, SSMGraphStepper) and stepper.path == "cpu-chunked" and not stepper.use_graph
+    ssm_fast.disable(model)  # Hugging Face's own path (the loader's fallback after a failed warm-up)
+    assert factory(model, "mamba", "cpu") is None
     monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
-    assert factory(tiny_model("mamba"), "mamba", "cpu") is None
+    model = tiny_model("mamba")
+    assert ssm_fast.enable(model) == "reference" and factory(model, "mamba", "cpu") is None
     assert factory(object(), "transformer", "cuda") is None
 
 
