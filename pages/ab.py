@@ -4,8 +4,6 @@ leaderboard ranks models and families by Bradley-Terry scores with bootstrap int
 
 from __future__ import annotations
 
-import datetime as dt
-
 import streamlit as st
 
 from backend.arena.ab import VOTE_LABELS, NoPairError, draw_pair, record_vote, votes_frame
@@ -14,7 +12,7 @@ from backend.arena.examples import examples
 from backend.arena.ratings import bt_scores
 from backend.generation.compare import CompareJob, Slot, error_sentence
 from pages.components.charts import rating_chart
-from pages.components.fmt import exportable, parquet_bytes
+from pages.components.fmt import export_buttons, exportable
 from pages.components.resources import get_manager, get_store, store_or_stop
 from pages.components.settings import apply_example, settings_from_state, settings_widgets
 from pages.components.streaming import render_job
@@ -121,12 +119,7 @@ else:
             st.plotly_chart(rating_chart(scores, f"Bradley-Terry score by {by}"), key=f"ab_chart_{by}")
             st.dataframe(scores.round({"score": 0, "ci_low": 0, "ci_high": 0, "win_rate": 3}), hide_index=True,
                          key=f"ab_scores_{by}")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    e1, e2, _ = st.columns([1, 1, 4])
-    e1.download_button("Export votes (CSV)", exportable(votes).to_csv(index=False).encode(),
-                       file_name=f"votes-{stamp}.csv", mime="text/csv", key="ab_csv")
-    e2.download_button("Export votes (Parquet)", parquet_bytes(votes), file_name=f"votes-{stamp}.parquet",
-                       mime="application/vnd.apache.parquet", key="ab_parquet")
+    export_buttons(votes, "votes", "ab", what="votes")
     with st.expander("Stored votes (prompt and both outputs)"):
         st.dataframe(exportable(votes), hide_index=True, key="ab_votes_table")
 st.caption("Equivalent commands: `python -m backend ab --leaderboard` (scores by model and family) and "

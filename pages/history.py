@@ -25,7 +25,7 @@ from backend.history import (
 )
 from pages.components import experiment as kit
 from pages.components.charts import accuracy_over_time, measurement_scatter
-from pages.components.fmt import exportable, fmt_bytes, fmt_num, parquet_bytes
+from pages.components.fmt import export_buttons, exportable, fmt_bytes, fmt_num
 from pages.components.resources import store_or_stop
 
 PLOTS = [("ttft_ms", "Time to first token (ms)"), ("tpot_ms", "Time per output token, median (ms)"),
@@ -202,12 +202,7 @@ with tab_meas:
         first_cols = [c for c in FIRST_COLUMNS if c in mview.columns]
         mview = mview[first_cols + [c for c in mview.columns if c not in first_cols]]
         st.dataframe(exportable(mview), hide_index=True, key="history_measurements")
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        d1, d2, _ = st.columns([1, 1, 4])
-        d1.download_button("Export CSV", exportable(mview).to_csv(index=False).encode(),
-                           file_name=f"measurements-{stamp}.csv", mime="text/csv", key="history_csv")
-        d2.download_button("Export Parquet", parquet_bytes(mview), file_name=f"measurements-{stamp}.parquet",
-                           mime="application/vnd.apache.parquet", key="history_parquet")
+        export_buttons(mview, "measurements", "history")
 
 with tab_exp:
     acc = accuracy_history(pd.concat([view, eval_as_aggregates(view)], ignore_index=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from backend.training.trio import MODEL_NAMES, PRESETS
@@ -174,16 +175,24 @@ Issue 3 targets, over the trio:
 
 def copy_accuracy(path: Path) -> dict[str, dict[int, tuple[float, int]]]:
     """{model: {words: (strict accuracy, n)}} from a copy-task experiment file (predictions of its newest task
-    version), e.g. results/exp_long_context_copy_h100.jsonl.gz."""
-    rows: dict[tuple[str, int], list[float]] = {}
-    version = max((rec["data"]["params"].get("task_version", 0) for _, rec, _ in iter_records(path)
-                   if rec and rec["type"] == "prediction" and rec["data"]["params"].get("task") == "copy"), default=None)
+    version), e.g. results/exp_long_context_copy_h100.jsonl.gz. Read once per file version (every card asks)."""
+    path = Path(path)
+    return _copy_accuracy(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _copy_accuracy(path: str, _mtime_ns: int) -> dict[str, dict[int, tuple[float, int]]]:
+    scores = []  # (task version, model, words, strict score), one pass over the file
     for _, rec, _ in iter_records(path):
-        if not rec or rec["type"] != "prediction":
-            continue
-        d = rec["data"]
-        if d["params"].get("task") == "copy" and d["params"].get("task_version", 0) == version:
-            rows.setdefault((d["model"], d["params"]["words"]), []).append(d["extra"]["scores"]["strict"])
+        if rec and rec["type"] == "prediction" and rec["data"]["params"].get("task") == "copy":
+            d = rec["data"]
+            scores.append((d["params"].get("task_version", 0), d["model"], d["params"]["words"],
+                           d["extra"]["scores"]["strict"]))
+    newest = max((v for v, *_ in scores), default=None)
+    rows: dict[tuple[str, int], list[float]] = {}
+    for v, model, words, score in scores:
+        if v == newest:
+            rows.setdefault((model, words), []).append(score)
     out: dict[str, dict[int, tuple[float, int]]] = {}
     for (model, words), v in sorted(rows.items()):
         out.setdefault(model, {})[words] = (sum(v) / len(v), len(v))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 
 import pandas as pd
+import streamlit as st
 
 
 def fmt_num(x, unit: str = "", digits: int = 1) -> str:
@@ -38,6 +40,18 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     exportable(df).to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def export_buttons(df: pd.DataFrame, stem: str, key: str, what: str = "") -> None:
+    """CSV and Parquet download buttons side by side, files named `{stem}-{UTC time}`; keys `{key}_csv` and
+    `{key}_parquet`; labels "Export CSV" or, with `what`, "Export {what} (CSV)"."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    label = (lambda kind: f"Export {what} ({kind})") if what else (lambda kind: f"Export {kind}")
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.download_button(label("CSV"), exportable(df).to_csv(index=False).encode(), file_name=f"{stem}-{stamp}.csv",
+                       mime="text/csv", key=f"{key}_csv")
+    c2.download_button(label("Parquet"), parquet_bytes(df), file_name=f"{stem}-{stamp}.parquet",
+                       mime="application/vnd.apache.parquet", key=f"{key}_parquet")
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~=:$&\"'^%@;,/?")

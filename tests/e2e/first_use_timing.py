@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, _free_port, _wait_idle
+from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, _wait_idle
+from tests.load.serve import free_port
 
 REPEATS = 5
 PROMPTS = ["Tell me about Lon Neakelairk.\n", "Tell me about Zutalainstead.\n", "Tell me about the Silver Bell Foundry.\n",
@@ -108,7 +109,7 @@ def _baseline(browser, tmp: Path) -> dict:
     folder = tmp / "baseline"
     folder.mkdir()
     (folder / "hello.py").write_text(BASELINE)
-    port = _free_port()
+    port = free_port()
     proc, t0 = _spawn(tmp, tmp / "none", port, script=str(folder / "hello.py"))
     try:
         healthy, secs, _ = _interactive(browser, f"http://127.0.0.1:{port}", t0, title="Baseline",
@@ -167,7 +168,7 @@ def main() -> dict:
             report["baseline (a one-button Streamlit app)"] = _baseline(browser, tmp)
             for label in ("first start (empty store, committed results imported in the background)",
                           "second start (same store)"):
-                port = _free_port()
+                port = free_port()
                 proc, t0 = _spawn(tmp, ROOT / "results", port)
                 try:
                     healthy, secs, page = _interactive(browser, f"http://127.0.0.1:{port}", t0)

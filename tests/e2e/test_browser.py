@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.load.serve import free_port, serve
+from tests.load.serve import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 pytestmark = pytest.mark.e2e
-
-
-_free_port = free_port
 
 
 @contextlib.contextmanager

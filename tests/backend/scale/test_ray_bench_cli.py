@@ -14,20 +14,13 @@ from pathlib import Path
 import pytest
 
 from backend.bench.ray_sweep import run_sweep_on_ray
-from backend.bench.shapes import Shape, _kw
 from backend.bench.sweep import SweepConfig, run_sweep
 from backend.scale import cluster
 from store import RecordWriter, open_store
 from store.records import iter_records
+from tests.backend.bench.test_sweep import TINY  # the same two tiny shapes as the one-process sweep tests
 
 ROOT = Path(__file__).resolve().parents[3]
-TINY = {
-    "tiny-neox": Shape("tiny-neox", "transformer", "GPTNeoXConfig",
-                       _kw(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=96)),
-    "tiny-mamba": Shape("tiny-mamba", "mamba", "MambaConfig",
-                        _kw(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=4, expand=2)),
-}
 
 
 def _cfg():
