@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from retrieval import index as index_mod
@@ -86,9 +88,17 @@ def test_rebuild_restores_a_lost_index(retriever):
 def test_index_file_is_replaced_atomically(retriever):
     retriever.add_files("c1", FILES[:1])
     path = retriever.index_file("c1").path
-    first = path.stat().st_ino
-    retriever.add_files("c1", FILES[1:])
-    assert path.stat().st_ino != first  # a new file renamed over the old one, not rewritten in place
+    # Hold the old file open: its inode then stays allocated, so the filesystem cannot hand the same
+    # number to a later temp file (it did once in CI when add_files saved twice), and the check means
+    # what it says: the old file was unlinked whole, never rewritten in place.
+    with open(path, "rb") as old:
+        before = old.read()
+        retriever.add_files("c1", FILES[1:])
+        gone = os.fstat(old.fileno())
+        assert gone.st_nlink == 0  # renamed over, not truncated and rewritten
+        assert path.stat().st_ino != gone.st_ino
+        old.seek(0)
+        assert old.read() == before  # a reader holding the old index still sees all of it
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
