@@ -14,7 +14,10 @@ Metric definitions follow ../shared/design.md (copied into README "Metrics"):
   tpot_ms   median time per output token after the first (p90 too)
   decode_tok_s generated tokens after the first / decode time
   peak_mem_bytes GPU max_memory_allocated after reset ("cuda_allocated") or CPU peak RSS ("cpu_rss")
-  cache_bytes bytes of KV cache (transformer, "kv") or conv + SSM state (SSM, "ssm_state") at the end
+  cache_bytes bytes of KV cache (transformer, "kv") or conv + SSM state (SSM, "ssm_state") at the end; a hybrid
+             (Mamba-2 and attention layers, family "hybrid") keeps both in one cache, counted together
+`ModelInfo.state_bytes` / `kv_bytes_per_token` split a model's cache for one sequence (measured when loaded):
+the conv + SSM state its Mamba layers keep whatever the length, and the K + V its attention layers add per token.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 FAMILIES = ("mamba", "mamba2", "transformer", "hybrid", "fake")
-SSM_FAMILIES = ("mamba", "mamba2")
+SSM_FAMILIES = ("mamba", "mamba2")  # pure SSMs: no KV cache, no hard context limit (a hybrid's attention layers have both)
 
 
 class GenerationError(RuntimeError):
@@ -117,6 +120,8 @@ class ModelInfo:
     train_context: int | None = None
     path: str = ""  # attention / kernel path this model will use
     placeholder: bool = False  # untrained random weights, labelled as such in the UI
+    state_bytes: int | None = None  # conv + SSM state of one sequence, constant in length (0: a transformer)
+    kv_bytes_per_token: int | None = None  # K + V one token adds to one sequence's cache (0: a pure SSM)
 
 
 class Generator(ABC):

@@ -4,6 +4,9 @@
 - `tensor_bytes(obj)`: bytes of every torch tensor reachable from a cache object (dicts, lists, tuples,
   attributes), each storage counted once (dedup by data_ptr), so KV / conv / SSM state are counted as they
   actually sit in memory, whatever cache class the installed transformers version uses.
+- `state_and_kv_bytes(stepper)`: a cache split into what one sequence keeps whatever its length (conv + SSM
+  state of Mamba layers) and what each token adds (K and V of attention layers), measured on a batch-1
+  stepper: a hybrid has both, a pure SSM no KV, a transformer no state.
 - `PeakMemory`: GPU `max_memory_allocated` after a reset, or CPU peak RSS sampled with psutil.
 """
 
@@ -65,6 +68,29 @@ def tensor_bytes(obj: object, _max_depth: int = 6) -> int:
 
     walk(obj, 0)
     return total
+
+
+def state_and_kv_bytes(stepper, token_id: int = 0) -> tuple[int, int]:
+    """(state_bytes, kv_bytes_per_token) of one sequence: `stepper` (a fresh batch-1 stepper, e.g. an EagerStepper
+    on the model's own cache) prefills one token, then steps twice; the growth of `cache_bytes()` over the last
+    step is what each token adds, the rest of the cache (after 3 tokens, less 3 x that) is the length-independent
+    state. The steps, not the prefill, give the growth: a first KV write may still be a view of a larger
+    projection, later ones are copies of their own size (`tensor_bytes` counts storages). The cache is released
+    afterwards."""
+    torch = _torch()
+    ids = torch.full((1, 1), token_id, dtype=torch.long)
+    try:
+        stepper.prefill(ids)
+        stepper.step(ids[:, 0])
+        two = stepper.cache_bytes()
+        stepper.step(ids[:, 0])
+        three = stepper.cache_bytes()
+    finally:
+        release = getattr(stepper, "release", None)
+        if callable(release):
+            release()
+    per_token = max(0, three - two)
+    return max(0, three - 3 * per_token), per_token
 
 
 class PeakMemory:

@@ -1,20 +1,28 @@
-"""Make Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` run prefill and decode through `kernels/`.
+"""Make Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` (and the Mamba-2 layers of the hybrid
+`BambaForCausalLM`) run prefill and decode through `kernels/`.
 
-`enable(model) -> path` replaces the `forward` of every `MambaMixer` / `Mamba2Mixer` *instance* (the class
-is untouched, so other models in the process keep Hugging Face's code) with a forward that does the same
-math as Hugging Face's, with our ops from `kernels.dispatch`:
+`enable(model) -> path` replaces the `forward` of every `MambaMixer` / `Mamba2Mixer` / `BambaMixer` *instance*
+(the class is untouched, so other models in the process keep Hugging Face's code) with a forward that does the
+same math as Hugging Face's, with our ops from `kernels.dispatch`:
     Mamba-1   prefill: causal_conv1d -> x_proj/dt_proj -> selective_scan (y, final fp32 state)
               decode:  causal_conv1d_update -> x_proj/dt_proj -> selective_state_update (in place)
     Mamba-2   prefill: causal_conv1d over xBC -> ssd_chunk_scan (y, final state) -> fused gated RMSNorm
               decode:  causal_conv1d_update -> selective_state_update (scalar A per head, grouped B/C)
                        -> fused gated RMSNorm
+`BambaMixer` is Mamba-2's mixer inside a hybrid (attention layers at `config.attn_layer_indices`, an MLP after
+every layer): the same attributes, the same math (in_proj -> conv -> SSD with dt_bias, D, time_step_limit ->
+gated RMSNorm, groups of intermediate_size / n_groups in 5.24, one group in 5.17 -> out_proj), the same
+`apply_mask_to_padding_states` in its own modeling module, and the same cache calls on the hybrid cache (a
+DynamicCache whose Mamba layers are linear-attention layers), so it runs `_mamba2_forward`. Its attention
+layers stay on Hugging Face's path (SDPA by default) and keep their KV cache in the same cache object.
 The path ("triton" on CUDA/ROCm GPUs, "cpu-chunked" on CPU: the compiled scan, chunked SSD and fused decode
 ops of kernels/cpu_*.py; "reference" when forced or without numba; "mamba-ssm" when asked for) is returned
 and stored on the model as `model.arena_path`, which the generation code records with every measurement.
 
 Works with transformers 5.17 (GPU image: the mixer is called with `cache_params=`, the cache exposes
 `has_previous_state` / `layers[i].conv_states`) and 5.24 (this repo's pin: `cache=`, `get_conv_state` /
-`get_recurrent_state` / `is_recording_past`); `_layer_states` reads either. Both versions update the cache
+`get_recurrent_state` / `is_recording_past`); `_layer_states` reads either, for pure Mamba-2 and Bamba
+caches alike (both versions give Bamba the DynamicCache of Mamba-2). Both versions update the cache
 with `update_conv_state(x, layer_idx, conv_kernel_size=K)` (returns the conv input with the cached left
 context) and `update_recurrent_state(state, layer_idx)`. While a module is training, the original
 forward runs (our kernels have no backward).
@@ -30,7 +38,7 @@ import torch.nn.functional as F
 
 from kernels import dispatch
 
-MIXER_CLASSES = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2"}
+MIXER_CLASSES = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2", "BambaMixer": "mamba2"}  # class name -> math
 
 
 def _mixers(model):
@@ -38,11 +46,13 @@ def _mixers(model):
 
 
 def enable(model) -> str:
-    """Route every Mamba / Mamba-2 mixer of `model` through our kernels; return the path that will run."""
+    """Route every Mamba / Mamba-2 mixer of `model` (a hybrid's too) through our kernels; return the path that
+    will run."""
     mixers = _mixers(model)
     if not mixers:
-        raise ValueError(f"{type(model).__name__} has no MambaMixer or Mamba2Mixer: only Mamba and Mamba-2 models "
-                         "can use the fast SSM path.")
+        raise ValueError(f"{type(model).__name__} has no MambaMixer, Mamba2Mixer or BambaMixer: only Mamba and "
+                         "Mamba-2 models, and hybrids whose SSM layers are Mamba-2 (Bamba), can use the fast SSM "
+                         "path.")
     for mixer, kind in mixers:
         if getattr(mixer, "_arena_fast", False):
             continue
@@ -63,6 +73,11 @@ def disable(model) -> None:
             mixer._arena_fast = False
     if hasattr(model, "arena_path"):
         del model.arena_path
+
+
+def supports(model) -> bool:
+    """Whether `model` has a mixer `enable` can route (a hybrid without one, e.g. Jamba, stays on HF's path)."""
+    return bool(_mixers(model))
 
 
 def is_enabled(model) -> bool:

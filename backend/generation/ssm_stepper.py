@@ -221,8 +221,11 @@ class SSMGraphStepper:
 def factory(model, family: str, device) -> SSMGraphStepper | None:
     """`backend.generation.steppers` factory: Mamba / Mamba-2 models on a CUDA (or ROCm) device, or on the CPU
     when the CPU fast path runs (`kernels.dispatch` path "cpu-chunked": the same static-state step, eager,
-    without Hugging Face's per-call cache bookkeeping); declines the rest."""
-    if family not in ("mamba", "mamba2"):
+    without Hugging Face's per-call cache bookkeeping); declines the rest. A hybrid (family "hybrid", e.g.
+    Bamba) is declined even when its Mamba-2 layers run our kernels: its attention layers need a KV cache and
+    its blocks are not `backbone.layers` of norm + mixer, so the generic eager stepper runs it on the model's
+    own cache (our kernels still serve its Mamba layers there)."""
+    if family not in ("mamba", "mamba2"):  # "hybrid", "transformer": not a pure SSM
         return None
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     on_gpu = dev.type == "cuda" and torch.cuda.is_available()

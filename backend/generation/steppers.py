@@ -94,6 +94,9 @@ class EagerStepper:
         if self._cache_kw is None:
             raise TypeError(f"{type(model).__name__}.forward takes no cache argument; cannot decode step by step.")
         self._pass_position = "cache_position" in params
+        # Bamba (and some other hybrids) take RoPE positions from position_ids only, 0.. otherwise: a decode
+        # step without them would rotate every new token as if it stood at position 0.
+        self._pass_position_ids = "position_ids" in params
         self._logits_kw = "logits_to_keep" in params
         self.cache = None
         self.pos = 0
@@ -104,6 +107,9 @@ class EagerStepper:
             kwargs[self._cache_kw] = self.cache
         if self._pass_position:
             kwargs["cache_position"] = torch.arange(self.pos, self.pos + ids.shape[1], device=self.device)
+        if self._pass_position_ids:
+            kwargs["position_ids"] = torch.arange(self.pos, self.pos + ids.shape[1],
+                                                  device=self.device).expand(ids.shape[0], -1)
         if self._logits_kw:
             kwargs["logits_to_keep"] = 1  # never materialise [B, L, V] logits for a long prompt
         out = self.model(input_ids=ids, **kwargs)

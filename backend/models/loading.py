@@ -42,8 +42,37 @@ def _register_optional_steppers() -> None:
                 log.warning("could not register steppers from %s: %s", mod_name, e)
 
 
+def _fast_ssm(model, family: str) -> bool:
+    """Whether the model's SSM layers go onto our kernels: Mamba / Mamba-2, and hybrids whose SSM layers are
+    Mamba-2 mixers `ssm_fast` knows (Bamba; a hybrid of other mixers, e.g. Jamba's, keeps Hugging Face's)."""
+    if family in ("mamba", "mamba2"):
+        return True
+    if family != "hybrid":
+        return False
+    try:
+        ssm_fast = importlib.import_module("backend.generation.ssm_fast")
+    except ImportError:
+        return False
+    return bool(ssm_fast.supports(model))
+
+
+def _state_and_kv_bytes(model, family: str) -> tuple[int | None, int | None]:
+    """(bytes of the state one sequence keeps whatever its length, KV bytes each token adds), measured on the
+    model's own cache (`backend.generation.metrics.state_and_kv_bytes`); (None, None) if that fails."""
+    from backend.generation.metrics import state_and_kv_bytes
+    from backend.generation.steppers import EagerStepper
+
+    try:
+        return state_and_kv_bytes(EagerStepper(model, family))
+    except Exception as e:  # a measurement must never break loading
+        log.warning("could not measure the state and KV bytes of %s (%s: %s)", type(model).__name__,
+                    type(e).__name__, e)
+        return None, None
+
+
 def _ssm_path(model) -> str:
-    """Let backend.generation.ssm_fast switch HF Mamba / Mamba-2 onto our kernels; report the path it chose."""
+    """Let backend.generation.ssm_fast switch HF Mamba / Mamba-2 (or a hybrid's Mamba-2 layers) onto our
+    kernels; report the path it chose."""
     try:
         ssm_fast = importlib.import_module("backend.generation.ssm_fast")
     except ImportError:
@@ -115,7 +144,8 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
     except torch.OutOfMemoryError as e:
         raise ModelUnavailableError(
             f"'{spec.name}' does not fit in the memory of {dev}. Unload other models or pick a smaller one.") from e
-    if family in ("mamba", "mamba2"):
+    fast_ssm = _fast_ssm(model, family)
+    if fast_ssm:
         path = _ssm_path(model)
     else:
         path = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -129,7 +159,7 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
         try:
             gen.warmup()
         except Exception as e:
-            if path == "hf-torch" or family not in ("mamba", "mamba2"):
+            if path == "hf-torch" or not fast_ssm:
                 raise
             # our SSM kernels failed on this model: keep it usable on Hugging Face's own path, labelled so
             log.warning("the %s SSM path failed on %s (%s: %s); falling back to the Hugging Face torch path",
@@ -139,4 +169,5 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
             gen = HFGenerator(model, tokenizer, info, dev)
             info.path = gen.stepper.path
             gen.warmup()
+    info.state_bytes, info.kv_bytes_per_token = _state_and_kv_bytes(model, family)
     return gen

@@ -40,6 +40,7 @@ MODEL_TYPE_FAMILY = {
     "opt": "transformer",
     "zamba2": "hybrid",
     "jamba": "hybrid",
+    "bamba": "hybrid",
 }
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

@@ -155,6 +155,6 @@ def load_batched(folder, name: str | None = None, device: str = "cpu", family: s
     folder = Path(folder)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device)
     tok = PreTrainedTokenizerFast.from_pretrained(str(folder))
-    fam = family or {"mamba": "mamba", "mamba2": "mamba2", "llama": "transformer"}.get(model.config.model_type,
-                                                                                       model.config.model_type)
+    fam = family or {"mamba": "mamba", "mamba2": "mamba2", "llama": "transformer", "bamba": "hybrid"}.get(
+        model.config.model_type, model.config.model_type)
     return BatchedHFGenerator(model, tok, name or folder.name, fam, max_batch_tokens)

@@ -1,6 +1,7 @@
 """Choose each model's training path, trusting our fast SSM training ops only after an end-to-end check.
 
-`choose_path(model, family, x, y, mode)`: for Mamba / Mamba-2 with mode "auto" or "on", patch the model with
+`choose_path(model, family, x, y, mode)`: for Mamba / Mamba-2 / a hybrid (its Mamba-2 layers, kind "mamba2";
+attention layers and MLPs stay transformers') with mode "auto" or "on", patch the model with
 `backend.training.ssm_ops.enable_training`, then compare the loss and the gradient of every parameter on a short
 slice of a real batch (fp32, no autocast) against transformers' own training forward. If they agree, the
 fast path stays; if not (or it raises), the model is put back on transformers' path ("auto") or the error
@@ -17,7 +18,8 @@ import math
 
 from backend.training import ssm_ops
 
-HF_PATH = {"mamba": "hf-mambapy", "mamba2": "hf-torch", "transformer": "sdpa"}
+HF_PATH = {"mamba": "hf-mambapy", "mamba2": "hf-torch", "transformer": "sdpa", "hybrid": "hf-torch"}
+SSM_KIND = {"mamba": "mamba", "mamba2": "mamba2", "hybrid": "mamba2"}  # family -> the ssm_ops kind it trains with
 
 
 def _loss_and_grads(model, x, y):
@@ -56,14 +58,15 @@ def compare(model, x, y, enable, disable, tol: float = 2e-3) -> dict:
 
 
 def choose_path(model, family: str, x, y, mode: str = "auto", log=print) -> tuple[str, dict]:
-    if family not in ("mamba", "mamba2") or mode == "off":
+    kind = SSM_KIND.get(family)
+    if kind is None or mode == "off" or not ssm_ops.has_mixers(model, kind):  # e.g. a hybrid of other mixers
         return HF_PATH[family], {}
 
     xs, ys = x[:2, :256], y[:2, :256]
     was_training = model.training
     model.train()
     try:
-        check = compare(model, xs, ys, lambda: ssm_ops.enable_training(model, kinds=(family,)),
+        check = compare(model, xs, ys, lambda: ssm_ops.enable_training(model, kinds=(kind,)),
                         lambda: ssm_ops.disable_training(model))
     except Exception as e:  # any failure of the fast path: fall back ("auto") or raise ("on")
         if mode == "on":
@@ -72,9 +75,9 @@ def choose_path(model, family: str, x, y, mode: str = "auto", log=print) -> tupl
     finally:
         model.train(was_training)
     if check.get("ok"):
-        paths = ssm_ops.enable_training(model, kinds=(family,))
-        log(f"{family}: fast training path {paths[family]} verified ({check})")
-        return paths[family], check
+        paths = ssm_ops.enable_training(model, kinds=(kind,))
+        log(f"{family}: fast training path {paths[kind]} verified ({check})")
+        return paths[kind], check
     if mode == "on":
         raise RuntimeError(f"The fast {family} training path disagrees with transformers' own: {check}")
     log(f"{family}: fast training path rejected, using transformers' ({check})")

@@ -55,7 +55,7 @@ def analyse(gen, n: int = 200, seed: int = 0) -> dict:
 
 def _family(folder) -> str:
     model_type = json.loads((Path(folder) / "config.json").read_text())["model_type"]
-    return {"mamba": "mamba", "mamba2": "mamba2"}.get(model_type, "transformer")
+    return {"mamba": "mamba", "mamba2": "mamba2", "bamba": "hybrid"}.get(model_type, "transformer")
 
 
 def run(a: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Fast *training* forwards for Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` (autograd-capable).
+"""Fast *training* forwards for Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` and the Mamba-2 layers of
+the hybrid `BambaForCausalLM` (autograd-capable).
 
 Why our own: transformers' training paths without mamba-ssm are the pure-PyTorch ones, which materialise
 (batch, L, d_inner, d_state) tensors (Mamba-1 via mambapy's parallel scan) or broadcast (batch, chunks,
@@ -11,6 +12,9 @@ that, while the module is training, runs the same math as Hugging Face's through
               (Triton forward + backward on a GPU) -> out_proj
     Mamba-2   in_proj -> depthwise conv1d (torch) -> kernels.ssd_train.ssd_chunked (chunked SSD as batched
               matmuls, PyTorch autograd) -> gated RMSNorm -> out_proj
+A `BambaMixer` (the hybrid's Mamba-2 layers; its attention layers and MLPs stay Hugging Face's) is kind
+"mamba2": same attributes, same math; without mamba-ssm its training forward is the same pure-PyTorch SSD
+(`mamba2_split_conv1d_scan_combined` returns None there), which is what the end-to-end check compares against.
 In eval mode the mixer falls through to whatever forward it had before (Hugging Face's, or ssm_fast's).
 The paths ("triton-train" / "reference-train" / "torch-chunked-ssd") are recorded in train summaries.
 Checked end to end by tests/backend/training/test_copy_regression.py: a tiny model trained on a copy task
@@ -26,11 +30,16 @@ import types
 from kernels import dispatch
 from kernels import selective_scan_train as sst
 
-MIXER_CLASSES = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2"}
+MIXER_CLASSES = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2", "BambaMixer": "mamba2"}  # class -> kind
 
 
 def _mixers(model):
     return [(m, MIXER_CLASSES[type(m).__name__]) for m in model.modules() if type(m).__name__ in MIXER_CLASSES]
+
+
+def has_mixers(model, kind: str) -> bool:
+    """Whether `model` has a mixer of `kind` ("mamba" | "mamba2") that `enable_training` can patch."""
+    return any(k == kind for _, k in _mixers(model))
 
 
 def _mamba1_train_forward(self, hidden_states, cache=None, attention_mask=None, cache_params=None, **kwargs):
