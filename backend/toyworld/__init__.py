@@ -22,7 +22,16 @@ Public API (evaluation split unless named otherwise; all pure Python, determinis
     copy_sequences(n, n_words, seed)            -> [{"text", "answer", "words"}]
     TRAINED                                     what training shows of each skill (k, steps, tokens, pairs, words)
     example_prompts()                           -> [str] (Arena examples, about training-world entities)
-    training_corpus(n_tokens_approx, seed)      -> iterator of training documents (train split)
+    training_corpus(n_tokens_approx, seed, mixture="v1")
+                                                -> iterator of training documents (train split) of a mixture
+    training_documents(seed, mixture="v1")      -> endless document stream of a mixture
+  Training mixtures (backend/toyworld/mixture.py, issue 14): "v1" (corpus.py, the bundled checkpoints'
+  stream, byte-identical; TRAINED is its ranges) and "context" (adds multi-query recall, bursty few-shot over
+  Zipfian single-token labels with a random mapping per episode, multi-passage QA):
+    MIXTURES, TRAINED_BY_MIXTURE                {name: {kind: share}}, {name: TRAINED-like ranges}
+    LABEL_POOL, TRAIN_LABELS, HELD_OUT_LABELS   few-shot label words (held-out: never a label in training)
+    long_documents(seed, split="train")         -> endless long documents (1,500..8,000 tokens), long phase
+    describe_mixture(mixture)                   -> {"mixture", "shares", "trained", ...} for a model card
 
 Closed-book questions ask about the fixed training world (the only split whose facts the models saw), and
 only about entities whose facts appear in the corpus as prose but never as question/answer lines.
@@ -32,8 +41,18 @@ from __future__ import annotations
 
 from . import probes as _p
 from . import tasks as _t
-from .corpus import TRAINED, training_corpus
-from .corpus import documents as training_documents
+from .corpus import TRAINED
+from .mixture import (
+    HELD_OUT_LABELS,
+    LABEL_POOL,
+    MIXTURES,
+    TRAIN_LABELS,
+    TRAINED_BY_MIXTURE,
+    long_documents,
+    training_corpus,
+)
+from .mixture import describe as describe_mixture
+from .mixture import documents as training_documents
 from .probes import COPY_WORDS, FEWSHOT_PROBES, NEW_LABELS, TRAINED_LABELS
 from .tasks import ANSWER_END, FEWSHOT_TASKS, TEMPLATES, fewshot_prompt
 from .world import core_world, split_of
@@ -105,4 +124,5 @@ __all__ = ["TEMPLATES", "FEWSHOT_TASKS", "ANSWER_END", "fewshot_pool", "fewshot_
            "passkey_documents", "qa_pairs", "rag_corpus", "recall_segments", "heldout_documents",
            "example_prompts", "training_corpus", "training_documents", "core_world", "split_of", "TRAINED",
            "fewshot_episodes", "passkey_probe", "recall_aligned", "copy_sequences", "FEWSHOT_PROBES", "NEW_LABELS",
-           "TRAINED_LABELS", "COPY_WORDS"]
+           "TRAINED_LABELS", "COPY_WORDS", "MIXTURES", "TRAINED_BY_MIXTURE", "LABEL_POOL", "TRAIN_LABELS",
+           "HELD_OUT_LABELS", "long_documents", "describe_mixture"]
