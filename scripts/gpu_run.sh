@@ -11,6 +11,7 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
 #                                                   # issue 18: the inside view on CUDA
+#   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -151,6 +152,30 @@ science() {
   echo "science: $((SECONDS - t0)) s"
 }
 
+retrain14() {
+  # issue 14: the five families (trio, hybrid, depth-matched transformer) on the context mixture with a
+  # short-to-long curriculum (last 20% of the steps on 8,192-token windows) and the emergence probes, one
+  # process per model, one seed (SEED). Without STEPS the run is timed (TRAIN_BUDGET_S): the rendezvous fixes
+  # one step count for all five; STEPS=N trains exactly N steps (the later seeds, at the first seed's count).
+  # The hybrid's GPU checks run alongside (their log is in logs_retrain14.txt).
+  local t0=$SECONDS S=${SEED:-0} steps=(--time-budget "${TRAIN_BUDGET_S:-340}")
+  [ -n "${STEPS:-}" ] && steps=(--steps "$STEPS")
+  timeout 150 $PY -m pytest -q -p no:cacheprovider tests/backend/generation/test_hybrid_fast.py \
+    tests/backend/training/test_hybrid_train.py tests/backend/models/test_hybrid_loading.py \
+    tests/backend/generation/test_ssm_fast_gpu.py \
+    --deselect tests/backend/generation/test_hybrid_fast.py::test_triton_kernels_in_the_interpreter_match_hf \
+    >"$LOGS/pytest_gpu_hybrid.log" 2>&1 &
+  $PY -m backend train-all --parallel --out "$OUT" --tag "${TAG}_s$S" --no-eval --models-dir "/tmp/models_s$S" \
+    --models toy-mamba,toy-mamba2,toy-transformer,toy-hybrid,toy-transformer-deep "${steps[@]}" \
+    --batch-size 12 --seq-len 1024 --lr 0.002 --warmup-steps 100 --decay-frac 0.2 --n-tokens 48000000 \
+    --plan-after 40 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 \
+    --probe-at 0.125,0.25,0.5,0.75,1 --seed "$S" >"$LOGS/train_all.log" 2>&1
+  local rc=$?
+  wait
+  echo "retrain14 seed $S: exit $rc, $((SECONDS - t0)) s"
+  return $rc
+}
+
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
@@ -158,7 +183,8 @@ case "${1:-}" in
   speed) speed ;;
   speed14) speed14 ;;
   science) science ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science" >&2; exit 2 ;;
+  retrain14) retrain14 ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14" >&2; exit 2 ;;
 esac
 rc=$?
 for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"

@@ -12,7 +12,7 @@ HELP = "train the parameter-matched Mamba / Mamba-2 / Transformer toy trio on th
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from backend.training.loop import add_arguments
+    from backend.training.config import add_arguments
 
     p = subparsers.add_parser("train", help=HELP, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,7 +10,7 @@ HELP = "one GPU call: train the trio (in parallel), pack each checkpoint, evalua
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from backend.training.loop import add_arguments  # the training flags are TrainConfig's (torch loads here)
+    from backend.training.config import add_arguments  # the training flags are TrainConfig's
 
     p = subparsers.add_parser("train-all", help=HELP, description=HELP)
     add_arguments(p)

@@ -1,7 +1,11 @@
-"""Training and evaluating the bundled toy trio (Mamba, Mamba-2, Transformer).
+"""Training and evaluating the bundled toy models (the trio Mamba, Mamba-2, Transformer; the hybrid and the
+depth-matched transformer of issue 14).
 
-    trio.py         the parameter-matched model definitions (standard Hugging Face classes)
-    loop.py         TrainConfig and the lockstep training loop (`python -m backend train`)
+    trio.py         the parameter-matched model definitions per family and size (standard Hugging Face classes)
+    config.py       TrainConfig: every setting of a run, and its command-line flags
+    data.py         the shared token stream, its shuffled windows, the curriculum's long phase
+    loop.py         the lockstep training loop (`python -m backend train`)
+    emergence.py    probes scored inside training (few-shot, MQAR, pass key, multi-passage QA): emergence curves
     plan.py         one shared token stream file, and the step-count rendezvous of parallel runs
     paths.py        each model's training path, our fast SSM ops trusted only after an end-to-end check
     ssm_ops.py      autograd-capable Mamba / Mamba-2 training forwards built on kernels/

@@ -12,18 +12,29 @@ bf16 autocast on CUDA, fp32 on CPU. Mamba-1 trains through the pure-PyTorch `mam
 
     python -m backend train --time-budget 300 --out assets/models          # the bundled checkpoints
     python -m backend train --preset tiny --steps 30 --seq-len 64 --batch-size 8 --out /tmp/toy  # CPU smoke
+
+Issue 14 (retraining so context use can emerge) adds, all off by default so the bundled trio's command still
+reproduces it:
+    --mixture context            the training mixture of backend/toyworld/mixture.py (default v1, the original)
+    --long-seq-len 8192 --long-frac 0.2
+                                 a short-to-long curriculum: the last long_frac of the steps train on windows of
+                                 long_seq_len tokens cut from a stream of long documents, batch size scaled so
+                                 every step still sees batch_size * seq_len tokens
+    --probe-at 0.125,0.25,0.5,0.75,1
+                                 at those fractions of the run, score the held-out probes of
+                                 backend/training/emergence.py on the live model (the emergence curves)
+    --models toy-hybrid,toy-transformer-deep --seed 1   the two new families; training seeds
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,99 +46,13 @@ import torch.nn.functional as F
 
 from backend.device import resolve_device, synchronize
 from backend.runinfo import write_jsonl_run
-from backend.toyworld import training_corpus
 from backend.toyworld.tokenizer import TOKENIZER_DIR, load_tokenizer
+from backend.training.config import TrainConfig, add_arguments, config_from_args, reproduce_command
+from backend.training.data import Batches, long_batch_size, long_start, long_stream, token_stream, tokens_seen
+from backend.training.emergence import build_probes, probe_steps, run_probes
 from backend.training.paths import choose_path
 from backend.training.plan import plan_total
-from backend.training.trio import FAMILY, MODEL_NAMES, build_model, n_params
-
-
-@dataclass
-class TrainConfig:
-    models: list[str] = field(default_factory=lambda: list(MODEL_NAMES))
-    preset: str = "small"
-    out_dir: str = "assets/models"
-    seq_len: int = 1024
-    batch_size: int = 8
-    steps: int = 0  # fixed number of steps; 0 = timed run (time_budget_s)
-    time_budget_s: float = 300.0
-    n_tokens: int = 12_000_000  # length of the generated token stream (reused from the start if exhausted)
-    lr: float = 2e-3
-    min_lr_frac: float = 0.1
-    warmup_steps: int = 60
-    decay_frac: float = 0.2
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    data_seed: int = 0
-    workers: int = 0  # data generation processes; 0 = one per CPU core
-    log_every: int = 10
-    device: str = "auto"
-    save_dtype: str = "bfloat16"
-    results: str = ""  # JSONL file for the summary records (store.RecordWriter format)
-    fast_ssm: str = "auto"  # auto | on | off: our SSM training ops (backend/training/ssm_ops.py), checked first
-    stream_file: str = ""  # .npy of the token stream: made once if absent, shared by every process
-    plan_dir: str = ""  # rendezvous folder: processes agree on the step count (backend/training/plan.py)
-    plan_models: list[str] = field(default_factory=list)  # every model taking part in the rendezvous
-    plan_after: int = 40  # steps trained before the rendezvous (inside warmup)
-
-
-# ---------------------------------------------------------------- data
-
-def _shard(args: tuple[int, int, int]) -> np.ndarray:
-    data_seed, index, n_tokens = args
-
-    tok = load_tokenizer()
-    docs = list(training_corpus(n_tokens, seed=f"{data_seed}.{index}"))
-    out = []
-    for i in range(0, len(docs), 1000):
-        for ids in tok(docs[i:i + 1000], add_special_tokens=True)["input_ids"]:
-            out.append(np.asarray(ids, dtype=np.uint16))
-    return np.concatenate(out)
-
-
-def token_stream(cfg: TrainConfig) -> np.ndarray:
-    """The one token stream every model trains on: documents (each starting with <|endoftext|>) back to
-    back, generated in shards that are concatenated in shard order (deterministic for data_seed)."""
-    if cfg.stream_file:
-        from backend.training.plan import load_or_make_stream
-
-        return load_or_make_stream(cfg.stream_file, lambda: _make_stream(cfg))
-    return _make_stream(cfg)
-
-
-def _make_stream(cfg: TrainConfig) -> np.ndarray:
-    workers = cfg.workers or os.cpu_count() or 1
-    n_shards = max(1, min(64, cfg.n_tokens // 200_000))
-    jobs = [(cfg.data_seed, i, cfg.n_tokens // n_shards) for i in range(n_shards)]
-    if workers == 1 or n_shards == 1:
-        parts = [_shard(j) for j in jobs]
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, n_shards)) as pool:
-            parts = pool.map(_shard, jobs)
-    return np.concatenate(parts)
-
-
-class Batches:
-    """Non-overlapping windows of seq_len + 1 tokens in a fixed shuffled order; batch(step) -> (x, y)."""
-    def __init__(self, stream: np.ndarray, cfg: TrainConfig):
-        self.n_seq = len(stream) // (cfg.seq_len + 1)
-        if self.n_seq < cfg.batch_size:
-            raise ValueError(f"The token stream ({len(stream)} tokens) is shorter than one batch; raise n_tokens.")
-        self.windows = stream[: self.n_seq * (cfg.seq_len + 1)].reshape(self.n_seq, cfg.seq_len + 1)
-        self.order = np.random.default_rng(cfg.seed).permutation(self.n_seq)
-        self.bs = cfg.batch_size
-
-    def batch(self, step: int):
-        idx = [self.order[(step * self.bs + i) % self.n_seq] for i in range(self.bs)]
-        w = torch.from_numpy(self.windows[idx].astype(np.int64))
-        return w[:, :-1], w[:, 1:]
-
-    def epochs(self, steps: int) -> float:
-        return steps * self.bs / self.n_seq
-
+from backend.training.trio import FAMILY, build_model, n_params
 
 # ---------------------------------------------------------------- schedule
 
@@ -178,8 +103,6 @@ def train_step(model, opt, x, y, device, grad_clip: float):
 
 def train(cfg: TrainConfig, log=print) -> list[dict]:
     """Train cfg.models in lockstep; save each to out_dir/<name>; return one summary dict per model."""
-
-
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
     if "toy-mamba" in cfg.models and cfg.fast_ssm == "off" and importlib.util.find_spec("mambapy") is None:
@@ -188,6 +111,14 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
                            "too slow to train.")
     if cfg.plan_dir and cfg.steps:
         raise ValueError("--plan-dir plans the step count from a time budget: leave --steps at 0.")
+    if cfg.long_seq_len and not (0.0 < cfg.long_frac < 1.0):
+        raise ValueError(f"--long-frac must be between 0 and 1 when --long-seq-len is set, got {cfg.long_frac}.")
+    if cfg.long_seq_len and not cfg.steps and not cfg.plan_dir and cfg.long_frac > cfg.decay_frac:
+        raise ValueError("A timed run fixes its step count only when the decay begins, so the long phase cannot be "
+                         "longer than the decay: give --steps (or --plan-dir), or --long-frac <= --decay-frac.")
+    fractions = [float(f) for f in cfg.probe_at.split(",") if f.strip()] if cfg.probe_at else []
+    if any(not 0.0 < f <= 1.0 for f in fractions):
+        raise ValueError(f"--probe-at takes fractions of the run in (0, 1], e.g. 0.25,0.5,1; got {cfg.probe_at!r}.")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -196,7 +127,16 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
     stream = token_stream(cfg)
     data = Batches(stream, cfg)
     log(f"data: {len(stream):,} tokens, {data.n_seq:,} windows, {time.perf_counter() - t_data:.1f}s")
-
+    long_data = None
+    if cfg.long_seq_len:
+        t_long = time.perf_counter()
+        lstream = long_stream(cfg)
+        long_data = Batches(lstream, cfg, cfg.long_seq_len, long_batch_size(cfg))
+        log(f"long phase data: {len(lstream):,} tokens, {long_data.n_seq:,} windows of {cfg.long_seq_len}, batch "
+            f"{long_data.bs}, {time.perf_counter() - t_long:.1f}s")
+    probes = build_probes(tok, cfg.probe_n, seed=cfg.seed, passkey_tokens=cfg.probe_tokens) if fractions else []
+    probe_rows: dict[str, list[dict]] = {n: [] for n in cfg.models}
+    probe_at: set[int] = set()
 
     models, opts, losses, gpu_ms, pending, paths, checks = {}, {}, {}, {}, {}, {}, {}
     x0, y0 = (t.to(device) for t in data.batch(0))
@@ -228,15 +168,18 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
         if rendezvous is None and total is None and elapsed >= cfg.time_budget_s * (1 - cfg.decay_frac):
             total = total_for_decay_at(step, cfg)
             log(f"step {step}: {elapsed:.0f}s passed, decay begins; total steps fixed at {total}")
+        if total is not None and fractions and not probe_at:
+            probe_at = set(probe_steps(total, fractions))
         if total is not None and step >= total:
             break
         lr = lr_at(step, total, cfg)
+        long_phase = long_data is not None and total is not None and step >= long_start(total, cfg)
         probing = rendezvous is not None and cfg.plan_after // 2 <= step < cfg.plan_after
         if probing:
             if cuda:
                 synchronize(device)
             t_step = time.perf_counter()
-        x, y = data.batch(step)
+        x, y = long_data.batch(step) if long_phase else data.batch(step)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for name, m in models.items():
             opt = opts[name]
@@ -269,12 +212,20 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
                 if not all(math.isfinite(v) for v in vals):
                     raise FloatingPointError(f"{name}: loss became NaN/inf at step {step}; lower the lr.")
                 losses[name].extend(vals)
-                logs[name].append({"step": step, "tokens": step * cfg.batch_size * cfg.seq_len,
+                logs[name].append({"step": step, "tokens": tokens_seen(step, total, cfg),
                                    "loss": sum(vals) / len(vals), "lr": lr,
                                    "elapsed_s": round(time.perf_counter() - t0, 2)})
             log(f"step {step}/{total or '?'} lr {lr:.2e} " +
                 " ".join(f"{n}={logs[n][-1]['loss']:.3f} ({gpu_ms[n] / step:.0f}ms/step)" for n in models) +
                 f" {time.perf_counter() - t0:.0f}s")
+        if step in probe_at:
+            for name, m in models.items():
+                t_p = time.perf_counter()
+                for row in run_probes(m, probes, device, pad_id=tok.pad_token_id):
+                    probe_rows[name].append({"step": step, "tokens": tokens_seen(step, total, cfg), **row})
+                log(f"probes {name} step {step}: " + " ".join(f"{r['task']}={r['value']:.2f}"
+                                                              for r in probe_rows[name][-len(probes):]) +
+                    f" ({time.perf_counter() - t_p:.1f}s)")
 
     wall = time.perf_counter() - t0
     dev_name = torch.cuda.get_device_name(device) if cuda else "cpu"
@@ -283,7 +234,7 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
         tail = losses[name][-max(1, min(20, len(losses[name]) // 5)):]
         summary = {
             "model": name, "family": FAMILY[name], "n_params": n_params(m), "preset": cfg.preset,
-            "steps": step, "tokens_seen": step * cfg.batch_size * cfg.seq_len,
+            "steps": step, "tokens_seen": tokens_seen(step, total, cfg), "mixture": cfg.mixture, "seed": cfg.seed,
             "epochs": round(data.epochs(step), 3), "stream_tokens": int(len(stream)),
             "train_time_s": round(gpu_ms[name] / 1000, 1), "lockstep_wall_s": round(wall, 1),
             "final_loss": round(sum(tail) / len(tail), 4), "first_loss": round(losses[name][0], 4),
@@ -291,6 +242,9 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
             "save_dtype": cfg.save_dtype, "decay_start": decay_start(step, cfg),
             "train_path": paths[name], "path_check": checks[name], "batch_size": cfg.batch_size,
             "seq_len": cfg.seq_len, **({"plan": plan} if plan else {}),
+            **({"long_phase": {"seq_len": cfg.long_seq_len, "batch_size": long_batch_size(cfg),
+                               "start_step": long_start(step, cfg)}} if cfg.long_seq_len else {}),
+            **({"probes": probe_rows[name]} if probe_rows[name] else {}),
             "command": reproduce_command(cfg, step),
         }
         save_model(m, tok, Path(cfg.out_dir) / name, cfg, summary, logs[name], TOKENIZER_DIR)
@@ -312,13 +266,6 @@ def _rendezvous(rv, cfg: TrainConfig, models: dict, elapsed: float, probe_t: lis
     return total, {"posts": posts, "total": total, "budget_s": cfg.time_budget_s}
 
 
-def reproduce_command(cfg: TrainConfig, steps: int) -> str:
-    return (f"python -m backend train --preset {cfg.preset} --steps {steps} --seq-len {cfg.seq_len} "
-            f"--batch-size {cfg.batch_size} --lr {cfg.lr} --warmup-steps {cfg.warmup_steps} "
-            f"--decay-frac {cfg.decay_frac} --n-tokens {cfg.n_tokens} --seed {cfg.seed} "
-            f"--data-seed {cfg.data_seed} --out {cfg.out_dir}")
-
-
 def save_model(model, tok, folder: Path, cfg: TrainConfig, summary: dict, log_rows: list[dict], tok_dir) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -337,29 +284,16 @@ def save_model(model, tok, folder: Path, cfg: TrainConfig, summary: dict, log_ro
 
 def write_results(cfg: TrainConfig, summaries: list[dict]) -> None:
     """One "train" run with one measurement row per model, as store.RecordWriter JSONL."""
-    write_jsonl_run(cfg.results, "train", asdict(cfg),
-                    [{**s, "metric": "final_loss", "value": s["final_loss"]} for s in summaries],
+    rows = []
+    for s in summaries:
+        base = {k: v for k, v in s.items() if k != "probes"}
+        rows.append({**base, "metric": "final_loss", "value": s["final_loss"]})
+        for p in s.get("probes", []):  # the emergence curves: one row per probe, step and model
+            rows.append({**{k: base.get(k) for k in ("model", "family", "n_params", "preset", "mixture", "seed",
+                                                 "device", "train_path")},
+                         "metric": f"probe:{p['task']}", **p})
+    write_jsonl_run(cfg.results, "train", asdict(cfg), rows,
                     {s["model"]: s["final_loss"] for s in summaries}, name="toy trio")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "out_dir":
-            flag = "--out"
-        if f.name == "time_budget_s":
-            flag = "--time-budget"
-        if f.name == "models":
-            ap.add_argument(flag, default=",".join(MODEL_NAMES), help="comma-separated model names")
-        elif f.name == "plan_models":
-            ap.add_argument(flag, default="", help="comma-separated: every model in the rendezvous (default --models)")
-        else:
-            ap.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
-
-
-def config_from_args(ns) -> TrainConfig:
-    kw = {f.name: getattr(ns, f.name) for f in fields(TrainConfig) if hasattr(ns, f.name)}
-    for key in ("models", "plan_models"):
-        if isinstance(kw.get(key), str):
-            kw[key] = [m for m in kw[key].split(",") if m]
-    return TrainConfig(**kw)
+__all__ = ["TrainConfig", "add_arguments", "config_from_args", "train", "write_results"]

@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 from backend.device import resolve_device
-from backend.training.loop import _make_stream, config_from_args, train, write_results
+from backend.training.config import config_from_args
+from backend.training.data import _make_stream, long_tokens
+from backend.training.loop import train, write_results
 from backend.training.pack import pack
 from backend.training.plan import load_or_make_stream
 
@@ -68,13 +70,20 @@ def run_evals(folders: list[Path], out: Path, tag: str, timeout_s: float, quick:
 
 def train_parallel(cfg, out: Path, tag: str, log_path: Path) -> list[dict]:
     """Train each model of cfg.models in its own process at the same time, on the same token stream, with a
-    rendezvous that fixes one step count for all (backend/training/plan.py). Returns the summaries."""
-
-
-    stream_file = cfg.stream_file or str(Path(tempfile.gettempdir()) / f"toy_stream_{cfg.data_seed}_{cfg.n_tokens}.npy")
+    rendezvous that fixes one step count for all (backend/training/plan.py), or with --steps set, that many
+    steps each (e.g. a second seed at the first seed's step count). Returns the summaries."""
+    tmp = Path(tempfile.gettempdir())
+    stream_file = cfg.stream_file or str(tmp / f"toy_stream_{cfg.mixture}_{cfg.data_seed}_{cfg.n_tokens}.npy")
     t = time.perf_counter()
     stream = load_or_make_stream(stream_file, lambda: _make_stream(cfg))
     print(f"token stream: {len(stream):,} tokens in {stream_file} ({time.perf_counter() - t:.1f}s)", flush=True)
+    if cfg.long_seq_len:  # the curriculum's long documents, made once for every process (like the stream)
+        n_long = long_tokens(cfg)
+        cfg.long_stream_file = cfg.long_stream_file or str(tmp / f"toy_long_{cfg.data_seed}_{n_long}.npy")
+        t = time.perf_counter()
+        lstream = load_or_make_stream(cfg.long_stream_file, lambda: _make_stream(cfg, n_long, long=True))
+        print(f"long stream: {len(lstream):,} tokens in {cfg.long_stream_file} ({time.perf_counter() - t:.1f}s)",
+              flush=True)
     plan_dir = Path(tempfile.mkdtemp(prefix="toy_plan_"))
     base = []
     for f in fields(cfg):
@@ -85,9 +94,9 @@ def train_parallel(cfg, out: Path, tag: str, log_path: Path) -> list[dict]:
     procs = []
     with open(log_path, "a") as logf:
         for name in cfg.models:
-            cmd = [sys.executable, "-u", "-m", "backend", "train", "--models", name, "--plan-models",
-                   ",".join(cfg.models), "--plan-dir", str(plan_dir), "--stream-file", stream_file,
-                   "--out", cfg.out_dir, *base]
+            plan = [] if cfg.steps else ["--plan-models", ",".join(cfg.models), "--plan-dir", str(plan_dir)]
+            cmd = [sys.executable, "-u", "-m", "backend", "train", "--models", name, *plan, "--stream-file",
+                   stream_file, "--out", cfg.out_dir, *base]
             part = open(Path(tempfile.gettempdir()) / f"train_{name}.log", "w")
             procs.append((name, subprocess.Popen(cmd, stdout=part, stderr=subprocess.STDOUT), part))
         for name, p, part in procs:
