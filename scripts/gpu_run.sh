@@ -158,7 +158,7 @@ retrain14() {
   # process per model, one seed (SEED). Without STEPS the run is timed (TRAIN_BUDGET_S): the rendezvous fixes
   # one step count for all five; STEPS=N trains exactly N steps (the later seeds, at the first seed's count).
   # The hybrid's GPU checks run alongside (their log is in logs_retrain14.txt).
-  local t0=$SECONDS S=${SEED:-0} steps=(--time-budget "${TRAIN_BUDGET_S:-340}")
+  local t0=$SECONDS S=${SEED:-0} steps=(--time-budget "${TRAIN_BUDGET_S:-330}")
   [ -n "${STEPS:-}" ] && steps=(--steps "$STEPS")
   timeout 150 $PY -m pytest -q -p no:cacheprovider tests/backend/generation/test_hybrid_fast.py \
     tests/backend/training/test_hybrid_train.py tests/backend/models/test_hybrid_loading.py \
@@ -168,7 +168,7 @@ retrain14() {
   $PY -m backend train-all --parallel --out "$OUT" --tag "${TAG}_s$S" --no-eval --models-dir "/tmp/models_s$S" \
     --models toy-mamba,toy-mamba2,toy-transformer,toy-hybrid,toy-transformer-deep "${steps[@]}" \
     --batch-size 12 --seq-len 1024 --lr 0.002 --warmup-steps 100 --decay-frac 0.2 --n-tokens 48000000 \
-    --plan-after 40 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 \
+    --plan-after 40 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 --long-every 2 \
     --probe-at 0.125,0.25,0.5,0.75,1 --seed "$S" >"$LOGS/train_all.log" 2>&1
   local rc=$?
   wait

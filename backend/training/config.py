@@ -43,6 +43,7 @@ class TrainConfig:
     mixture: str = "v1"  # training mixture (backend/toyworld/mixture.py MIXTURES)
     long_seq_len: int = 0  # curriculum: window length of the final long phase (0 = no long phase)
     long_frac: float = 0.0  # share of the steps in the long phase (the last ones)
+    long_every: int = 2  # in the long phase, every long_every-th step is long; the others stay on the mixture
     long_stream_file: str = ""  # .npy of the long-document stream (like stream_file)
     probe_at: str = ""  # comma-separated fractions of the run at which to run the emergence probes
     probe_n: int = 64  # items per probe set
@@ -55,7 +56,8 @@ def reproduce_command(cfg: TrainConfig, steps: int) -> str:
             f"--decay-frac {cfg.decay_frac} --n-tokens {cfg.n_tokens} --seed {cfg.seed} "
             f"--data-seed {cfg.data_seed} --out {cfg.out_dir}" +
             (f" --mixture {cfg.mixture}" if cfg.mixture != "v1" else "") +
-            (f" --long-seq-len {cfg.long_seq_len} --long-frac {cfg.long_frac}" if cfg.long_seq_len else "") +
+            (f" --long-seq-len {cfg.long_seq_len} --long-frac {cfg.long_frac} --long-every {cfg.long_every}"
+             if cfg.long_seq_len else "") +
             (f" --probe-at {cfg.probe_at} --probe-n {cfg.probe_n} --probe-tokens {cfg.probe_tokens}"
              if cfg.probe_at else ""))
 

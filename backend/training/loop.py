@@ -16,10 +16,11 @@ bf16 autocast on CUDA, fp32 on CPU. Mamba-1 trains through the pure-PyTorch `mam
 Issue 14 (retraining so context use can emerge) adds, all off by default so the bundled trio's command still
 reproduces it:
     --mixture context            the training mixture of backend/toyworld/mixture.py (default v1, the original)
-    --long-seq-len 8192 --long-frac 0.2
-                                 a short-to-long curriculum: the last long_frac of the steps train on windows of
-                                 long_seq_len tokens cut from a stream of long documents, batch size scaled so
-                                 every step still sees batch_size * seq_len tokens
+    --long-seq-len 8192 --long-frac 0.2 --long-every 2
+                                 a short-to-long curriculum: every 2nd of the last long_frac of the steps trains
+                                 on windows of long_seq_len tokens cut from a stream of long documents (the
+                                 others stay on the mixture), batch size scaled so a step still sees about
+                                 batch_size * seq_len tokens
     --probe-at 0.125,0.25,0.5,0.75,1
                                  at those fractions of the run, score the held-out probes of
                                  backend/training/emergence.py on the live model (the emergence curves)
@@ -48,7 +49,15 @@ from backend.device import resolve_device, synchronize
 from backend.runinfo import write_jsonl_run
 from backend.toyworld.tokenizer import TOKENIZER_DIR, load_tokenizer
 from backend.training.config import TrainConfig, add_arguments, config_from_args, reproduce_command
-from backend.training.data import Batches, long_batch_size, long_start, long_stream, token_stream, tokens_seen
+from backend.training.data import (
+    Batches,
+    is_long_step,
+    long_batch_size,
+    long_start,
+    long_stream,
+    token_stream,
+    tokens_seen,
+)
 from backend.training.emergence import build_probes, probe_steps, run_probes
 from backend.training.paths import choose_path
 from backend.training.plan import plan_total
@@ -111,6 +120,9 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
                            "too slow to train.")
     if cfg.plan_dir and cfg.steps:
         raise ValueError("--plan-dir plans the step count from a time budget: leave --steps at 0.")
+    if cfg.long_seq_len and cfg.long_every < 1:
+        raise ValueError(f"--long-every must be 1 or more (1: every step of the long phase is long), got "
+                         f"{cfg.long_every}.")
     if cfg.long_seq_len and not (0.0 < cfg.long_frac < 1.0):
         raise ValueError(f"--long-frac must be between 0 and 1 when --long-seq-len is set, got {cfg.long_frac}.")
     if cfg.long_seq_len and not cfg.steps and not cfg.plan_dir and cfg.long_frac > cfg.decay_frac:
@@ -173,7 +185,7 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
         if total is not None and step >= total:
             break
         lr = lr_at(step, total, cfg)
-        long_phase = long_data is not None and total is not None and step >= long_start(total, cfg)
+        long_phase = long_data is not None and is_long_step(step, total, cfg)
         probing = rendezvous is not None and cfg.plan_after // 2 <= step < cfg.plan_after
         if probing:
             if cuda:
@@ -243,7 +255,7 @@ def train(cfg: TrainConfig, log=print) -> list[dict]:
             "train_path": paths[name], "path_check": checks[name], "batch_size": cfg.batch_size,
             "seq_len": cfg.seq_len, **({"plan": plan} if plan else {}),
             **({"long_phase": {"seq_len": cfg.long_seq_len, "batch_size": long_batch_size(cfg),
-                               "start_step": long_start(step, cfg)}} if cfg.long_seq_len else {}),
+                               "start_step": long_start(step, cfg), "every": cfg.long_every}} if cfg.long_seq_len else {}),
             **({"probes": probe_rows[name]} if probe_rows[name] else {}),
             "command": reproduce_command(cfg, step),
         }

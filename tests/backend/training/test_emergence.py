@@ -11,6 +11,7 @@ import torch
 from backend.rag import CONTEXT_SEPARATOR
 from backend.toyworld.tokenizer import load_tokenizer
 from backend.training import emergence as E
+from backend.training.data import is_long_step, long_start, tokens_seen
 from backend.training.loop import TrainConfig, train
 
 TASKS = ["fewshot-new-k0", "fewshot-new-k8", "mqar-8", "mqar-32", "mqar-64", "passkey-1k-4keys", "multi-qa-4"]
@@ -96,6 +97,18 @@ def test_probe_steps_are_fractions_of_the_run():
     assert E.probe_steps(3, [0.01, 0.1, 1.0]) == [1, 3]
 
 
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_long_phase_steps_and_token_count(every):
+    cfg = TrainConfig(seq_len=1024, batch_size=12, long_seq_len=8192, long_frac=0.2, long_every=every)
+    total = 100
+    long = [s for s in range(total) if is_long_step(s, total, cfg)]
+    assert long == list(range(80, 100, every)) and long_start(total, cfg) == 80
+    assert not any(is_long_step(s, None, cfg) for s in range(total))  # a timed run before its total is fixed
+    for step in (0, 80, 81, 95, 100):
+        n_long = sum(1 for s in long if s < step)
+        assert tokens_seen(step, total, cfg) == (step - n_long) * 12 * 1024 + n_long * 1 * 8192
+
+
 def test_curriculum_and_probes_in_a_tiny_run(tmp_path):
     """The context mixture, a long phase of 128-token windows over the last quarter, probes at half and end."""
     cfg = TrainConfig(models=["toy-hybrid", "toy-transformer-deep"], preset="tiny", steps=8, seq_len=64,
@@ -104,17 +117,20 @@ def test_curriculum_and_probes_in_a_tiny_run(tmp_path):
                       long_seq_len=128, long_frac=0.25, probe_at="0.5,1", probe_n=4, probe_tokens=512)
     summaries = train(cfg, log=lambda s: None)
     for s in summaries:
-        assert s["mixture"] == "context" and s["long_phase"] == {"seq_len": 128, "batch_size": 2, "start_step": 6}
-        assert s["tokens_seen"] == 6 * 4 * 64 + 2 * 2 * 128
+        assert s["mixture"] == "context"
+        assert s["long_phase"] == {"seq_len": 128, "batch_size": 2, "start_step": 6, "every": 2}
+        assert s["tokens_seen"] == 7 * 4 * 64 + 1 * 2 * 128  # step 6 long, step 7 back on the mixture
         assert sorted({r["step"] for r in s["probes"]}) == [4, 8]
         assert {r["task"] for r in s["probes"]} == {t for t in TASKS if not t.startswith("passkey")} | {
             "passkey-512-4keys"}
         assert all(0.0 <= r["value"] <= 1.0 for r in s["probes"])
-        assert "--mixture context --long-seq-len 128 --long-frac 0.25 --probe-at 0.5,1" in s["command"]
+        assert "--mixture context --long-seq-len 128 --long-frac 0.25 --long-every 2 --probe-at 0.5,1" in s["command"]
     records = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     probe_rows = [r["data"] for r in records if r["type"] == "measurement" and r["data"]["metric"].startswith("probe:")]
     assert len(probe_rows) == 2 * 2 * len(TASKS) and {r["model"] for r in probe_rows} == set(cfg.models)
     with pytest.raises(ValueError, match="long-frac"):
         train(TrainConfig(**{**cfg.__dict__, "long_frac": 1.5}), log=lambda s: None)
+    with pytest.raises(ValueError, match="long-every"):
+        train(TrainConfig(**{**cfg.__dict__, "long_every": 0}), log=lambda s: None)
     with pytest.raises(ValueError, match="probe-at"):
         train(TrainConfig(**{**cfg.__dict__, "probe_at": "0,2"}), log=lambda s: None)

@@ -127,12 +127,14 @@ def test_parallel_training_with_fixed_steps_and_a_curriculum(tmp_path):
     rc = cli_main(["train-all", "--out", str(out), "--tag", "cpu", "--preset", "tiny", "--seq-len", "32",
                    "--batch-size", "4", "--n-tokens", "20000", "--parallel", "--steps", "6", "--warmup-steps", "2",
                    "--no-eval", "--device", "cpu", "--models-dir", str(models), "--models", ",".join(names),
-                   "--mixture", "context", "--long-seq-len", "64", "--long-frac", "0.34", "--seed", "2",
+                   "--mixture", "context", "--long-seq-len", "64", "--long-frac", "0.34", "--long-every", "1",
+                   "--seed", "2",
                    "--stream-file", str(tmp_path / "stream.npy"), "--log-every", "2"])
     assert rc == 0
     summaries = [json.loads((models / m / "train_summary.json").read_text()) for m in names]
     assert all(s["steps"] == 6 and "plan" not in s and s["seed"] == 2 for s in summaries)
-    assert all(s["long_phase"] == {"seq_len": 64, "batch_size": 2, "start_step": 3} for s in summaries)
+    assert all(s["long_phase"] == {"seq_len": 64, "batch_size": 2, "start_step": 3, "every": 1}
+               for s in summaries)
     assert len({s["config"]["long_stream_file"] for s in summaries}) == 1
     assert all(s["tokens_seen"] == 3 * 4 * 32 + 3 * 2 * 64 for s in summaries)
 
