@@ -43,7 +43,9 @@ class TrainConfig:
     mixture: str = "v1"  # training mixture (backend/toyworld/mixture.py MIXTURES)
     long_seq_len: int = 0  # curriculum: window length of the final long phase (0 = no long phase)
     long_frac: float = 0.0  # share of the steps in the long phase (the last ones)
-    long_every: int = 2  # in the long phase, every long_every-th step is long; the others stay on the mixture
+    long_every: int = 1  # in the long phase, every long_every-th step is long, the others stay on the mixture
+    # (1, every step long, is what the first run of results/train14_h100_s0_longall.jsonl did: kept as the
+    # default so that run's stored command still reproduces it; scripts/gpu_run.sh retrain14 passes 2)
     long_stream_file: str = ""  # .npy of the long-document stream (like stream_file)
     probe_at: str = ""  # comma-separated fractions of the run at which to run the emergence probes
     probe_n: int = 64  # items per probe set

@@ -305,7 +305,8 @@ def write_results(cfg: TrainConfig, summaries: list[dict]) -> None:
                                                  "device", "train_path")},
                          "metric": f"probe:{p['task']}", **p})
     write_jsonl_run(cfg.results, "train", asdict(cfg), rows,
-                    {s["model"]: s["final_loss"] for s in summaries}, name="toy trio")
+                    {s["model"]: s["final_loss"] for s in summaries},
+                    name=f"toy models, {cfg.mixture} mixture, seed {cfg.seed}")
 
 
 __all__ = ["TrainConfig", "add_arguments", "config_from_args", "train", "write_results"]

@@ -114,7 +114,7 @@ def test_curriculum_and_probes_in_a_tiny_run(tmp_path):
     cfg = TrainConfig(models=["toy-hybrid", "toy-transformer-deep"], preset="tiny", steps=8, seq_len=64,
                       batch_size=4, n_tokens=30_000, workers=1, warmup_steps=2, log_every=2, device="cpu",
                       out_dir=str(tmp_path), results=str(tmp_path / "train.jsonl"), mixture="context",
-                      long_seq_len=128, long_frac=0.25, probe_at="0.5,1", probe_n=4, probe_tokens=512)
+                      long_seq_len=128, long_frac=0.25, long_every=2, probe_at="0.5,1", probe_n=4, probe_tokens=512)
     summaries = train(cfg, log=lambda s: None)
     for s in summaries:
         assert s["mixture"] == "context"
