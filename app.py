@@ -29,7 +29,8 @@ PAGES = {
                     ("pages/rag_eval.py", "RAG evaluation", ":material/fact_check:")],
     "Results": [("pages/history.py", "History", ":material/history:"),
                 ("pages/performance.py", "Performance", ":material/speed:"),
-                ("pages/kernel_results.py", "Kernels", ":material/memory:")],
+                ("pages/kernel_results.py", "Kernels", ":material/memory:"),
+                ("pages/training.py", "Training", ":material/model_training:")],
     "Learn": [("pages/explainer.py", "Explainer", ":material/lightbulb:")],
     "Setup": [("pages/models.py", "Models", ":material/inventory_2:")],
 }

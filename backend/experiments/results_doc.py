@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from backend.bench import numbers
-from backend.experiments import rag_views, science, stats
+from backend.experiments import rag_views, results_retrain, science, stats
 from backend.experiments.summary import load, table_keys
 from backend.experiments.views import accuracy_table, filters_of
 
@@ -202,6 +202,7 @@ def _training(path: Path) -> str:
     out = []
     for d in train:
         run, t = d["run"], d["measurements"]
+        t = t[t["metric"] == "final_loss"] if "metric" in t else t  # not the emergence probes' rows
         meta, cfg = run.get("meta") or {}, run.get("config") or {}
         out += [f"**`{path.name}`**: run `{run.get('name')}` ({(d['end'] or {}).get('status')}) on "
                 f"{meta.get('device_name')}, commit {_sha(run)}; torch {meta.get('torch')}, triton {meta.get('triton')}, "
@@ -392,6 +393,11 @@ def render(results_dir: Path = Path("results")) -> str:
     for kind, title in SECTIONS.items():
         name = kind.removeprefix("experiment-").replace("-", "_")
         parts += [f"### {title}\n\n{NOTES[kind]}"] + [_experiment(p, kind) for p in _files(results_dir, f"exp_{name}_*.jsonl")]
+    parts += [results_retrain.HEAD] + [_training(p) + "\n\n" + results_retrain.probe_table(p)
+                                       for p in _files(results_dir, "train14_*.jsonl")]
+    for kind in SECTIONS:  # the experiments on the retrained checkpoints
+        name = kind.removeprefix("experiment-").replace("-", "_")
+        parts += [_experiment(p, kind) for p in _files(results_dir, f"exp14_{name}_*.jsonl")]
     return "\n\n".join(x.strip("\n") for x in parts if x.strip()) + "\n"
 
 

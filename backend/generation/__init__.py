@@ -5,7 +5,7 @@
     steppers.py     the model-specific half of the loop (eager stepper; registry of faster ones)
     tf_stepper.py   transformer: SDPA, a static KV cache, the step captured in a CUDA graph
     ssm_stepper.py  Mamba / Mamba-2 on a GPU: static conv + SSM state, the step in a CUDA graph
-    ssm_fast.py     routes Hugging Face Mamba / Mamba-2 prefill and decode through kernels/
+    ssm_fast.py     routes Hugging Face Mamba / Mamba-2 / Bamba (hybrid) SSM prefill and decode through kernels/
     metrics.py      percentiles, peak memory, cache bytes
     compare.py      the side-by-side job behind the Arena and RAG pages (worker threads fill a queue)
     recording.py    a side-by-side generation -> one run in the store

@@ -9,7 +9,8 @@
                    (`render_job`; anonymous for blind A/B)
     model_cards.py the Models page's bundled-model leaderboard and model cards
     experiment.py  experiment widgets: config, Run / Cancel / Resume, stored runs, run comparison
-    charts.py      every plotly figure (the only UI module that imports plotly)
+    charts.py      the plotly figures of every page but Training (plotly is imported only here and in training.py)
+    training.py    the Training page's tables and figures: emergence curves, seeds, the size ladder
     legacy.py      keeps Streamlit from running pages/ as a legacy pages directory (called below, once)
 
 Nothing here imports torch, transformers, faiss or duckdb at module level.

@@ -1,4 +1,4 @@
-"""Every plotly figure the pages draw (the only UI module that imports plotly).
+"""Plotly figures of the pages (plotly is imported only here and in pages/components/training.py, the Training page's).
 
 Each function takes the data frames the backend computes (backend.experiments.views / rag_views,
 backend.bench.analysis, the store's rows) and returns a figure; the pages only lay them out. No Streamlit

@@ -22,3 +22,20 @@ def arena_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SSM_ARENA_DEVICE", "cpu")
     yield tmp_path
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def results_env(tmp_path, monkeypatch):
+    """A temporary store, data folder and (empty) committed-results folder for the results pages, with fresh
+    st.cache_resource and st.cache_data before and after. Returns tmp_path."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("SSM_ARENA_DB", str(tmp_path / "arena.duckdb"))
+    monkeypatch.setenv("SSM_ARENA_DATA", str(tmp_path / "data"))
+    (tmp_path / "results").mkdir()
+    monkeypatch.setenv("SSM_ARENA_RESULTS", str(tmp_path / "results"))
+    yield tmp_path
+    st.cache_resource.clear()
+    st.cache_data.clear()

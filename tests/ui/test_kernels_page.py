@@ -16,18 +16,8 @@ PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "kernel_results.py")
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    import streamlit as st
-
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    monkeypatch.setenv("SSM_ARENA_DB", str(tmp_path / "arena.duckdb"))
-    monkeypatch.setenv("SSM_ARENA_DATA", str(tmp_path / "data"))
-    (tmp_path / "results").mkdir()
-    monkeypatch.setenv("SSM_ARENA_RESULTS", str(tmp_path / "results"))
-    yield tmp_path
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def env(results_env):
+    return results_env
 
 
 def write_results(folder: Path) -> None:
