@@ -12,6 +12,7 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
 #                                                   # issue 18: the inside view on CUDA
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
+#   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -176,6 +177,22 @@ retrain14() {
   return $rc
 }
 
+ladder14() {
+  # issue 14's size ladder: the same recipe and tokens as retrain14 (2,099 steps x 12 x 1,024) at PRESET
+  # (medium | large) for MODELS (default: one model per call: a larger model shares the GPU badly, and a call
+  # cannot carry a run's optimizer state to the next: each run has to finish inside one 10-minute call).
+  # The checkpoints stay on the machine (over the 16 MiB a returned file may have); the records come back.
+  local S=${SEED:-0}
+  $PY -m backend train-all --parallel --out "$OUT" --tag "${TAG}_${PRESET:?set PRESET}_s$S" --no-eval \
+    --models-dir "/tmp/models_${PRESET}_s$S" --models "${MODELS:?set MODELS, e.g. toy-mamba}" --preset "$PRESET" \
+    --steps "${STEPS:-2099}" --batch-size 12 --seq-len 1024 --lr "${LR:-0.002}" --warmup-steps 100 \
+    --decay-frac 0.2 --n-tokens 48000000 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 \
+    --long-every 2 --probe-at 0.125,0.25,0.5,0.75,1 --seed "$S" >"$LOGS/train_all.log" 2>&1
+  local rc=$?
+  rm -f "$OUT"/*.tar.gz  # too large to return
+  return $rc
+}
+
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
@@ -184,7 +201,9 @@ case "${1:-}" in
   speed14) speed14 ;;
   science) science ;;
   retrain14) retrain14 ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14" >&2; exit 2 ;;
+  ladder14) ladder14 ;;
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14|ladder14" >&2
+     exit 2 ;;
 esac
 rc=$?
 for f in "$LOGS"/*.log; do [ -e "$f" ] && { echo "==== $f"; tail -c 20000 "$f"; }; done >"$OUT/logs_${1:-x}.txt"
