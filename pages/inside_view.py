@@ -1,7 +1,8 @@
 """Inside view: what each model keeps from the prompt, side by side (an SSM's state, a transformer's attention).
 
-Opened from an Arena column (its model, prompt and generated tokens) or an experiment instance, or used on its
-own with your text, a pass-key instance or a RAG instance (the planted key / gold passage highlighted). The
+A hybrid (Bamba) shows both: its Mamba layers' state readings and its attention layers' maps, each layer named by
+its place in the model. Opened from an Arena column (its model, prompt and generated tokens) or an experiment
+instance, or used on its own with your text, a pass-key instance or a RAG instance (the planted key / gold passage highlighted). The
 numbers come from backend.inside (hooks on the loaded models, `python -m backend inspect` runs the same code);
 this page only lays them out.
 """
@@ -160,8 +161,8 @@ at = st.selectbox("Read at", points, key="inside_at", format_func=lambda a: (
     "the end of the prompt (its output is the first output token)" if a == 0 else "the end of the text"
     if a == "end" else f"output token {a} (its output is output token {a + 1})"))
 query = None
-transformers = [i for i in insps if not i.is_ssm]
-if transformers and st.toggle("Transformers: attention paid by another token", key="inside_pick"):
+transformers = [i for i in insps if i.has_attention]  # transformers and hybrids' attention layers
+if transformers and st.toggle("Attention layers: attention paid by another token", key="inside_pick"):
     longest = max(len(i.tokens) for i in transformers)
     query = st.slider("Token", 0, longest - 1, transformers[0].position(at), key="inside_query_pos")
 ssm_view = st.radio("SSM line", ["retained", "weight"], horizontal=True, key="inside_ssm_view", **KEEP,
@@ -173,8 +174,8 @@ st.plotly_chart(token_figure(data.kept_frame(insps, at, query, ssm_view), "kept"
                              "What each model keeps of each token (mean over layers)"), key="inside_kept")
 st.caption("SSM retained: the share of a token still in the state (exp(A·ΣΔ) since the token, mean over channels / "
            "heads). SSM implicit attention: |C_q·exp(A·ΣΔ)·B_t·Δ_t| summed over channels / heads and normalised "
-           "to 1, the unrolled recurrence read like attention. Transformer: attention from that token (mean over "
-           "heads); it sums to 1.")
+           "to 1, the unrolled recurrence read like attention. Attention layers (a transformer's, a hybrid's): attention "
+           "from that token (mean over heads); it sums to 1. A hybrid has a line for each kind of layer.")
 if spans:
     st.dataframe(data.spans_table(insps, at).round(4), hide_index=True, key="inside_spans")
     st.caption("At the reading point above. weight: attention mass on the span (transformer) or the same share of "
@@ -183,5 +184,6 @@ if spans:
                "over all earlier tokens; delta_ratio: mean Δ on the span / on the prompt.")
 for tab, insp in zip(st.tabs([i.model for i in insps]), insps, strict=True):
     with tab:
-        q = query if not insp.is_ssm and query is not None else insp.position(at)
-        ui.model_panel(insp, min(q, len(insp.tokens) - 1), key=f"inside_panel_{insp.model}")
+        pos = insp.position(at)
+        ui.model_panel(insp, pos, key=f"inside_panel_{insp.model}",
+                       attention_query=pos if query is None else min(query, len(insp.tokens) - 1))

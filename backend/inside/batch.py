@@ -5,8 +5,8 @@
     inspect_models(get_generator, names, text, ...) -> [Outcome(model, inspection | None, error | None, path)]
     ssd_explainer(gen | None, text, layer, lengths) -> dict               (backend.inside.explain.ssd_demo)
 
-A model that cannot be inspected (the fake backend, a hybrid, a text over the limit) gets its sentence in
-`error`; the others still run. With `out_dir`, each inspection is written to `<out_dir>/<model>.npz`.
+A model that cannot be inspected (the fake backend, a hybrid whose SSM layers are not Mamba-2, a text over
+the limit) gets its sentence in `error`; the others still run. With `out_dir`, each inspection is written to `<out_dir>/<model>.npz`.
 The pages import this module, so it imports nothing heavy at the top: core / explain (torch) load inside
 the functions that need them.
 """

@@ -7,6 +7,14 @@ Hugging Face `model` and `tokenizer`; `hf_parts(gen)` reads them and returns Non
 (SSM_ARENA_FAKE=1), which has no model to look inside: `inspect` says so in a sentence. The page and the
 CLI (`python -m backend inspect`) both call `inspect`.
 
+What it reads, by family (backend.inside.data lists the arrays):
+    mamba / mamba2  the mixers' selection readings (backend.inside.ssm), one forward with hooks
+    transformer     the attention maps (backend.inside.attention), one eager forward
+    hybrid          both from one eager forward with the hooks on: the SSM readings of its Mamba-2 layers
+                    (BambaMixer) and the maps of its attention layers, plus which layer of the model each came
+                    from ("ssm_layers", "attention_layers"). A hybrid whose SSM layers are another class (Jamba,
+                    Zamba2) is refused with a sentence, as is any other family.
+
 The text is the prompt's tokens, then `output_ids` (e.g. an Arena column's generated tokens), or `new_tokens`
 generated greedily here first. One forward runs under the generator's lock. Texts longer than `max_tokens`
 (default SSM_ARENA_INSPECT_MAX_TOKENS, else 1024) are refused with a sentence: the attention maps are
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from backend.generation.interface import GenSettings
@@ -30,6 +39,8 @@ from backend.inside.data import (
     Span,
     max_tokens_setting,
 )
+
+READS = ("mamba", "mamba2", "transformer", "hybrid")  # families the inside view reads
 
 
 def hf_parts(gen):
@@ -75,10 +86,12 @@ def inspect(gen, prompt: str, output_ids: list[int] | None = None, new_tokens: i
         raise InspectError(
             f"'{info.name}' is served by the fake backend (SSM_ARENA_FAKE=1, path '{info.path}'): there is no model "
             "to look inside. Unset SSM_ARENA_FAKE and restart the dashboard to inspect the real models.")
-    if info.family not in ("mamba", "mamba2", "transformer"):
-        raise InspectError(f"'{info.name}' is a {info.family} model; the inside view reads Mamba, Mamba-2 and "
-                           "transformer models only. Pick one of those.")
     model, tok = parts
+    if info.family not in READS or (info.family == "hybrid" and not ssm.mixers(model)):
+        raise InspectError(
+            f"'{info.name}' is a {info.family} model; the inside view reads Mamba, Mamba-2 and transformer models, "
+            f"and hybrids whose SSM layers are Mamba-2 mixers (Bamba), only" + _mixer_note(model, info.family)
+            + ". Pick one of those.")
     if not prompt.strip():
         raise InspectError("The prompt is empty. Type some text (or open an Arena column) to look inside.")
     limit = max_tokens or max_tokens_setting()
@@ -95,19 +108,45 @@ def inspect(gen, prompt: str, output_ids: list[int] | None = None, new_tokens: i
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)
     t0 = time.perf_counter()
     with gen.lock:
+        n = len(prompt_ids)  # SSM reads at the prompt's end and the first output tokens (each predicts the next)
+        ends = tuple(range(n - 1, min(n + OUTPUT_READS, len(ids))))
+        mixer_forward = f"{getattr(model, 'arena_path', 'hf-torch')} mixer forward, read by hooks"
         if info.family == "transformer":
             maps, impl = attention.attention_maps(model, input_ids)
             arrays = {"attention": maps}
             forward = f"eager attention (the model runs {impl} otherwise)"
+        elif info.family == "hybrid":
+            arrays, forward = _hybrid(model, input_ids, ends)
+            forward = f"{mixer_forward}; {forward}"
         else:
-            n = len(prompt_ids)  # SSM reads at the prompt's end and the first output tokens (each predicts the next)
-            arrays, _ = ssm.trace(model, input_ids, ends=tuple(range(n - 1, min(n + OUTPUT_READS, len(ids)))))
-            forward = f"{getattr(model, 'arena_path', 'hf-torch')} mixer forward, read by hooks"
+            arrays, _ = ssm.trace(model, input_ids, ends=ends)
+            forward = mixer_forward
     return Inspection(
         model=info.name, family=info.family, tokens=[tok.decode([i]) for i in ids], token_ids=ids,
         n_prompt=len(prompt_ids), arrays=arrays, spans=spans,
         meta={"device": info.device, "dtype": info.dtype, "forward": forward, "placeholder": info.placeholder,
               "seconds": time.perf_counter() - t0, "max_tokens": limit})
+
+
+def _hybrid(model, input_ids: torch.Tensor, ends: tuple[int, ...]) -> tuple[dict, str]:
+    """A hybrid's SSM readings and attention maps from one forward (eager attention, the mixers' hooks on), with
+    the model's layer number of each."""
+    with attention.eager_attention(model) as impl, ssm.captured(model) as seen, torch.inference_mode():
+        out = model(input_ids=input_ids, use_cache=False, output_attentions=True)
+        arrays, _ = ssm.read(model, seen, input_ids.shape[1], ends)
+    arrays["attention"] = attention.stack_maps(out, model)
+    arrays["ssm_layers"] = np.array(ssm.layer_index(model, ssm.mixers(model)), dtype=np.int64)
+    arrays["attention_layers"] = np.array(attention.attention_layers(model, len(arrays["attention"])), np.int64)
+    return arrays, f"eager attention (the model runs {impl} otherwise)"
+
+
+def _mixer_note(model, family: str) -> str:
+    """For a hybrid we cannot read: the classes of its SSM layers."""
+    if family != "hybrid":
+        return ""
+    names = sorted({type(m).__name__ for m in model.modules() if "Mamba" in type(m).__name__
+                    and type(m).__name__.endswith(("Mixer", "Layer"))})
+    return f" (its SSM layers are {', '.join(names)})" if names else " (no SSM layer found in it)"
 
 
 def _too_long(name: str, n: int, limit: int) -> None:

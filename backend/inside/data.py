@@ -3,7 +3,8 @@ pages plot, the length limit and the error type. numpy and pandas only (no torch
 
 Shape glossary (one inspected text, batch 1):
     L   tokens inspected (prompt, then the generated output if any); positions 0 .. L-1
-    Y   layers of the model (mixer layers for Mamba / Mamba-2, attention layers for a transformer)
+    Y   layers read (mixer layers for Mamba / Mamba-2, attention layers for a transformer; a hybrid has both,
+        Y counting each kind in its own arrays)
 
 Arrays of an SSM inspection (`family` "mamba" or "mamba2"), all float32 (Y, L):
     delta       mean step size Δ over the layer's channels (Mamba-1) or heads (Mamba-2): large Δ = this token
@@ -24,6 +25,12 @@ Arrays of an SSM inspection (`family` "mamba" or "mamba2"), all float32 (Y, L):
 Arrays of a transformer inspection:
     attention   float32 (Y, L, L): softmax attention averaged over heads; row q is what position q attends to
                 (rows sum to 1, zero above the diagonal)
+Arrays of a hybrid inspection (`family` "hybrid", e.g. Bamba: Mamba-2 layers and a few attention layers): the SSM
+arrays above over its Mamba layers and `attention` over its attention layers, on the same token axis, plus
+    ssm_layers        int64 (Y_ssm,)  the model's layer number of each row of the SSM arrays
+    attention_layers  int64 (Y_attn,) the model's layer number of each map of `attention`
+The other families read every layer, so their rows are layers 0 .. Y-1 and these two arrays are absent (as in
+files written before hybrids were read): `Inspection.layers` fills them in.
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ class Span:
 @dataclass
 class Inspection:
     model: str
-    family: str  # mamba | mamba2 | transformer
+    family: str  # mamba | mamba2 | transformer | hybrid
     tokens: list[str]  # each token decoded on its own
     token_ids: list[int]
     n_prompt: int  # tokens 0 .. n_prompt-1 are the prompt, the rest the model's output
@@ -83,11 +90,28 @@ class Inspection:
 
     @property
     def is_ssm(self) -> bool:
+        """A pure SSM (every layer a mixer); a hybrid is not, though it `has_ssm`."""
         return self.family in ("mamba", "mamba2")
 
     @property
+    def has_ssm(self) -> bool:
+        return "delta" in self.arrays
+
+    @property
+    def has_attention(self) -> bool:
+        return "attention" in self.arrays
+
+    def layers(self, kind: str) -> np.ndarray:
+        """The model's layer number of each row of the `kind` ("ssm" or "attention") arrays; empty without them."""
+        if f"{kind}_layers" in self.arrays:
+            return self.arrays[f"{kind}_layers"].astype(int)
+        rows = self.arrays.get("delta" if kind == "ssm" else "attention")
+        return np.arange(0 if rows is None else rows.shape[0])
+
+    @property
     def n_layers(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0])
+        """Layers read: all of them for a pure model, the Mamba and the attention layers of a hybrid."""
+        return len(set(self.layers("ssm").tolist()) | set(self.layers("attention").tolist()))
 
     def position(self, at: int | str = 0) -> int:
         """Token index of a reading point: `at` k = n_prompt - 1 + k (0: the end of the prompt, whose output
@@ -106,12 +130,13 @@ class Inspection:
             raise ValueError(f"The {name} arrays of {self.model} exist at positions {self.references()}, not {q}.")
         return found
 
-    def kept(self, query: int | None = None, ssm: str = "retained") -> np.ndarray:
+    def kept(self, query: int | None = None, ssm: str = "retained", part: str | None = None) -> np.ndarray:
         """(L,) what the model keeps of each token at position `query` (default: the last), averaged over layers.
-        SSM: the share still in the state (`ssm` "retained") or its implicit attention ("weight"). Transformer:
-        the attention that position pays."""
+        SSM layers (`part` "ssm", the default where there are any): the share still in the state (`ssm`
+        "retained") or its implicit attention ("weight"). Attention layers ("attention"): the attention that
+        position pays."""
         q = len(self.tokens) - 1 if query is None else int(query)
-        if self.is_ssm:
+        if (part or ("ssm" if self.has_ssm else "attention")) == "ssm":
             return self.retained_at(q, ssm).mean(axis=0)
         return self.arrays["attention"][:, q, :].mean(axis=0)
 
@@ -157,8 +182,8 @@ def token_labels(tokens: list[str]) -> list[str]:
 def span_stats(insp: Inspection, span: Span, query: int | None = None) -> dict:
     """What the model keeps of the span's tokens at position `query` (default: the last), averaged over layers.
 
-    weight: attention mass on the span (transformer) or the same share of the SSM's implicit attention row
-    (`weight`); uniform: the mass a uniform attention over tokens 0..query would put there. SSMs also: retained,
+    weight: attention mass on the span (attention layers) or the same share of the SSM's implicit attention row
+    (`weight`, Mamba layers), a hybrid's both kinds of layers together; uniform: the mass a uniform attention over tokens 0..query would put there. SSMs also: retained,
     the mean retained share of the span's tokens, next to retained_all, the same over every token before the
     position; delta_ratio, mean Δ on the span / mean Δ on the prompt."""
     q = len(insp.tokens) - 1 if query is None else int(query)
@@ -168,13 +193,15 @@ def span_stats(insp: Inspection, span: Span, query: int | None = None) -> dict:
            "retained": float("nan"), "retained_all": float("nan"), "delta_ratio": float("nan")}
     if e <= s:
         return out
-    if insp.is_ssm:
-        r, d, w = insp.retained_at(q), insp.arrays["delta"], insp.retained_at(q, "weight")
+    rows = []
+    if insp.has_ssm:
+        r, d = insp.retained_at(q), insp.arrays["delta"]
+        rows.append(insp.retained_at(q, "weight"))
         out.update(retained=float(r[:, s:e].mean()), retained_all=float(r[:, :q].mean()),
                    delta_ratio=float(d[:, s:e].mean() / max(d[:, :insp.n_prompt].mean(), 1e-12)))
-    else:
-        w = insp.arrays["attention"][:, q, :]
-    mass = w[:, s:e].sum(axis=1)  # (Y,)
+    if insp.has_attention:
+        rows.append(insp.arrays["attention"][:, q, :])
+    mass = np.concatenate(rows)[:, s:e].sum(axis=1)  # (Y,)
     out.update(weight=float(mass.mean()), weight_max_layer=float(mass.max()))
     return out
 
@@ -195,40 +222,60 @@ def summary_line(insp: Inspection, at: int | str = 0) -> str:
     kept = insp.kept()
     head = (f"{insp.model} ({insp.family}, {insp.n_layers} layers, {n} tokens, {insp.meta.get('forward', '?')}, "
             f"{insp.meta.get('seconds', float('nan')):.2f} s)")
-    if insp.is_ssm:
-        body = (f"mean Δ {insp.arrays['delta'].mean():.4f}; retained at the end: first {k} tokens "
-                f"{kept[:k].mean():.3g}, last {k} {kept[-k:].mean():.3g}; recurrence vs layer output max rel. "
-                f"error {float(insp.arrays['check'].max()):.1e}")
-    else:
-        rows = insp.arrays["attention"].sum(axis=-1)
-        body = (f"attention of the last position: first {k} tokens {kept[:k].sum():.3g}, last {k} "
-                f"{kept[-k:].sum():.3g}; rows sum to 1 within {float(np.abs(rows - 1).max()):.1e}")
+    parts = []
+    if insp.has_ssm:
+        parts.append(f"mean Δ {insp.arrays['delta'].mean():.4f}; retained at the end: first {k} tokens "
+                     f"{kept[:k].mean():.3g}, last {k} {kept[-k:].mean():.3g}; recurrence vs layer output max rel. "
+                     f"error {float(insp.arrays['check'].max()):.1e}")
+    if insp.has_attention:
+        rows, att = insp.arrays["attention"].sum(axis=-1), insp.kept(part="attention")
+        parts.append(f"attention of the last position: first {k} tokens {att[:k].sum():.3g}, last {k} "
+                     f"{att[-k:].sum():.3g}; rows sum to 1 within {float(np.abs(rows - 1).max()):.1e}")
+    if insp.has_ssm and insp.has_attention:
+        parts = [f"{what} layers {_numbers(insp.layers(kind))}: {p}"
+                 for (what, kind), p in zip((("Mamba", "ssm"), ("attention", "attention")), parts, strict=True)]
+    body = "; ".join(parts)
     spans = "; ".join(f"{r['span']} ({r['tokens']} tokens) at token {r['position']}: weight {r['weight']:.3g} (uniform {r['uniform']:.3g})"
-                      + (f", retained {r['retained']:.3g} (all earlier {r['retained_all']:.3g})" if insp.is_ssm else "")
+                      + (f", retained {r['retained']:.3g} (all earlier {r['retained_all']:.3g})" if insp.has_ssm else "")
                       for _, r in spans_table([insp], at).iterrows())
     return f"{head}: {body}" + (f"; {spans}" if spans else "")
+
+
+def _numbers(layers: np.ndarray) -> str:
+    return ", ".join(str(int(y)) for y in layers)
 
 
 def kept_frame(inspections: list[Inspection], at: int | str = 0, query: int | None = None,
                ssm: str = "retained") -> pd.DataFrame:
     """Long table (row, position, token, kept) of what each model keeps of each token at reading point `at`
-    (Inspection.position), averaged over layers; a transformer's attention is read at token `query` instead when
-    given; SSMs show `ssm` ("retained" or "weight"). `row` names the model, what and where."""
+    (Inspection.position), averaged over layers; attention layers are read at token `query` instead when given;
+    SSM layers show `ssm` ("retained" or "weight"). `row` names the model, what and where; a hybrid has one row
+    for its Mamba layers and one for its attention layers."""
     frames = []
     for insp in inspections:
-        q = insp.position(at) if query is None or insp.is_ssm else min(int(query), len(insp.tokens) - 1)
-        what = ("retained in the state" if ssm == "retained" else "implicit attention") if insp.is_ssm else "attention"
-        frames.append(pd.DataFrame({"row": f"{insp.model}: {what} at token {q}", "position": range(len(insp.tokens)),
-                                    "token": token_labels(insp.tokens), "kept": insp.kept(q, ssm)}))
+        hybrid = insp.has_ssm and insp.has_attention
+        for part in [p for p, has in (("ssm", insp.has_ssm), ("attention", insp.has_attention)) if has]:
+            q = insp.position(at) if query is None or part == "ssm" else min(int(query), len(insp.tokens) - 1)
+            what = ("retained in the state" if ssm == "retained" else "implicit attention") if part == "ssm" \
+                else "attention"
+            where = f" ({'Mamba' if part == 'ssm' else 'attention'} layers)" if hybrid else ""
+            frames.append(pd.DataFrame({"row": f"{insp.model}: {what} at token {q}{where}",
+                                        "position": range(len(insp.tokens)), "token": token_labels(insp.tokens),
+                                        "kept": insp.kept(q, ssm, part)}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["row", "position", "token", "kept"])
 
 
 def layer_frame(insp: Inspection, quantity: str, query: int | None = None) -> pd.DataFrame:
     """Long table (row = layer, position, token, value) of one quantity per layer and token: an SSM array
-    (delta, state_norm, change, retained) or, for a transformer, the attention paid by position `query`."""
+    (delta, state_norm, change, retained, weight) or "attention", the attention paid by position `query` (a pure
+    transformer shows attention whatever the quantity). Rows are named by the model's layer number (a hybrid's
+    Mamba layers and attention layers keep their places in the model)."""
     q = len(insp.tokens) - 1 if query is None else int(query)
-    z = insp.retained_at(q, quantity) if quantity in ("retained", "weight") else insp.arrays[quantity] if insp.is_ssm \
-        else insp.arrays["attention"][:, q, :]
+    if quantity == "attention" or not insp.has_ssm:
+        z, layers = insp.arrays["attention"][:, q, :], insp.layers("attention")
+    else:
+        z = insp.retained_at(q, quantity) if quantity in ("retained", "weight") else insp.arrays[quantity]
+        layers = insp.layers("ssm")
     Y, L = z.shape
-    return pd.DataFrame({"row": np.repeat([f"layer {y}" for y in range(Y)], L), "position": np.tile(np.arange(L), Y),
+    return pd.DataFrame({"row": np.repeat([f"layer {y}" for y in layers], L), "position": np.tile(np.arange(L), Y),
                          "token": np.tile(token_labels(insp.tokens), Y), "value": z.reshape(-1)})

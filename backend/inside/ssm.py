@@ -8,8 +8,9 @@ kernels/ on GPU or their PyTorch references on CPU) both call the mixer's `in_pr
                             x_proj   in:  (1, L, D)  the conv output after SiLU (what the scan reads)
                                      out: (1, L, R+2N) = time_step | B | C
                             out_proj in:  (1, L, D)  the layer's gated scan output y * silu(gate)
-    Mamba-2 (Mamba2Mixer)   in_proj  out: (1, L, I + (I+2GN) + H) = gate | xBC | dt
-                            out_proj in:  (1, L, I)  the layer's normed, gated scan output
+    Mamba-2 (Mamba2Mixer,   in_proj  out: (1, L, I + (I+2GN) + H) = gate | xBC | dt
+      a hybrid's            out_proj in:  (1, L, I)  the layer's normed, gated scan output
+      BambaMixer)
 
 From these and the layer's own parameters (dt_proj, A_log, D, dt_bias, conv1d, norm), `mamba1_layer` and
 `mamba2_layer` run the selective-scan recurrence once more, token by token in float32, keeping what neither
@@ -27,20 +28,33 @@ Section 3.5.2 (Δ as a gate: h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t, y_t = C_t
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-MIXERS = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2"}
+MIXERS = {"MambaMixer": "mamba", "Mamba2Mixer": "mamba2", "BambaMixer": "mamba2"}  # class name -> math
 HOOKED = ("in_proj", "x_proj", "out_proj")
 BLOCK = 128  # tokens discretised at once (Mamba-1: BLOCK x D x N floats)
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)(?:\.|$)")  # backbone.layers.3.mixer, model.layers.3.mamba
 
 
 def mixers(model) -> list:
-    """The model's Mamba / Mamba-2 mixers in layer order (other mixer classes are not read)."""
+    """The model's Mamba / Mamba-2 mixers in layer order (a hybrid's BambaMixers too; other classes are not read)."""
     return [m for m in model.modules() if type(m).__name__ in MIXERS]
+
+
+def layer_index(model, modules: list) -> list[int]:
+    """The model's layer number of each module (the `i` of `...layers.i...` in its qualified name: Mamba's
+    `backbone.layers.i.mixer`, Bamba's `model.layers.i.mamba` / `.self_attn`, GPT-2's `transformer.h.i.attn`);
+    their position in `modules` where a name has no layer number."""
+    names = {id(m): n for n, m in model.named_modules()}
+    found = [_LAYER.search(names.get(id(m), "")) for m in modules]
+    if not all(found):
+        return list(range(len(modules)))
+    return [int(f.group(1)) for f in found]
 
 
 @contextlib.contextmanager
@@ -190,21 +204,20 @@ def mamba2_layer(mixer, seen: dict, idx: int, ends: tuple[int, ...]) -> dict:
             "change": _np(torch.cat(change)), **at, "check": check, "final_state": h}
 
 
-def trace(model, input_ids: torch.Tensor, ends: tuple[int, ...] = ()) -> tuple[dict[str, np.ndarray], list]:
-    """Run `model` once on input_ids (1, L) with hooks and read every mixer layer.
+def read(model, seen: dict, L: int, ends: tuple[int, ...] = ()) -> tuple[dict[str, np.ndarray], list]:
+    """The arrays of every mixer layer of `model` from what `captured` saw during one forward of L tokens.
 
     Returns the arrays of backend.inside.data ({"delta", "state_norm", "change", "retained", "weight": (Y, L),
     "check": (Y,)}, Mamba-2 also "delta_heads" (Y, L, H)), plus "retained@{e}" and "weight@{e}" (Y, L) for each
-    extra reference position e in `ends` (NaN after e), and the final state of every layer."""
+    extra reference position e in `ends` (NaN after e), and the final state of every layer. Y counts the mixer
+    layers only (a hybrid's attention layers are not here: `layer_index` says which layers of the model these
+    are)."""
     layers = mixers(model)
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no MambaMixer or Mamba2Mixer to read.")
-    L = input_ids.shape[1]
+        raise ValueError(f"{type(model).__name__} has no MambaMixer, Mamba2Mixer or BambaMixer to read.")
     ends = tuple(sorted({L - 1, *(int(e) for e in ends if 0 <= int(e) < L)}))
-    with captured(model) as seen, torch.inference_mode():
-        model(input_ids=input_ids, use_cache=False)
-        per_layer = [(mamba1_layer if type(m).__name__ == "MambaMixer" else mamba2_layer)(m, seen, i, ends)
-                     for i, m in enumerate(layers)]
+    per_layer = [(mamba1_layer if MIXERS[type(m).__name__] == "mamba" else mamba2_layer)(m, seen, i, ends)
+                 for i, m in enumerate(layers)]
     arrays = {k: np.stack([p[k] for p in per_layer]).astype(np.float32) for k in ("delta", "state_norm", "change")}
     for e in ends:
         for k in ("retained", "weight"):
@@ -213,3 +226,12 @@ def trace(model, input_ids: torch.Tensor, ends: tuple[int, ...] = ()) -> tuple[d
     if "delta_heads" in per_layer[0]:
         arrays["delta_heads"] = np.stack([p["delta_heads"] for p in per_layer]).astype(np.float32)  # (Y, L, H)
     return arrays, [p["final_state"] for p in per_layer]
+
+
+def trace(model, input_ids: torch.Tensor, ends: tuple[int, ...] = ()) -> tuple[dict[str, np.ndarray], list]:
+    """Run `model` once on input_ids (1, L) with hooks and read every mixer layer (`read`)."""
+    if not mixers(model):
+        raise ValueError(f"{type(model).__name__} has no MambaMixer, Mamba2Mixer or BambaMixer to read.")
+    with captured(model) as seen, torch.inference_mode():
+        model(input_ids=input_ids, use_cache=False)
+        return read(model, seen, input_ids.shape[1], ends)

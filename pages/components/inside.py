@@ -3,7 +3,8 @@
     arena_buttons(job)                         under the Arena's columns: "Inside view" per finished column
     experiment_button(run_id, instance_id, models)  beside an experiment instance shown side by side
     take_request() -> dict | None              the page reads (once) what the button asked for
-    model_panel(insp, query)                   one model's layer x token heatmap with how it was computed
+    model_panel(insp, query, key, attention_query)  one model's layer x token heatmap(s) with how they were
+                                               computed (a hybrid: its Mamba layers' and its attention layers')
 
 A button leaves a request in `st.session_state[REQUEST]` and switches page; the Inside view fills its
 widgets from it and runs. Nothing here imports torch (the computation is backend.inside, behind the page).
@@ -54,27 +55,37 @@ def experiment_button(run_id: str, instance_id: str, models: list[str]) -> None:
 SSM_QUANTITIES = ["delta", "retained", "weight", "change", "state_norm"]
 
 
-def model_panel(insp: data.Inspection, query: int, key: str) -> None:
-    """One model: a layer x token heatmap (SSM: the quantity picked; transformer: attention from `query`),
-    how it was computed and its numerical check, and the arrays as a download."""
+def model_panel(insp: data.Inspection, query: int, key: str, attention_query: int | None = None) -> None:
+    """One model: layer x token heatmaps (SSM layers: the quantity picked, at `query`; attention layers: the
+    attention paid by `attention_query`, default `query`; a hybrid gets both, its layers named by their place in
+    the model), how they were computed and their numerical checks, and the arrays as a download."""
     spans = [(s.label, s.start, s.end) for s in insp.spans]
-    if insp.is_ssm:
+    hybrid = insp.has_ssm and insp.has_attention
+    checks = []
+    if insp.has_ssm:
         quantity = st.radio("Quantity", SSM_QUANTITIES, horizontal=True, key=f"{key}_quantity",
                             format_func=lambda q: data.QUANTITY_LABELS[q])
         at_q = quantity in ("retained", "weight")
         q = query if not at_q or query in insp.references() else len(insp.tokens) - 1
-        title = f"{insp.model}: {data.QUANTITY_LABELS[quantity]}" + (f" at token {q}" if at_q else "")
-        fig = token_figure(data.layer_frame(insp, quantity, q), "value", spans, title, heat=True)
-        check = (f"Recurrence re-run from the hooked tensors vs the layers' own outputs: max relative error "
-                 f"{float(insp.arrays['check'].max()):.1e}.")
-    else:
-        fig = token_figure(data.layer_frame(insp, "attention", query), "value", spans,
-                           f"{insp.model}: attention paid by token {query}, per layer (mean over heads)", heat=True)
+        title = f"{insp.model}: {data.QUANTITY_LABELS[quantity]}" + (f" at token {q}" if at_q else "") \
+            + (" (Mamba layers)" if hybrid else "")
+        st.plotly_chart(token_figure(data.layer_frame(insp, quantity, q), "value", spans, title, heat=True),
+                        key=f"{key}_heat")
+        checks.append(f"Recurrence re-run from the hooked tensors vs the layers' own outputs: max relative error "
+                      f"{float(insp.arrays['check'].max()):.1e}.")
+    if insp.has_attention:
+        aq = min(query if attention_query is None else attention_query, len(insp.tokens) - 1)
+        title = f"{insp.model}: attention paid by token {aq}, per {'attention ' if hybrid else ''}layer (mean over heads)"
+        st.plotly_chart(token_figure(data.layer_frame(insp, "attention", aq), "value", spans, title, heat=True),
+                        key=f"{key}_attn" if hybrid else f"{key}_heat")
         rows = insp.arrays["attention"].sum(-1)
-        check = f"Every attention row sums to 1 within {float(abs(rows - 1).max()):.1e}."
-    st.plotly_chart(fig, key=f"{key}_heat")
+        checks.append(f"Every attention row sums to 1 within {float(abs(rows - 1).max()):.1e}.")
+    if hybrid:
+        checks.insert(0, f"Mamba layers {', '.join(map(str, insp.layers('ssm')))}; attention layers "
+                         f"{', '.join(map(str, insp.layers('attention')))}.")
     m = insp.meta
     st.caption(f"{m.get('forward', '')} · {m.get('device', '')} / {m.get('dtype', '')} · {m.get('seconds', 0):.2f} s · "
-               + check + (" Untrained placeholder: its numbers describe random weights." if m.get("placeholder") else ""))
+               + " ".join(checks)
+               + (" Untrained placeholder: its numbers describe random weights." if m.get("placeholder") else ""))
     st.download_button("Arrays (.npz)", data.npz_bytes(insp), file_name=f"{insp.model.replace('/', '_')}.npz",
                        key=f"{key}_npz")

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.models import registry
 from backend.models.placeholders import build_tiny
+from tests.backend.inside.test_hybrid_inside import build_tiny_hybrid
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "inside_view.py")
 TIMEOUT = 180
@@ -20,7 +21,8 @@ PROMPT = "Passkey: 58213. Remember it, the passkey is 58213.\nQuestion: the pass
 @pytest.fixture(scope="module")
 def tiny_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-ui")
-    return {arch: build_tiny(arch, root / arch) for arch in ("mamba2", "llama")}
+    folders = {arch: build_tiny(arch, root / arch) for arch in ("mamba2", "llama")}
+    return {**folders, "hybrid": build_tiny_hybrid(root / "hybrid")}
 
 
 @pytest.fixture
@@ -32,6 +34,7 @@ def real_env(arena_env, monkeypatch, tiny_folders):
     st.cache_resource.clear()
     registry.add_local_model(tiny_folders["mamba2"], name="tiny-m2")
     registry.add_local_model(tiny_folders["llama"], name="tiny-llama")
+    registry.add_local_model(tiny_folders["hybrid"], name="tiny-hybrid")
     return arena_env
 
 
@@ -148,3 +151,27 @@ def test_opened_from_an_experiment_instance_rebuilds_it_from_the_stored_run(real
     assert at.code[-1].value == expected.prompt  # the text shown is the plan's prompt, not an elided copy
     assert f"--run {run_id} --instance {expected.id}" in at.code[0].value
     assert at.dataframe[0].value["span"].tolist() == ["pass key"] * len(expected.char_spans)
+
+
+def test_a_hybrid_shows_its_mamba_layers_and_its_attention_layers(real_env):
+    at = _page()
+    at.multiselect(key="inside_models").set_value(["tiny-hybrid", "tiny-llama"])
+    at.text_area(key="inside_prompt").set_value(PROMPT)
+    at.button(key="inside_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error and not at.warning, [w.value for w in at.warning]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4  # what each keeps, the hybrid's two heatmaps, the transformer's one
+    rows = [d["name"] for d in json.loads(charts[0].proto.spec)["data"]]
+    assert rows[0].startswith("tiny-hybrid: retained in the state at token") and rows[0].endswith("(Mamba layers)")
+    assert rows[1].endswith("(attention layers)") and rows[2].startswith("tiny-llama: attention at token")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts[1:3]]
+    assert titles[0].endswith("(Mamba layers)") and "per attention layer" in titles[1]
+    ssm_rows = {t for t in json.loads(charts[1].proto.spec)["data"][0]["y"]}
+    assert ssm_rows == {"layer 0", "layer 2", "layer 3"}
+    captions = " ".join(c.value for c in at.caption)
+    assert "Mamba layers 0, 2, 3; attention layers 1." in captions and "read by hooks" in captions
+    at.toggle(key="inside_pick").set_value(True).run()
+    at.slider(key="inside_query_pos").set_value(4).run()
+    rows = [d["name"] for d in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert rows[1] == "tiny-hybrid: attention at token 4 (attention layers)"
