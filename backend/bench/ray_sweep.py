@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from backend.bench import sweep as S
-from backend.bench.shapes import SHAPES, Shape
+from backend.bench.shapes import Shape, resolve_shapes
 from backend.scale import cluster as C
 from store import RecordWriter
 
@@ -90,10 +90,7 @@ def run_sweep_on_ray(cfg: S.SweepConfig, writer, *, address: str | None = None, 
                      max_retries: int = C.DEFAULT_RETRIES) -> tuple[str, list[dict]]:
     """Like run_sweep, one Ray shard per model (see the module docstring). Returns (run id, rows)."""
     cfg.validate()
-    shapes = shapes or SHAPES
-    for m in cfg.models:
-        if m not in shapes:
-            raise ValueError(f"Unknown benchmark model {m!r}. Choose from {', '.join(shapes)}.")
+    shapes = resolve_shapes(cfg.models, shapes)  # shapes, or local folders of the model registry
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     with C.session(address) as ray:
@@ -153,5 +150,5 @@ def run_sweep_on_ray(cfg: S.SweepConfig, writer, *, address: str | None = None, 
 def _error_row(shape: Shape, device: str, reason: str) -> dict:
     """The row a model gets when its shard failed after its retries (as an isolated child's crash)."""
     return {"model": shape.name, "family": shape.family, "metric": "point", "phase": "load", "batch": 1,
-            "prompt_tokens": 0, "new_tokens": 0, "device_kind": device, "weights": "bundled" if shape.bundled
-            else "random", "status": "error", "error": reason[:400], "path": None}
+            "prompt_tokens": 0, "new_tokens": 0, "device_kind": device, "weights": shape.weights, "status": "error",
+            "error": reason[:400], "path": None}

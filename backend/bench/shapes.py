@@ -5,7 +5,10 @@ dimensions (state-spaces/mamba-*-hf, mamba2-130m, EleutherAI/pythia-*). Speed an
 shape, not on the weights. `max_position_embeddings` is raised on the transformer shapes so that long
 prompts can be timed (rotary embeddings have no learned limit; the output is meaningless either way).
 
-Bundled models (`toy-*`) are loaded from `assets/models/<name>` when those folders exist.
+Bundled models (`toy-*`) are loaded from `assets/models/<name>` when those folders exist. Any other name is
+looked up in the model registry: a local folder added there (`python -m backend models --add FOLDER`), e.g.
+a hybrid (family "hybrid": Bamba, Mamba-2 layers plus a few attention layers), is benchmarked from that
+folder with its own weights (`Shape.folder`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ LONG_CONTEXT = 1 << 20  # max_position_embeddings given to random-weight transfo
 @dataclass(frozen=True)
 class Shape:
     name: str
-    family: str  # "mamba" | "mamba2" | "transformer"
+    family: str  # "mamba" | "mamba2" | "transformer" | "hybrid"
     config_cls: str  # transformers config class name ("" for bundled folders)
     kwargs: tuple = ()  # config kwargs as (key, value) pairs (hashable)
     bundled: bool = False
+    folder: str = ""  # a registered local model's folder (weights loaded from there)
+
+    @property
+    def weights(self) -> str:
+        """What the rows say about the weights: "bundled", "local" (a registered folder) or "random"."""
+        return "bundled" if self.bundled else "local" if self.folder else "random"
 
     def config(self):
         import transformers
@@ -73,12 +82,40 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
+def _unknown(name: str, known) -> ValueError:
+    return ValueError(
+        f"Unknown benchmark model {name!r}. Choose from {', '.join(known)}, a preset ({', '.join(PRESETS)}), or "
+        "the name of a local model folder added with `python -m backend models --add FOLDER`.")
+
+
+def registered_shape(name: str, known=None) -> Shape:
+    """The shape of a local folder in the model registry (backend.models.registry), by its name; ValueError
+    (one sentence) for a name the registry does not know or one it serves from the Hugging Face Hub."""
+    from backend.errors import UnknownModelError
+    from backend.models import registry
+
+    try:
+        spec = registry.get_spec(name)
+    except UnknownModelError:
+        raise _unknown(name, SHAPES if known is None else known) from None
+    if spec.source != "local":
+        raise ValueError(f"{name!r} is a {spec.source} model of the registry; the benchmark runs random-weight "
+                         f"shapes ({', '.join(SHAPES)}) and local folders only. Download it and add the folder "
+                         "with `python -m backend models --add FOLDER`.")
+    return Shape(spec.name, spec.family, "", folder=str(spec.location))
+
+
 def get_shape(name: str) -> Shape:
-    if name not in SHAPES:
-        raise ValueError(
-            f"Unknown benchmark model {name!r}. Choose from {', '.join(SHAPES)} or a preset ({', '.join(PRESETS)})."
-        )
-    return SHAPES[name]
+    return SHAPES[name] if name in SHAPES else registered_shape(name)
+
+
+def resolve_shapes(names: list[str], shapes: dict[str, Shape] | None = None) -> dict[str, Shape]:
+    """`shapes` (default SHAPES) plus the registered local models among `names`; ValueError for an unknown name."""
+    out = dict(shapes or SHAPES)
+    for name in names:
+        if name not in out:
+            out[name] = registered_shape(name, known=list(out))
+    return out
 
 
 def expand_models(names: list[str]) -> list[str]:

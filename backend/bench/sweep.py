@@ -6,7 +6,8 @@ Order per model (most important first, so a time budget cuts the least useful po
   2. batch sweep at (batch_prompt_len, batch_new_tokens): batches in order until one runs out of
      memory or `max_batch`; then one "max_batch" row (largest batch that ran, and the one that did not)
   3. baselines: plain HF `generate()` (path "hf-generate") and, for transformers, the shared eager
-     loop with a DynamicCache (path "eager"), at batch 1, labelled, never the model's own number
+     loop with a DynamicCache (path "eager"), at batch 1, labelled, never the model's own number (a hybrid's
+     own path is that eager loop already, so it gets no separate eager row)
   4. the long prompts (>= long_from) at batch 1, until one runs out of memory
 An out-of-memory point is recorded (status "oom") and frees its memory; longer prompts (or larger
 batches) for that model are then skipped, since they would need more.
@@ -17,6 +18,13 @@ time of the models after it (a model that finishes early leaves its rest to the 
 point whose predicted time (the previous point of that phase, scaled by batch x prompt tokens) exceeds what
 is left is not started either. Every row records `point_s` (wall seconds for the point, warm-up included)
 and `model_elapsed_s` (seconds since the model's load began), so later runs can be planned from the data.
+
+Families: "transformer", the pure SSMs "mamba" / "mamba2", and "hybrid" (Bamba: Mamba-2 and attention layers;
+`backend.bench.steppers` says which path each gets). Families with attention (transformer, hybrid) skip prompts
+past `max_position_embeddings`; families with Mamba layers (SSMs, hybrid) fall back to Hugging Face's torch
+path when our kernels fail. Every row of a model carries `state_bytes` and `kv_bytes_per_token` (its cache for
+one sequence: what stays whatever the length, what each token adds) when they could be measured.
+Models are named by shape (backend.bench.shapes) or as local folders registered in the model registry.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import torch
 
 from backend.bench import measure as M
 from backend.bench import steppers as S
-from backend.bench.shapes import SHAPES, Shape, partner_of
+from backend.bench.shapes import Shape, partner_of, resolve_shapes
 from backend.device import device_name, resolve_device, resolve_dtype
 from backend.runinfo import run_meta
 
@@ -125,38 +133,38 @@ class Sweep:
     """Runs a SweepConfig and writes one run (kind "bench") to `writer` (store or RecordWriter).
 
     `load_model(shape, device, dtype) -> (model, kernel_path)` and
-    `make_stepper(kind, model, family, device, new_tokens)` are injectable for tests. `run_model(sweep, name)`
+    `make_stepper(kind, model, family, device, new_tokens)` (and `measure_point`, `measure_hf`, `model_facts`) are
+    injectable for tests. `run_model(sweep, name)`
     is how one model is run: in this process by default; `backend.bench.isolate.run_model_in_child` runs it
     in a child process (what `python -m backend bench` passes when the config asks for isolation)."""
     def __init__(self, cfg: SweepConfig, writer, shapes: dict[str, Shape] | None = None,
                  load_model: Callable | None = None, make_stepper: Callable | None = None,
                  measure_point: Callable | None = None, measure_hf: Callable | None = None,
                  progress: Callable[[str], None] | None = None,
-                 run_model: Callable[[Sweep, str], None] | None = None):
+                 run_model: Callable[[Sweep, str], None] | None = None, model_facts: Callable | None = None):
         cfg.validate()
         if cfg.isolate and run_model is None:
             raise ValueError("SweepConfig.isolate needs run_model=backend.bench.isolate.run_model_in_child "
                              "(run_sweep passes it).")
         self.cfg = cfg
         self.writer = writer
-        self.shapes = shapes or SHAPES
+        self.shapes = resolve_shapes(cfg.models, shapes)  # ValueError for an unknown name
         self.load_model = load_model or S.load_model
         self.make_stepper = make_stepper or S.make_stepper
         self.measure_point = measure_point or M.measure_point
         self.measure_hf = measure_hf or M.measure_hf_generate
+        self.model_facts = model_facts or S.model_facts
         self.progress = progress or (lambda msg: log.info(msg))
         self.run_model = run_model or Sweep._run_model
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        for name in cfg.models:
-            if name not in self.shapes:
-                raise ValueError(f"Unknown benchmark model {name!r}. Choose from {', '.join(self.shapes)}.")
         self.rows: list[dict] = []
         self.not_run: list[str] = []
         self._eager_only: set[str] = set()  # models whose fast path failed: the shared eager loop from then on
         self.on_point: Callable | None = None  # called with each plan before it is measured (child processes)
         self._model_limit: float | None = None  # this model's time limit (see model_limit)
         self._model_t0 = self._t_point = None  # when the current model / point began (for row timings)
+        self._facts: dict = {}  # the current model's columns on every row (steppers.model_facts)
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self, name: str | None = None) -> str:
@@ -205,6 +213,7 @@ class Sweep:
     def _run_model(self, model_name: str) -> None:
         shape = self.shapes[model_name]
         self._model_t0 = self._t_point = model_t0 = time.perf_counter()
+        self._facts = {}
         if self._over_budget(model_t0):
             self.not_run.append(f"{model_name}: all points (time budget spent)")
             return
@@ -215,7 +224,9 @@ class Sweep:
             self._record(shape, _Plan("load", 1, 0, 0), None, status="oom" if is_oom(e) else "error", error=e)
             M.free_memory(self.device)
             return
-        limit = _max_positions(model) if shape.family == "transformer" else None
+        self._facts = self.model_facts(model, shape.family)
+        # attention layers (a transformer's, a hybrid's) have a trained position limit; a pure SSM has none
+        limit = _max_positions(model) if S.has_attention(shape.family) else None
         oom_len: dict[int, int] = {}  # new_tokens -> shortest prompt that ran out of memory
         last_cost: dict[str, tuple[int, float]] = {}  # phase -> (batch x prompt tokens, seconds) of its last point
         batch_ok, batch_oom, batch_stop = 0, None, "end_of_list"
@@ -226,7 +237,7 @@ class Sweep:
                     self.not_run.append(f"{label} (time budget spent)")
                     continue
                 if plan.phase == "eager" and shape.family != "transformer":
-                    continue  # the SSMs' eager loop is their default stepper already when no kernel stepper
+                    continue  # the SSMs' eager loop is their default stepper when no kernel stepper; a hybrid's always
                 if limit and plan.prompt_len + plan.new_tokens > limit:
                     self.not_run.append(f"{label} (beyond max_position_embeddings={limit})")
                     continue
@@ -253,8 +264,9 @@ class Sweep:
                     self.on_point(plan)
                 self._t_point = t_point = time.perf_counter()
                 row = self._measure(shape, model, kernel_path, plan)
-                if row["status"] == "error" and shape.family != "transformer" and kernel_path != "hf-torch":
-                    # our SSM fast path failed: say so, fall back to Hugging Face's torch path for the rest
+                if row["status"] == "error" and S.has_ssm_layers(shape.family) and kernel_path != "hf-torch":
+                    # our SSM fast path (a hybrid's Mamba layers too) failed: say so, fall back to Hugging Face's
+                    # torch path for the rest
                     kernel_path = self._fall_back(model, shape, row)
                     self.progress(f"{label}: fast path failed ({row['error']}); again on {kernel_path}")
                     self._t_point = t_point = time.perf_counter()
@@ -326,12 +338,13 @@ class Sweep:
             "phase": plan.phase,
             "partner": partner_of(shape.name),
             "kernel_path": kernel_path,
-            "weights": "bundled" if shape.bundled else "random",
+            "weights": shape.weights,
             "warmup": self.cfg.warmup,
             "repeats": self.cfg.repeats,
             "versions": self.meta.get("versions"),
             "git_sha": self.meta.get("git_sha"),
             "seed": self.cfg.seed,
+            **self._facts,
         }
 
     def _record(self, shape: Shape, plan: _Plan, metrics: dict | None, status: str = "ok",

@@ -1,0 +1,164 @@
+"""The fair benchmark on a hybrid (Hugging Face BambaForCausalLM: Mamba-2 layers plus an attention layer), CPU.
+
+A tiny saved Bamba registered with registry.add_local_model is benchmarked by its name: its Mamba layers on our
+kernels (path "cpu-chunked" on CPU), decoded by the shared eager loop, prompts past its attention layers'
+max_position_embeddings skipped as a transformer's are, and each row carrying both parts of its cache (the
+Mamba layers' state and the attention layers' KV bytes per token)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from backend.bench import steppers as S
+from backend.bench.shapes import Shape, expand_models, get_shape, resolve_shapes
+from backend.bench.sweep import Sweep, SweepConfig
+from backend.models import registry
+from store import RecordWriter
+from store.records import iter_records
+
+HIDDEN, LAYERS, ATTN, HEADS, D_HEAD, STATE, KV_HEADS, CONV, MAX_POS = 32, 3, [1], 4, 16, 8, 2, 4, 48
+
+
+@pytest.fixture(scope="module")
+def hybrid_dir(tmp_path_factory):
+    """A tiny saved BambaForCausalLM (random weights, 48 trained positions) with the placeholders' tokenizer."""
+    from transformers import BambaConfig, BambaForCausalLM
+
+    from backend.models.placeholders import build_tokenizer
+
+    tok = build_tokenizer()
+    cfg = BambaConfig(vocab_size=len(tok), hidden_size=HIDDEN, num_hidden_layers=LAYERS, attn_layer_indices=ATTN,
+                      intermediate_size=48, num_attention_heads=4, num_key_value_heads=KV_HEADS,
+                      mamba_n_heads=HEADS, mamba_d_head=D_HEAD, mamba_n_groups=1, mamba_d_state=STATE,
+                      mamba_expand=2, mamba_d_conv=CONV, mamba_chunk_size=16, max_position_embeddings=MAX_POS,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-hybrid")
+    BambaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def hybrid(hybrid_dir, monkeypatch):
+    """The folder registered as "tiny-hybrid" (each test has its own SSM_ARENA_DATA), our default kernels."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    return registry.add_local_model(hybrid_dir, name="tiny-hybrid")
+
+
+def expected_bytes(elem: int = 4) -> tuple[int, int]:
+    """(conv + SSM state of the Mamba layers, K + V per token of the attention layer), one sequence, fp32."""
+    n_mamba, n_attn = LAYERS - len(ATTN), len(ATTN)
+    conv_dim = 2 * HIDDEN + 2 * STATE
+    state = n_mamba * (conv_dim * CONV + HEADS * D_HEAD * STATE) * elem
+    return state, n_attn * 2 * KV_HEADS * (HIDDEN // 4) * elem
+
+
+def cfg(**kw):
+    base = dict(models=["tiny-hybrid"], prompt_lens=[8, 16, 64], new_tokens=[4], long_from=64, batches=[1, 2],
+                batch_prompt_len=8, batch_new_tokens=4, repeats=1, warmup=1, hf_baseline=True, eager_baseline=True,
+                baseline_prompt_len=8, baseline_new_tokens=3, device="cpu", dtype="float32")
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def test_a_registered_hybrid_is_a_benchmark_model_by_name(hybrid, hybrid_dir):
+    shape = get_shape("tiny-hybrid")
+    assert (shape.family, shape.folder, shape.weights) == ("hybrid", str(hybrid_dir.resolve()), "local")
+    assert expand_models(["tiny-hybrid", "toy"])[0] == "tiny-hybrid"
+    assert Shape(**asdict(shape)) == shape  # how an isolated child or a Ray shard gets it
+    assert resolve_shapes(["tiny-hybrid"])["tiny-hybrid"] == shape
+    with pytest.raises(ValueError, match=r"Unknown benchmark model 'no-such-model'\. .*models --add FOLDER"):
+        get_shape("no-such-model")
+    with pytest.raises(ValueError, match="Unknown benchmark model 'no-such-model'"):
+        Sweep(cfg(models=["tiny-hybrid", "no-such-model"]), RecordWriter("/dev/null"))
+    with pytest.raises(ValueError, match="random-weight shapes .* and local folders only"):
+        get_shape("EleutherAI/pythia-160m")  # a Hub entry of the registry: not loaded by the benchmark
+
+
+def test_hybrid_sweep_rows(hybrid, tmp_path):
+    writer = RecordWriter(tmp_path / "b.jsonl")
+    sweep = Sweep(cfg(), writer)
+    run_id = sweep.run()
+    rows = sweep.rows
+    assert rows and all(r["family"] == "hybrid" and r["model"] == "tiny-hybrid" for r in rows)
+    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    state, kv = expected_bytes()
+    assert state > 0 and kv > 0
+    for r in rows:  # every row: the Mamba layers' path, both parts of the cache, the attention's own path
+        assert r["kernel_path"] == "cpu-chunked" and r["weights"] == "local" and r["partner"] is None
+        assert (r["state_bytes"], r["kv_bytes_per_token"]) == (state, kv)
+        assert r["attn_path"] in ("sdpa", "eager")
+    ctx = [r for r in rows if r["phase"] == "context"]
+    assert [r["prompt_tokens"] for r in ctx] == [8, 16]  # two prompt lengths
+    for r in ctx + [r for r in rows if r["phase"] == "batch"]:
+        assert r["path"] == "cpu-chunked" and r["cache_kind"] == S.HYBRID_CACHE_KIND
+        assert math.isfinite(r["tpot_ms"]) and r["tpot_ms"] > 0 and r["decode_tok_s"] > 0
+        # the cache after the last step: the state, plus K and V of every token fed (the last one is not)
+        tokens = r["prompt_tokens"] + r["new_tokens"] - 1
+        assert r["cache_bytes"] == r["batch"] * (state + kv * tokens)
+    assert ctx[1]["cache_bytes"] - ctx[0]["cache_bytes"] == kv * 8  # grows per token, unlike a pure SSM's
+    # the attention layers' trained positions bound the prompt, as a transformer's do: 64 + 4 > 48 is skipped
+    assert not any(r["prompt_tokens"] == 64 for r in rows)
+    assert any("L=64" in s and f"beyond max_position_embeddings={MAX_POS}" in s for s in sweep.not_run)
+    phases = {r["phase"] for r in rows}
+    assert "eager" not in phases  # its own path is the eager loop already: no separate reference row
+    assert {"context", "batch", "hf-generate", "max_batch"} <= phases
+    (hf,) = [r for r in rows if r["phase"] == "hf-generate"]
+    assert hf["path"] == "hf-generate" and math.isfinite(hf["tpot_ms"])
+    (mb,) = [r for r in rows if r["metric"] == "max_batch"]
+    assert mb["value"] == 2 and mb["stopped_by"] == "end_of_list"
+    stored = [rec["data"] for _, rec, _ in iter_records(tmp_path / "b.jsonl") if rec and rec.get("type") == "measurement"]
+    assert len(stored) == len(rows) and all(d["state_bytes"] == state for d in stored)
+    assert run_id
+
+
+def test_best_stepper_of_a_hybrid_is_the_eager_loop(hybrid):
+    from backend.generation.steppers import EagerStepper
+
+    model, path = S.load_model(get_shape("tiny-hybrid"), torch.device("cpu"), torch.float32)
+    assert path == "cpu-chunked" and model.arena_path == "cpu-chunked"
+    stepper = S.make_stepper("best", model, "hybrid", torch.device("cpu"), 4)
+    assert type(stepper) is EagerStepper and stepper.cache_kind == S.HYBRID_CACHE_KIND
+    assert S.has_attention("hybrid") and S.has_ssm_layers("hybrid")
+    assert not S.has_attention("mamba2") and not S.has_ssm_layers("transformer")
+
+
+def test_a_failing_hybrid_fast_path_falls_back_to_hf_torch(hybrid, tmp_path, monkeypatch):
+    """Our kernels fail on the hybrid's Mamba layers: the error is recorded, the rest runs on HF's torch path."""
+    from backend.generation import ssm_fast
+
+    orig = ssm_fast._mamba2_forward
+
+    def broken(self, hidden_states, *a, **kw):
+        if hidden_states.shape[1] > 1:  # the one-token state / KV measurement passes; the first prefill fails
+            raise RuntimeError("kernel failed to compile")
+        return orig(self, hidden_states, *a, **kw)
+
+    monkeypatch.setattr(ssm_fast, "_mamba2_forward", broken)
+    sweep = Sweep(cfg(prompt_lens=[8, 16], batches=[1], hf_baseline=False), RecordWriter(tmp_path / "b.jsonl"))
+    sweep.run()
+    first, retry = sweep.rows[0], sweep.rows[1]
+    assert first["status"] == "error" and "kernel failed" in first["error"] and first["kernel_path"] == "cpu-chunked"
+    assert retry["status"] == "ok" and retry["kernel_path"] == "hf-torch" and retry["path"] == "hf-torch"
+    assert all(r["status"] == "ok" and r["family"] == "hybrid" for r in sweep.rows[1:])
+    assert any("fast path failed" in s for s in sweep.not_run)
+
+
+def test_an_isolated_child_benchmarks_the_registered_hybrid(hybrid, tmp_path, monkeypatch):
+    """The child process gets the shape (its folder included), not the registry: same rows as in-process."""
+    from backend.bench.isolate import run_model_in_child
+
+    monkeypatch.delenv("SSM_ARENA_BENCH_CRASH_AT", raising=False)
+    c = cfg(prompt_lens=[8, 64], batches=[1], hf_baseline=False, isolate=True)
+    sweep = Sweep(c, RecordWriter(tmp_path / "iso.jsonl"), run_model=run_model_in_child)
+    sweep.run()
+    got = [(r["phase"], r["prompt_tokens"], r["status"], r["kernel_path"]) for r in sweep.rows if r["metric"] == "point"]
+    assert got == [("context", 8, "ok", "cpu-chunked"), ("batch", 8, "ok", "cpu-chunked")]
+    assert all(r["family"] == "hybrid" and r["state_bytes"] == expected_bytes()[0] for r in sweep.rows)
+    assert any(f"beyond max_position_embeddings={MAX_POS}" in s for s in sweep.not_run)
