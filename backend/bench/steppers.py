@@ -27,8 +27,6 @@ from backend.generation import steppers
 
 log = logging.getLogger(__name__)
 
-HYBRID_CACHE_KIND = "ssm_state+kv"  # a hybrid's cache: Mamba layers' state plus attention layers' KV
-
 
 def has_attention(family: str) -> bool:
     """Whether the family has attention layers, hence a KV cache and a trained position limit."""
@@ -108,10 +106,7 @@ def _registered_stepper(model, family: str, device: torch.device):
 def eager_stepper(model, family: str, device: torch.device):
     from backend.generation.steppers import EagerStepper
 
-    stepper = EagerStepper(model, family, device)
-    if family == "hybrid":  # EagerStepper calls anything but a pure SSM's cache "kv"; a hybrid's holds both
-        stepper.cache_kind = HYBRID_CACHE_KIND
-    return stepper
+    return EagerStepper(model, family, device)  # a hybrid's cache_kind is "ssm_state+kv" (state and KV)
 
 
 def model_facts(model, family: str) -> dict:

@@ -83,7 +83,7 @@ class GenMetrics:
     peak_mem_bytes: int | None
     peak_mem_kind: str  # "cuda_allocated" | "cpu_rss"
     cache_bytes: int | None
-    cache_kind: str  # "kv" | "ssm_state" | "none"
+    cache_kind: str  # "kv" | "ssm_state" | "ssm_state+kv" (a hybrid) | "none"
     path: str  # kernel / attention path that ran, e.g. "triton", "reference", "sdpa", "eager", "fake"
     device: str  # e.g. "cpu", "NVIDIA H100 80GB HBM3"
     dtype: str  # e.g. "float32", "bfloat16"

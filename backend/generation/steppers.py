@@ -4,7 +4,7 @@ A stepper owns one sequence's cache and exposes (B batch, L prompt length, V voc
     prefill(input_ids[B, L]) -> logits[B, V]   starts a new sequence (drops any previous state)
     step(token_ids[B])       -> logits[B, V]   feeds one token per sequence
     cache_bytes() -> int                       bytes of the cache tensors right now
-    cache_kind: "kv" | "ssm_state" | "none";  path: what ran (e.g. "sdpa", "hf-torch", "triton+cudagraph")
+    cache_kind: "kv" | "ssm_state" | "ssm_state+kv" (a hybrid) | "none";  path: what ran (e.g. "sdpa", "hf-torch", "triton+cudagraph")
 
 `EagerStepper` works for any Hugging Face causal LM (Mamba, Mamba-2, Llama, GPT-NeoX, ...) with the cache
 the model creates itself (a DynamicCache in transformers 5.x: KV layers for attention, conv + recurrent
@@ -87,7 +87,8 @@ class EagerStepper:
         self.model = model
         self.family = family
         self.device = next(model.parameters()).device
-        self.cache_kind = "ssm_state" if family in SSM_FAMILIES else "kv"
+        # a hybrid keeps both: its Mamba layers' conv + SSM state and its attention layers' KV cache
+        self.cache_kind = "ssm_state" if family in SSM_FAMILIES else "ssm_state+kv" if family == "hybrid" else "kv"
         self.path = default_path(model, family)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = next((k for k in ("cache", "past_key_values", "cache_params") if k in params), None)

@@ -31,7 +31,8 @@ from backend.generation.compare import LINE_END, CompareJob, Slot
 from backend.generation.recording import repeat_stats
 from pages.components.fmt import fmt_bytes, fmt_num, fmt_spread, plain_markdown
 
-CACHE_LABELS = {"kv": "KV cache", "ssm_state": "conv + SSM state", "none": "cache"}
+CACHE_LABELS = {"kv": "KV cache", "ssm_state": "conv + SSM state", "ssm_state+kv": "SSM state + KV cache",
+                "none": "cache"}
 PROCESS_LABELS = {"cuda_allocated": "peak GPU memory allocated by the whole process (every loaded model)",
                   "cpu_rss": "peak RSS of the whole process (app + every loaded model)"}
 FINAL = ("done", "error", "skipped")

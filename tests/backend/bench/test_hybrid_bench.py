@@ -97,7 +97,7 @@ def test_hybrid_sweep_rows(hybrid, tmp_path):
     ctx = [r for r in rows if r["phase"] == "context"]
     assert [r["prompt_tokens"] for r in ctx] == [8, 16]  # two prompt lengths
     for r in ctx + [r for r in rows if r["phase"] == "batch"]:
-        assert r["path"] == "cpu-chunked" and r["cache_kind"] == S.HYBRID_CACHE_KIND
+        assert r["path"] == "cpu-chunked" and r["cache_kind"] == "ssm_state+kv"
         assert math.isfinite(r["tpot_ms"]) and r["tpot_ms"] > 0 and r["decode_tok_s"] > 0
         # the cache after the last step: the state, plus K and V of every token fed (the last one is not)
         tokens = r["prompt_tokens"] + r["new_tokens"] - 1
@@ -124,7 +124,7 @@ def test_best_stepper_of_a_hybrid_is_the_eager_loop(hybrid):
     model, path = S.load_model(get_shape("tiny-hybrid"), torch.device("cpu"), torch.float32)
     assert path == "cpu-chunked" and model.arena_path == "cpu-chunked"
     stepper = S.make_stepper("best", model, "hybrid", torch.device("cpu"), 4)
-    assert type(stepper) is EagerStepper and stepper.cache_kind == S.HYBRID_CACHE_KIND
+    assert type(stepper) is EagerStepper and stepper.cache_kind == "ssm_state+kv"
     assert S.has_attention("hybrid") and S.has_ssm_layers("hybrid")
     assert not S.has_attention("mamba2") and not S.has_ssm_layers("transformer")
 

@@ -62,6 +62,7 @@ def test_loads_as_a_hybrid_on_our_kernels_and_streams(hybrid_dir, monkeypatch):
     assert isinstance(result, GenerationResult) and result.family == "hybrid"
     assert result.metrics.path == "cpu-chunked" and result.metrics.new_tokens == 5
     assert result.metrics.cache_bytes and result.metrics.cache_bytes > 0
+    assert result.metrics.cache_kind == "ssm_state+kv"  # the Mamba layers' state and the attention layers' KV
 
 
 def test_info_has_both_state_bytes_and_kv_bytes_per_token(hybrid_dir, tiny_dirs, monkeypatch):
