@@ -19,6 +19,7 @@ from backend.bench.sweep import Sweep, SweepConfig
 from backend.models import registry
 from store import RecordWriter
 from store.records import iter_records
+from tests.backend.helpers import build_tiny_hybrid
 
 HIDDEN, LAYERS, ATTN, HEADS, D_HEAD, STATE, KV_HEADS, CONV, MAX_POS = 32, 3, [1], 4, 16, 8, 2, 4, 48
 
@@ -26,22 +27,8 @@ HIDDEN, LAYERS, ATTN, HEADS, D_HEAD, STATE, KV_HEADS, CONV, MAX_POS = 32, 3, [1]
 @pytest.fixture(scope="module")
 def hybrid_dir(tmp_path_factory):
     """A tiny saved BambaForCausalLM (random weights, 48 trained positions) with the placeholders' tokenizer."""
-    from transformers import BambaConfig, BambaForCausalLM
-
-    from backend.models.placeholders import build_tokenizer
-
-    tok = build_tokenizer()
-    cfg = BambaConfig(vocab_size=len(tok), hidden_size=HIDDEN, num_hidden_layers=LAYERS, attn_layer_indices=ATTN,
-                      intermediate_size=48, num_attention_heads=4, num_key_value_heads=KV_HEADS,
-                      mamba_n_heads=HEADS, mamba_d_head=D_HEAD, mamba_n_groups=1, mamba_d_state=STATE,
-                      mamba_expand=2, mamba_d_conv=CONV, mamba_chunk_size=16, max_position_embeddings=MAX_POS,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-hybrid")
-    BambaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return build_tiny_hybrid(tmp_path_factory.mktemp("tiny-hybrid"), layers=LAYERS, attn=tuple(ATTN),
+                             max_positions=MAX_POS)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import torch
 from backend.cli import inspect as cmd
 from backend.inside import attention, core, data, ssm
 from backend.models import registry
+from tests.backend import helpers
 from tests.backend.helpers import tiny_generator
 
 LAYERS, ATTN = 4, [1]
@@ -26,27 +27,8 @@ KEY = [("pass key", PROMPT.index("58213"), PROMPT.index("58213") + 5)]
 
 
 def build_tiny_hybrid(folder):
-    """Save a tiny BambaForCausalLM (layers 0, 2, 3 Mamba-2, layer 1 attention) with A, D, dt and the conv bias
-    moved off their initial values, and the placeholders' tokenizer, into `folder`."""
-    from transformers import BambaConfig, BambaForCausalLM
-
-    from backend.models.placeholders import build_tokenizer
-
-    tok = build_tokenizer()
-    cfg = BambaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=LAYERS, attn_layer_indices=ATTN,
-                      intermediate_size=48, num_attention_heads=4, num_key_value_heads=2, mamba_n_heads=HEADS,
-                      mamba_d_head=16, mamba_n_groups=2, mamba_d_state=8, mamba_expand=2, mamba_d_conv=4,
-                      mamba_chunk_size=16, max_position_embeddings=512, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = BambaForCausalLM(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("A_log", "D", "dt_bias", "conv1d.bias")):
-                p.add_(torch.randn_like(p) * 0.3)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    """A tiny Bamba: layers 0, 2, 3 Mamba-2 (2 groups), layer 1 attention, A / D / dt / conv bias perturbed."""
+    return helpers.build_tiny_hybrid(folder, layers=LAYERS, attn=tuple(ATTN), groups=2, perturb=True)
 
 
 @pytest.fixture(scope="module")
