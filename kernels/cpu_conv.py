@@ -33,9 +33,11 @@ causal_conv1d_cpu_ref = causal_conv1d_ref
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
 def _conv_kernel(x, w, bias, has_bias, silu, out, tile_l):
-    """x, out [b, L, d] (x any strides, out C-contiguous); w [d, K]; bias [d]."""
+    """x, out [b, L, d] C-contiguous; w [K, d] (transposed, so the channel loops read it contiguously);
+    bias [d]. C layouts and contiguous weights let LLVM vectorise over channels: with x strided (numba's "A"
+    layout) and w [d, K] this took 0.30 ms for a toy layer (512 channels x 512 positions), ~0.05 ms so."""
     b, L, d = x.shape
-    K = w.shape[1]
+    K = w.shape[0]
     ntile = (L + tile_l - 1) // tile_l
     for job in prange(b * ntile):
         bi = job // ntile
@@ -47,7 +49,7 @@ def _conv_kernel(x, w, bias, has_bias, silu, out, tile_l):
                 s = t - (K - 1) + k
                 if s >= 0:
                     for c in range(d):
-                        out[bi, t, c] += w[c, k] * x[bi, s, c]
+                        out[bi, t, c] += w[k, c] * x[bi, s, c]
             if silu:
                 for c in range(d):
                     v = out[bi, t, c]
@@ -62,13 +64,11 @@ def causal_conv1d_cpu(x, weight, bias=None, activation=None, tile_l: int = TILE_
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 \
             or (bias is not None and bias.dtype != torch.float32):
         return causal_conv1d_ref(x, weight, bias, activation)
-    xp = x.transpose(1, 2)  # [batch, L, dim] view
-    if xp.stride(2) != 1:
-        xp = xp.contiguous()
+    xp = x.transpose(1, 2).contiguous()  # [batch, L, dim]: a copy of ~0.03 ms when x is a strided slice
     out = torch.empty(batch, seqlen, dim, dtype=torch.float32)
     if seqlen:
         numba.set_num_threads(threads())
-        _conv_kernel(xp.detach().numpy(), weight.detach().numpy(),
+        _conv_kernel(xp.detach().numpy(), weight.detach().t().contiguous().numpy(),
                      (bias if bias is not None else weight[:, 0]).detach().numpy(), bias is not None, silu,
                      out.numpy(), int(tile_l))
     return out.transpose(1, 2)

@@ -31,27 +31,55 @@ from kernels.rms_norm import _plan, _rows, rms_norm_ref
 rms_norm_cpu_ref = rms_norm_ref
 
 
+LANES = 16  # partial sums of the sum of squares: one AVX-512 vector
 PARALLEL_ROWS = 64  # fewer rows (a decode step) run on the calling thread: waking numba's pool costs more
 
 
 def _norm_rows(x, res, z, w, eps, G, has_res, has_z, store_res, out, res_out):
-    """x, res, z [rows, N] (row strides free); w [N]; out, res_out [rows, N] C-contiguous."""
+    """x, res, z, out, res_out [rows, N] C-contiguous; w [N].
+
+    Written for LLVM's vectoriser (measured on the 2-core CPU, 512 x 512 gated: 1.39 ms as one fused loop,
+    ~0.1 ms like this): one simple loop per step with no reduction and no branch in it, zero-based loop
+    counters (`range(g0, g0 + G)` did not vectorise), C-contiguous inputs (a strided
+    2-D view is numba's "A" layout, whose loops do not vectorise: 0.72 against 0.18 ms for a gate sliced out of
+    in_proj's output, which the wrapper copies in ~0.03 ms), and the sum of squares in LANES partial sums, since
+    fastmath here may not reassociate a single running sum."""
     rows, N = x.shape
     for r in prange(rows):
-        for g0 in range(0, N, G):
+        part = np.empty(LANES, np.float32)
+        gate = np.empty(G, np.float32)
+        for g in range(N // G):
+            g0 = g * G
+            if has_res:
+                for c in range(G):
+                    out[r, g0 + c] = x[r, g0 + c] + res[r, g0 + c]
+            else:
+                for c in range(G):
+                    out[r, g0 + c] = x[r, g0 + c]
+            if store_res:
+                for c in range(G):
+                    res_out[r, g0 + c] = out[r, g0 + c]
+            if has_z:
+                for c in range(G):
+                    zv = z[r, g0 + c]
+                    gate[c] = zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
+                for c in range(G):
+                    out[r, g0 + c] *= gate[c]
+            for j in range(LANES):
+                part[j] = 0.0
+            full = G - G % LANES
+            for c in range(0, full, LANES):
+                for j in range(LANES):
+                    v = out[r, g0 + c + j]
+                    part[j] += v * v
             ss = np.float32(0.0)
-            for c in range(g0, g0 + G):
-                h = x[r, c] + res[r, c] if has_res else x[r, c]
-                if store_res:
-                    res_out[r, c] = h
-                if has_z:
-                    zv = z[r, c]
-                    h = h * zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
-                out[r, c] = h
-                ss += h * h
+            for j in range(LANES):
+                ss += part[j]
+            for c in range(full, G):
+                ss += out[r, g0 + c] * out[r, g0 + c]
             inv = np.float32(1.0) / math.sqrt(ss / G + eps)
-            for c in range(g0, g0 + G):
-                out[r, c] = w[c] * (out[r, c] * inv)
+            for c in range(G):
+                out[r, g0 + c] = w[g0 + c] * (out[r, g0 + c] * inv)
 
 
 _FLAGS = dict(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
@@ -74,7 +102,8 @@ def rms_norm_cpu(x, weight, eps, residual=None, z=None, group_size=None, residua
         kernel = _norm_parallel if x2.shape[0] >= PARALLEL_ROWS else _norm_serial
         if kernel is _norm_parallel:
             numba.set_num_threads(threads())
+        x2, r2, z2 = (t.contiguous() for t in (x2, r2, z2))  # see _norm_rows: C layout vectorises
         kernel(x2.detach().numpy(), r2.detach().numpy(), z2.detach().numpy(), weight.detach().numpy(),
-                     np.float32(eps), G, residual is not None, z is not None, store_res, out.view(-1, N).numpy(),
-                     (res_out if store_res else out).view(-1, N).numpy())
+               np.float32(eps), G, residual is not None, z is not None, store_res, out.view(-1, N).numpy(),
+               (res_out if store_res else out).view(-1, N).numpy())
     return out, res_out

@@ -15,7 +15,7 @@ from kernels import dispatch
 from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
 from kernels.cpu_conv import causal_conv1d_cpu
 from kernels.cpu_norm import rms_norm_cpu
-from kernels.cpu_scan import _exp2, selective_scan_cpu
+from kernels.cpu_scan import _exp2, _softplus, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
 from kernels.cpu_step import causal_conv1d_update_cpu, selective_state_update_cpu
 from kernels.rms_norm import rms_norm_ref
@@ -39,11 +39,31 @@ def _exp2_all(t):
     return out
 
 
+@njit
+def _softplus_all(t):
+    out = np.empty_like(t)
+    for i in range(t.shape[0]):
+        out[i] = _softplus(t[i])
+    return out
+
+
 def test_exp2_polynomial_is_within_fp32_rounding():
     t = torch.linspace(-125.0, 20.0, 2_000_001)
     got = torch.from_numpy(_exp2_all(t.numpy()))  # fp32 in, as in the kernels
     want = torch.exp2(t.double())
     assert ((got.double() - want).abs() / want).max().item() < 3e-7
+
+
+def test_softplus_is_within_fp32_rounding():
+    """The fused softplus of delta (log1p through atanh's series) against float64, over and past the threshold
+    of 20 where F.softplus returns x."""
+    t = torch.linspace(-60.0, 60.0, 1_200_001)
+    got = torch.from_numpy(_softplus_all(t.numpy())).double()
+    want = torch.nn.functional.softplus(t.double(), threshold=1e9)
+    rel = (got - want).abs() / want
+    # far left softplus(x) ~ e^x, and rounding x * log2(e) to fp32 costs ~|x| * 6e-8 relative
+    assert rel.max().item() < 4e-6
+    assert rel[t > -8].max().item() < 1e-6
 
 
 # batch, dim, seqlen, dstate, tile_l: dim not a multiple of 16, odd N, tiles ending mid-sequence
@@ -141,11 +161,16 @@ def test_conv_matches_reference(shape, poison):
 
 
 @pytest.mark.parametrize("rows", [pytest.param(1, id="rows1-serial"), pytest.param(100, id="rows100-parallel")])
-@pytest.mark.parametrize("kind", ["residual", "gated-groups", "plain", "round-input"])
+@pytest.mark.parametrize("kind", ["residual", "gated-groups", "gated-strided", "plain", "round-input",
+                                  "round-input-first-block", "odd-width"])
 def test_norm_matches_reference(rows, kind, poison):
     x, res, z, w = rnd(rows, 48, seed=1), rnd(rows, 48, seed=2), rnd(rows, 48, seed=3), rnd(48, seed=4)
+    if kind == "odd-width":  # 37 features: the partial sums' tail
+        x, w = x[:, :37].contiguous(), w[:37].contiguous()
     kw = {"residual": dict(residual=res), "gated-groups": dict(z=z, group_size=16), "plain": {},
-          "round-input": dict(residual=res, round_input=True)}[kind]
+          "gated-strided": dict(z=rnd(rows, 96, seed=5)[:, 48:]),  # a gate sliced out of in_proj's output
+          "round-input": dict(residual=res, round_input=True), "odd-width": dict(round_input=True),
+          "round-input-first-block": dict(round_input=True)}[kind]  # h = x: the first block has no residual
     out, h = rms_norm_cpu(x, w, 1e-5, **kw)
     out_ref, h_ref = rms_norm_ref(x, w, 1e-5, **kw)
     assert rel_err(out, out_ref) < 1e-5
