@@ -5,7 +5,8 @@ Paths
                  tensors when the kernels were decorated under TRITON_INTERPRET=1 and the path is forced,
                  which is how CI tests them)
     "cpu-chunked" the CPU fast path (CPU tensors under auto): Mamba-1 prefill through the compiled scan of
-                 `kernels/cpu_scan.py`, Mamba-2 prefill through the chunked SSD of `kernels/cpu_ssd.py`, the
+                 `kernels/cpu_scan.py`, Mamba-2 prefill through the compiled recurrence of `kernels/cpu_ssd_scan.py`
+                 (~4x the chunked SSD of `kernels/cpu_ssd.py` at the toy shape, which stays as a reference), the
                  decode step's state and conv updates fused (`kernels/cpu_step.py`), the conv and the norm
                  in one compiled pass each (`cpu_conv.py`, `cpu_norm.py`); needs numba, else "reference"
     "reference"  the `*_ref` PyTorch functions beside each kernel (forced, or CPU without numba)
@@ -67,12 +68,12 @@ def _cpu_ops() -> dict:
     global _cpu_available
     if "cpu-chunked" not in _OPS:
         try:
-            from kernels import cpu_conv, cpu_norm, cpu_scan, cpu_ssd, cpu_step
+            from kernels import cpu_conv, cpu_norm, cpu_scan, cpu_ssd_scan, cpu_step
         except ImportError:  # numba present but broken on this platform: the references
             _cpu_available = False
             return _OPS["reference"]
         _OPS["cpu-chunked"] = {**_OPS["reference"], "selective_scan": cpu_scan.selective_scan_cpu,
-                               "ssd_chunk_scan": cpu_ssd.ssd_chunk_scan_cpu,
+                               "ssd_chunk_scan": cpu_ssd_scan.ssd_scan_cpu,
                                "selective_state_update": cpu_step.selective_state_update_cpu,
                                "causal_conv1d_update": cpu_step.causal_conv1d_update_cpu,
                                "causal_conv1d": cpu_conv.causal_conv1d_cpu, "rms_norm": cpu_norm.rms_norm_cpu}

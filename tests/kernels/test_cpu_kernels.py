@@ -17,6 +17,7 @@ from kernels.cpu_conv import causal_conv1d_cpu
 from kernels.cpu_norm import rms_norm_cpu
 from kernels.cpu_scan import _exp2, _softplus, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
+from kernels.cpu_ssd_scan import ssd_scan_cpu
 from kernels.cpu_step import causal_conv1d_update_cpu, selective_state_update_cpu
 from kernels.rms_norm import rms_norm_ref
 from kernels.selective_scan import selective_scan_ref
@@ -116,6 +117,22 @@ def test_ssd_matches_reference(shape, dtype, poison):
     assert y.dtype == dtype and h.dtype == torch.float32
     assert rel_err(y, y_ref) < REL_TOL[dtype]
     assert rel_err(h, h_ref) < REL_TOL[torch.float32] * 10
+    y2, h2 = ssd_scan_cpu(**args, dt_softplus=True, initial_states=h0)  # the recurrence the CPU path runs
+    assert y2.dtype == dtype and h2.dtype == torch.float32
+    assert rel_err(y2, y_ref) < REL_TOL[dtype]
+    assert rel_err(h2, h_ref) < REL_TOL[torch.float32] * 10
+
+
+@pytest.mark.parametrize("d_kind", ["per-head", "per-channel", "none"])
+def test_ssd_recurrence_d_forms_and_gate(d_kind, poison):
+    """D as [H], [H, P] or absent, and a z gate, as the recurrence takes them (x and z row slices of one tensor)."""
+    args = _random_problem(2, 37, 4, 6, 2, 10, "cpu", dtype=torch.float32)
+    args["D"] = {"per-head": rnd(4, seed=7), "per-channel": rnd(4, 6, seed=7), "none": None}[d_kind]
+    xz = rnd(2, 37, 4, 12, seed=8)
+    args["x"], args["z"] = xz[..., :6], xz[..., 6:]
+    y, h = ssd_scan_cpu(**args, dt_softplus=True, dt_limit=(0.001, 0.5))
+    y_ref, h_ref = ssd_chunk_scan_ref(**args, dt_softplus=True, dt_limit=(0.001, 0.5))
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(h, h_ref) < 1e-5
 
 
 @pytest.mark.parametrize("tied", [pytest.param(False, id="mamba1"), pytest.param(True, id="mamba2")])
@@ -192,16 +209,20 @@ def test_prefill_then_decode_equals_one_prefill(poison):
     args = _random_problem(1, 22, 4, 8, 2, 16, "cpu", with_z=False)
     y_full, _ = ssd_chunk_scan_cpu(**args, dt_softplus=True, chunk=8)
     head = {k: (v[:, :19] if k in ("x", "dt", "B", "C") else v) for k, v in args.items()}
-    y0, state = ssd_chunk_scan_cpu(**head, dt_softplus=True, chunk=8)
-    ys = [selective_state_update_cpu(state, args["x"][:, t], args["dt"][:, t], args["A"], args["B"][:, t],
-                                     args["C"][:, t], args["D"], None, args["dt_bias"], True) for t in range(19, 22)]
-    assert rel_err(torch.cat([y0, torch.stack(ys, 1)], 1), y_full) < 1e-4
+    for prefill in (lambda a: ssd_chunk_scan_cpu(**a, dt_softplus=True, chunk=8),
+                    lambda a: ssd_scan_cpu(**a, dt_softplus=True)):  # the chunked SSD and the recurrence
+        y0, state = prefill(head)
+        ys = [selective_state_update_cpu(state, args["x"][:, t], args["dt"][:, t], args["A"], args["B"][:, t],
+                                         args["C"][:, t], args["D"], None, args["dt_bias"], True)
+              for t in range(19, 22)]
+        assert rel_err(torch.cat([y0, torch.stack(ys, 1)], 1), y_full) < 1e-4
 
 
 def test_dispatch_reports_the_cpu_path(monkeypatch):
     monkeypatch.delenv(dispatch.ENV, raising=False)
     assert dispatch.path_for("cpu") == "cpu-chunked"
     assert dispatch.op("selective_scan", "cpu") is selective_scan_cpu
+    assert dispatch.op("ssd_chunk_scan", "cpu") is ssd_scan_cpu
     assert dispatch.describe("cpu")["path"] == "cpu-chunked" and not dispatch.uses_triton("cpu")
     monkeypatch.setenv(dispatch.ENV, "reference")
     assert dispatch.path_for("cpu") == "reference"

@@ -1,0 +1,106 @@
+"""Mamba-2 prefill on CPU as a compiled recurrence (numba): one job per (sequence, head) walks the positions
+with that head's [N, P] state in L1, returning y and the final fp32 state. Same signature and results as
+`kernels/cpu_ssd.py`'s chunked SSD (and `kernels/ssd_chunk_scan.py`), which stays as the matmul formulation.
+
+Shape glossary
+    batch   sequences;  seqlen  positions L
+    nheads  heads H;  headdim  P (channels per head);  dstate  N;  ngroups  G (nheads % ngroups == 0)
+
+Arguments (mamba-ssm `mamba_chunk_scan_combined` layout)
+    x       [batch, seqlen, nheads, headdim]   fp32/bf16/fp16 (computed in fp32)
+    dt      [batch, seqlen, nheads];  A [nheads] fp32 (negative);  B, C [batch, seqlen, ngroups, dstate]
+    D       [nheads] or [nheads, headdim] or None;  z like x or None;  dt_bias [nheads] or None
+    initial_states [batch, nheads, headdim, dstate] or None
+Returns y [batch, seqlen, nheads, headdim] in x's dtype and final_states [batch, nheads, headdim, dstate] fp32.
+
+    dt_t = clamp(softplus(dt_t + dt_bias), dt_min, dt_max);  a_t = exp(dt_t * A)   (one scalar per head)
+    h_t[n, p] = a_t h_{t-1}[n, p] + B_t[n] (dt_t x_t[p]);     y_t[p] = sum_n C_t[n] h_t[n, p] + D x_t[p]
+
+Why a recurrence and not the chunked SSD here: with Mamba-2's scalar decay per head a position costs 3
+multiply-adds per state element, vectorised over the P channels with the state held as [N, P] (no horizontal
+sums), and nothing else: no [Q, Q] decay matrices, exponentials, cat or copies. The chunked SSD spends its
+time in those (batched matmuls of 64 x 64, their layout copies and the state passing) on a 2-core CPU, where
+matmul throughput is no better than these multiply-adds. Measured for one toy-mamba2 layer (8 heads x 64
+channels, N 64, 512 positions): see the commit that added this file.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numba import njit, prange
+
+from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, threads
+from kernels.ssd_chunk_scan import _check, ssd_chunk_scan_ref
+from kernels.ssd_train import _dt_processed
+
+ssd_scan_cpu_ref = ssd_chunk_scan_ref  # the reference this op is tested against
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+def _ssd_scan_kernel(x, dt, A2, Bm, Cm, Dv, has_d, h, y):
+    """x, y [b, L, H, P]; dt [b, L, H] (processed); A2 [H] = A * log2(e); Bm, Cm [b, L, G, N];
+    Dv [H, P]; h [b, H, N, P] in: initial state, out: final state. All fp32, C-contiguous."""
+    b, L, H, P = x.shape
+    G, N = Bm.shape[2], Bm.shape[3]
+    per_group = H // G
+    for job in prange(b * H):
+        bi = job // H
+        hh = job % H
+        g = hh // per_group
+        st = np.empty((N, P), np.float32)  # the head's state, private to this job (no aliasing to rule out)
+        dx = np.empty(P, np.float32)
+        acc = np.empty(P, np.float32)
+        for n in range(N):
+            for p in range(P):
+                st[n, p] = h[bi, hh, n, p]
+        for t in range(L):
+            d = dt[bi, t, hh]
+            a = _exp2(d * A2[hh])
+            for p in range(P):
+                dx[p] = d * x[bi, t, hh, p]
+            if has_d:
+                for p in range(P):
+                    acc[p] = Dv[hh, p] * x[bi, t, hh, p]
+            else:
+                for p in range(P):
+                    acc[p] = 0.0
+            for n in range(N):
+                bn = Bm[bi, t, g, n]
+                cn = Cm[bi, t, g, n]
+                for p in range(P):
+                    v = a * st[n, p] + bn * dx[p]
+                    st[n, p] = v
+                    acc[p] += v * cn
+            for p in range(P):
+                y[bi, t, hh, p] = acc[p]
+        for n in range(N):
+            for p in range(P):
+                h[bi, hh, n, p] = st[n, p]
+
+
+def ssd_scan_cpu(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
+                 initial_states=None):
+    """Mamba-2 prefill on CPU tensors as a compiled recurrence; see the module docstring. Returns
+    (y, final_states fp32)."""
+    _check(x, dt, A, B, C, D, z, dt_bias, initial_states)
+    assert x.device.type == "cpu", f"ssd_scan_cpu takes CPU tensors, got {x.device}"
+    batch, seqlen, nheads, headdim = x.shape
+    dstate = B.shape[3]
+    h = torch.zeros(batch, nheads, dstate, headdim, dtype=torch.float32)  # [N, P] per head: see the docstring
+    if initial_states is not None:
+        h.copy_(initial_states.float().transpose(2, 3))
+    y = torch.empty(batch, seqlen, nheads, headdim, dtype=torch.float32)
+    if seqlen:
+        dtp = _dt_processed(dt, dt_bias, dt_softplus, dt_limit).contiguous()  # [batch, L, H]: small
+        Dv = (D.float()[:, None].expand(nheads, headdim) if D is not None and D.dim() == 1
+              else D.float() if D is not None else torch.zeros(nheads, headdim))
+        numba.set_num_threads(threads())
+        _ssd_scan_kernel(x.float().contiguous().numpy(), dtp.numpy(), (A.float() * LOG2E).contiguous().numpy(),
+                         B.float().contiguous().numpy(), C.float().contiguous().numpy(), Dv.contiguous().numpy(),
+                         D is not None, h.numpy(), y.numpy())
+        if z is not None:
+            y = y * F.silu(z.float())
+    return y.to(x.dtype), h.transpose(2, 3).contiguous()
