@@ -147,6 +147,9 @@ with c3:
     _context_plot("peak_mem_bytes", "Peak memory (bytes)")
 with c4:
     _context_plot("cache_bytes", "Cache bytes (KV or conv + SSM state)")
+    split = A.cache_split_sentences(view)
+    if split:
+        st.markdown("One sequence's cache, state + KV:\n" + "\n".join(f"- {s}" for s in split))
     kv = A.points(view)
     kv = kv[kv["cache_kind"] == "kv"] if "cache_kind" in kv.columns else kv.iloc[0:0]
     if not kv.empty:

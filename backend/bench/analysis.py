@@ -9,6 +9,8 @@ that ran at the paper setting.
   interpolated on log-log axes between the two measured lengths around the sign change.
 - `paper_ratio`: the Mamba paper's setting (prompt 2048, 128 new tokens, largest batch each fits):
   throughput = batch x new tokens / (prefill + decode time), SSM over transformer.
+- `cache_split_sentences`: each model's cache for one sequence as state (constant) + KV per token, from the
+  `state_bytes` / `kv_bytes_per_token` every row carries (a hybrid has both).
 - `*_sentence`: what the page says, computed from the data.
 """
 
@@ -218,4 +220,35 @@ def rooflines(kb: pd.DataFrame) -> list[tuple[str, pd.DataFrame, float | None, p
         ceil = rows[metric == "copy_gbps"]
         out.append((str(device), rows[metric == "kernel_ms"].copy(),
                     float(ceil["value"].iloc[-1]) if not ceil.empty else None, rows[metric == "peer_ms"].copy()))
+    return out
+
+
+def _bytes(n: float) -> str:
+    for unit, k in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= k:
+            return f"{n / k:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def cache_split_sentences(df: pd.DataFrame, at_tokens: int = 2048) -> list[str]:
+    """One sentence per model whose rows carry `state_bytes` and `kv_bytes_per_token`: the conv + SSM state
+    one sequence keeps whatever its length, the K + V each token adds, and the total at `at_tokens`."""
+    d = points(df)
+    if d.empty or not {"state_bytes", "kv_bytes_per_token"} <= set(d.columns):
+        return []
+    out = []
+    for model, g in d.groupby("model", sort=True):
+        sb, kv = g["state_bytes"].dropna(), g["kv_bytes_per_token"].dropna()
+        if sb.empty or kv.empty:
+            continue
+        sb, kv = float(sb.iloc[0]), float(kv.iloc[0])
+        if sb and kv:
+            out.append(f"**{model}**: {_bytes(sb)} of conv + SSM state whatever the length, plus {_bytes(kv)} of "
+                       f"K and V per token from its attention layers ({_bytes(sb + kv * at_tokens)} in all at "
+                       f"{at_tokens:,} tokens, of which the state is {sb / (sb + kv * at_tokens):.0%}).")
+        elif sb:
+            out.append(f"**{model}**: {_bytes(sb)} of conv + SSM state whatever the length; no KV cache.")
+        elif kv:
+            out.append(f"**{model}**: {_bytes(kv)} of K and V per token ({_bytes(kv * at_tokens)} at "
+                       f"{at_tokens:,} tokens); no recurrent state.")
     return out

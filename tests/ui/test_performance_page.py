@@ -126,6 +126,27 @@ def test_kv_cache_note_names_old_rows_that_report_the_allocation(arena_env):
     assert "report the allocation" in captions and "pythia-160m" in captions
 
 
+def test_cache_split_of_a_hybrid_is_stated(arena_env):
+    rows = _bench_rows()
+    rows += [_row("toy-hybrid", "hybrid", "pythia-160m", "context", 1, L, tpot_ms=1.2, prefill_ms=L / 150,
+                  cache_kind="ssm_state+kv", cache_bytes=3 * 2**20 + L * 8192, state_bytes=3 * 2**20,
+                  kv_bytes_per_token=8192) for L in (512, 2048)]
+    rows = [dict(r, state_bytes=r.get("state_bytes", 2 * 10**6 if r.get("family") == "mamba" else 0),
+                 kv_bytes_per_token=r.get("kv_bytes_per_token", 36864 if r.get("family") == "transformer" else 0))
+            if r.get("metric") == "point" else r for r in rows]
+    _fill([("h100", "NVIDIA H100 80GB HBM3", rows)])
+    at = _page()
+    text = " ".join(m.value for m in at.markdown)
+    assert "**mamba-130m**: 1.9 MiB of conv + SSM state whatever the length; no KV cache" in text
+    assert "**pythia-160m**: 36.0 KiB of K and V per token" in text
+    assert "**toy-hybrid**" not in text  # the plots show the chosen pair
+    at.selectbox(key="perf_pair").set_value(("toy-hybrid", "pythia-160m")).run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert ("**toy-hybrid**: 3.0 MiB of conv + SSM state whatever the length, plus 8.0 KiB of K and V per token "
+            "from its attention layers (19.0 MiB in all at 2,048 tokens, of which the state is 16%)") in text
+
+
 H200 = Path(__file__).resolve().parents[2] / "results" / "bench_h200.jsonl"
 
 

@@ -103,3 +103,19 @@ def test_crossover_sentence_gives_the_values_and_a_shorter_side():
     text = A.crossover_sentence(c, "ssm", "tf")
     assert "At 8,192 tokens: ssm 1 ms, tf 1.4 ms (tf / ssm = 1.40x)." in text
     assert "tf was measured only up to 8,192 tokens (ssm up to 32,768)" in text
+
+
+def test_cache_split_sentences_name_state_kv_and_both():
+    rows = [_row("hybrid", "tf", "context", 1, 512, state_bytes=2 * 2**20, kv_bytes_per_token=4096),
+            _row("ssm", "tf", "context", 1, 512, state_bytes=600 * 1024, kv_bytes_per_token=0),
+            _row("tf", None, "context", 1, 512, state_bytes=0, kv_bytes_per_token=16384),
+            _row("old", None, "context", 1, 512)]  # rows recorded before the split: no sentence
+    s = A.cache_split_sentences(pd.DataFrame(rows), at_tokens=2048)
+    assert len(s) == 3
+    hybrid, ssm, tf = s
+    # 2 MiB + 4 KiB x 2048 = 10 MiB in all, the state a fifth of it
+    assert "2.0 MiB of conv + SSM state" in hybrid and "4.0 KiB of K and V per token" in hybrid
+    assert "10.0 MiB in all at 2,048 tokens" in hybrid and "20%" in hybrid
+    assert ssm.startswith("**ssm**: 600.0 KiB") and "no KV cache" in ssm
+    assert "32.0 MiB at 2,048 tokens" in tf and "no recurrent state" in tf
+    assert A.cache_split_sentences(pd.DataFrame([_row("old", None, "context", 1, 512)])) == []
