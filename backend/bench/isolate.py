@@ -56,7 +56,7 @@ def _write_json(path: Path, obj) -> None:
 def run_model_in_child(sweep: Sweep, model_name: str) -> None:
     shape = sweep.shapes[model_name]
     cfg = asdict(sweep.cfg)
-    cfg.update(models=[model_name], isolate=False)
+    cfg.update(models=[model_name], isolate=False, rounds=1)
     if sweep.cfg.budget_s is not None:
         cfg["budget_s"] = max(0.0, sweep.cfg.budget_s - (time.perf_counter() - sweep._t0))
     limit = sweep._model_limit
@@ -92,6 +92,7 @@ def run_model_in_child(sweep: Sweep, model_name: str) -> None:
         if (tmp / ROWS).exists():
             rows = [rec["data"] for _, rec, _ in iter_records(tmp / ROWS) if rec and rec.get("type") == "measurement"]
         for row in rows:
+            row["round"] = sweep._round  # the child ran one pass; this is the parent's
             sweep.rows.append(row)
             sweep.writer.add_measurements(sweep.run_id, [row])
         state = json.loads((tmp / STATE).read_text()) if (tmp / STATE).exists() else {}

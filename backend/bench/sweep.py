@@ -75,6 +75,8 @@ class SweepConfig:
     budget_per_model_s: float | None = None
     slow_run_s: float = 5.0  # a warm-up slower than this gets one timed repeat
     isolate: bool = False  # each model in its own process: a crash (e.g. a CUDA illegal address) loses one model
+    rounds: int = 1  # the model list run this many times in turn (A B C A B C): on a machine whose speed drifts,
+    #                  each model's median then spans the same stretch of time as the others' (rows carry "round")
 
     def validate(self) -> None:
         if not self.models:
@@ -87,6 +89,8 @@ class SweepConfig:
             raise ValueError("Each point needs at least 2 new tokens (TPOT is measured after the first).")
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("Use at least 1 repeat and a non-negative warm-up count.")
+        if self.rounds < 1:
+            raise ValueError(f"Use at least 1 round (--rounds), got {self.rounds}.")
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -165,6 +169,7 @@ class Sweep:
         self._model_limit: float | None = None  # this model's time limit (see model_limit)
         self._model_t0 = self._t_point = None  # when the current model / point began (for row timings)
         self._facts: dict = {}  # the current model's columns on every row (steppers.model_facts)
+        self._round = 0  # which pass over the model list (SweepConfig.rounds)
 
     # ---- the run ------------------------------------------------------------------------------
     def run(self, name: str | None = None) -> str:
@@ -175,8 +180,10 @@ class Sweep:
         self._t0 = time.perf_counter()
         status = "failed"
         try:
-            for i, model_name in enumerate(self.cfg.models):
-                self._model_limit = self.model_limit(len(self.cfg.models) - i)
+            order = [m for _ in range(self.cfg.rounds) for m in self.cfg.models]
+            for i, model_name in enumerate(order):
+                self._round = i // len(self.cfg.models)
+                self._model_limit = self.model_limit(len(order) - i)
                 self.run_model(self, model_name)
             status = "completed"
         except KeyboardInterrupt:
@@ -344,6 +351,7 @@ class Sweep:
             "versions": self.meta.get("versions"),
             "git_sha": self.meta.get("git_sha"),
             "seed": self.cfg.seed,
+            "round": self._round,
             **self._facts,
         }
 

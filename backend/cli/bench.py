@@ -60,6 +60,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-new-tokens", type=int, default=128)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the model list this many times in turn (A B C A B C ...); medians then span the same "
+                        "time for every model, for ratios on a machine whose speed drifts (a shared CPU)")
     p.add_argument("--no-hf-baseline", action="store_true", help="skip the plain generate() baseline rows")
     p.add_argument("--no-eager-baseline", action="store_true", help="skip the transformer's eager-loop row")
     p.add_argument("--baseline-prompt-len", type=int, default=512)
@@ -106,6 +109,7 @@ def config_from_args(args: argparse.Namespace):
         batch_new_tokens=args.batch_new_tokens,
         warmup=args.warmup,
         repeats=args.repeats,
+        rounds=args.rounds,
         hf_baseline=not args.no_hf_baseline,
         eager_baseline=not args.no_eager_baseline,
         baseline_prompt_len=args.baseline_prompt_len,

@@ -197,6 +197,30 @@ def test_a_failing_ssm_fast_path_falls_back_to_the_eager_loop_and_says_so(tmp_pa
     assert any("fast path failed" in s for s in sweep.not_run)
 
 
+def test_rounds_interleave_the_models_and_label_each_row(tmp_path):
+    """--rounds 3: A B A B A B, each row with its pass, so a model's median spans the same time as the other's."""
+    order = []
+
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        order.append(model.name)
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    def load(shape, device, dtype):
+        m = FakeModel()
+        m.name = shape.name
+        return m, "fake-kernel"
+
+    c = cfg(prompt_lens=[16], long_from=1000, batches=[1], rounds=3)
+    sweep = Sweep(c, RecordWriter(tmp_path / "r.jsonl"), shapes=TINY, load_model=load, measure_point=measure)
+    sweep.run()
+    runs = [m for i, m in enumerate(order) if i == 0 or order[i - 1] != m]  # consecutive points of one model
+    assert runs == ["tiny-neox", "tiny-mamba"] * 3
+    points = [(r["model"], r["round"]) for r in sweep.rows if r["metric"] == "point" and r["phase"] == "context"]
+    assert points == [(m, k) for k in range(3) for m in ("tiny-neox", "tiny-mamba")]
+    with pytest.raises(ValueError, match="at least 1 round"):
+        cfg(rounds=0).validate()
+
+
 def test_isolated_children_survive_a_crash_of_one_model(tmp_path, monkeypatch):
     """Each model in its own process; a hard crash during mamba's batch 2 is recorded and the sweep goes on."""
     shapes = {"tiny-mamba": TINY["tiny-mamba"], "tiny-neox": TINY["tiny-neox"]}
