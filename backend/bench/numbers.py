@@ -118,7 +118,7 @@ def bench_markdown(path: Path) -> str:
            f"{_f(summ.get('elapsed_s'), '.1f', ' s')}; {len(pts)} points (counted from the rows): {count['ok']} ok, "
            f"{count['oom']} out of memory, {count['error']} errors."]
     if summ.get("not_run"):
-        out += ["", "Not run: " + "; ".join(summ["not_run"]) + "."]
+        out += ["", "Not run: " + "; ".join(dict.fromkeys(summ["not_run"])) + "."]  # once each, whatever --rounds
     models = _order(m)
     weights = {r["model"]: r.get("weights") for _, r in pts.iterrows()}
     out += ["", f"| model (weights, path) | decode tok/s @512 | @{LONG:,} | TPOT @512 | TPOT @{LONG:,} | prefill @512 | "

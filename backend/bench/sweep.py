@@ -190,7 +190,7 @@ class Sweep:
             status = "cancelled"
             raise
         finally:
-            summary = {**point_counts(self.rows), "not_run": self.not_run,
+            summary = {**point_counts(self.rows), "not_run": list(dict.fromkeys(self.not_run)),  # once each, whatever --rounds
                        "elapsed_s": round(time.perf_counter() - self._t0, 1)}
             self.writer.finish_run(run_id, status, summary)
         return run_id

@@ -208,14 +208,18 @@ def test_rounds_interleave_the_models_and_label_each_row(tmp_path):
     def load(shape, device, dtype):
         m = FakeModel()
         m.name = shape.name
+        m.config = type("C", (), {"max_position_embeddings": 96 if shape.family == "transformer" else None})()
         return m, "fake-kernel"
 
-    c = cfg(prompt_lens=[16], long_from=1000, batches=[1], rounds=3)
+    c = cfg(prompt_lens=[16, 128], long_from=1000, batches=[1], rounds=3)  # 128: past tiny-neox's 96 positions
     sweep = Sweep(c, RecordWriter(tmp_path / "r.jsonl"), shapes=TINY, load_model=load, measure_point=measure)
     sweep.run()
+    end = [rec for _, rec, _ in iter_records(tmp_path / "r.jsonl")][-1]
+    assert end["summary"]["not_run"] == ["tiny-neox context B=1 L=128 N=4 (beyond max_position_embeddings=96)"]
     runs = [m for i, m in enumerate(order) if i == 0 or order[i - 1] != m]  # consecutive points of one model
     assert runs == ["tiny-neox", "tiny-mamba"] * 3
-    points = [(r["model"], r["round"]) for r in sweep.rows if r["metric"] == "point" and r["phase"] == "context"]
+    points = [(r["model"], r["round"]) for r in sweep.rows
+              if r["metric"] == "point" and r["phase"] == "context" and r["prompt_tokens"] == 16]
     assert points == [(m, k) for k in range(3) for m in ("tiny-neox", "tiny-mamba")]
     with pytest.raises(ValueError, match="at least 1 round"):
         cfg(rounds=0).validate()
