@@ -122,6 +122,19 @@ def _ssm_params(mixer, bias) -> tuple:
     return cached[1]
 
 
+def _step_weights(mixer) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_proj.weight and dt_proj.weight transposed, contiguous fp32 (the fused CPU step's layout), cached on
+    the mixer until either changes (version counter or storage)."""
+    ws = (mixer.x_proj.weight, mixer.dt_proj.weight)
+    key = tuple((w._version, w.data_ptr(), w.dtype) for w in ws)
+    cached = mixer.__dict__.get("_arena_step_weights")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, tuple(w.detach().float().t().contiguous() for w in ws))
+        mixer.__dict__["_arena_step_weights"] = cached
+    return cached[1]
+
+
 def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_params=None, **kwargs):
     """MambaMixer.forward with our kernels. hidden_states (B, L, hidden) -> (B, L, hidden)."""
     if self.training:
@@ -138,6 +151,16 @@ def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_
     n, r = self.ssm_state_size, self.time_step_rank
 
     if conv_state is not None and ssm_state is not None and seq_len == 1 and not recording:
+        step = dispatch.fused("mamba1_step", hidden_states.device) if attention_mask is None else None
+        if step is not None and self.activation == "silu" and conv_state.dtype == ssm_state.dtype == torch.float32 \
+                and conv_state.is_contiguous() and ssm_state.is_contiguous():
+            # the CPU path: everything between in_proj and out_proj in one call (kernels/cpu_mamba1_step.py)
+            xpt, dpt = _step_weights(self)
+            zeros = torch.zeros(self.intermediate_size, dtype=torch.float32)
+            y = step(self.in_proj(hidden_states[:, 0]), conv_state, _conv_weight(self),
+                     self.conv1d.bias if self.conv1d.bias is not None else zeros, xpt, dpt,
+                     dt_bias if dt_bias is not None else zeros, A, D, ssm_state)
+            return self.out_proj(y[:, None].to(dtype))
         # row slices go straight into the kernels (batch strides): no copies in the decode step
         xc = dispatch.causal_conv1d_update(x[:, 0], conv_state, _conv_weight(self), self.conv1d.bias,
                                            self.activation)  # (B, D)

@@ -14,6 +14,7 @@ from numba import njit
 from kernels import dispatch
 from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
 from kernels.cpu_conv import causal_conv1d_cpu
+from kernels.cpu_mamba1_step import mamba1_step_cpu, mamba1_step_ref
 from kernels.cpu_norm import rms_norm_cpu
 from kernels.cpu_scan import _exp2, _softplus, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
@@ -218,14 +219,37 @@ def test_prefill_then_decode_equals_one_prefill(poison):
         assert rel_err(torch.cat([y0, torch.stack(ys, 1)], 1), y_full) < 1e-4
 
 
+@pytest.mark.parametrize("shape", [pytest.param((1, 512, 16, 16, 4, 4), id="toy-B1-D512-N16-R16"),
+                                   pytest.param((3, 37, 6, 5, 4, 4), id="B3-D37-N6-R5"),
+                                   pytest.param((2, 19, 4, 3, 3, 6), id="K3-S6")])
+def test_fused_mamba1_step_matches_the_separate_ops(shape, poison):
+    """The CPU path's whole Mamba-1 step between in_proj and out_proj against the references it replaces, three
+    steps in a row (the conv and SSM states carried), xz a row slice of a wider tensor."""
+    batch, D, N, R, K, S = shape
+    xz_all = rnd(3, batch, 2 * D + 5, seed=1)
+    conv_w, conv_b = rnd(D, K, seed=2), rnd(D, seed=3)
+    x_proj_t, dt_proj_t = rnd(D, R + 2 * N, seed=4, scale=0.2), rnd(R, D, seed=5, scale=0.3)
+    dt_bias, A, Dv = rnd(D, seed=6, scale=0.3), -torch.rand(D, N) - 0.2, rnd(D, seed=7)
+    cs, st = rnd(batch, D, S, seed=8), rnd(batch, D, N, seed=9)
+    cs_ref, st_ref = cs.clone(), st.clone()
+    for t in range(3):
+        xz = xz_all[t, :, 2:2 + 2 * D]
+        y = mamba1_step_cpu(xz, cs, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, st)
+        y_ref = mamba1_step_ref(xz, cs_ref, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, st_ref)
+        assert not y.isnan().any() and rel_err(y, y_ref) < 1e-5
+        assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
+
+
 def test_dispatch_reports_the_cpu_path(monkeypatch):
     monkeypatch.delenv(dispatch.ENV, raising=False)
     assert dispatch.path_for("cpu") == "cpu-chunked"
     assert dispatch.op("selective_scan", "cpu") is selective_scan_cpu
     assert dispatch.op("ssd_chunk_scan", "cpu") is ssd_scan_cpu
+    assert dispatch.fused("mamba1_step", "cpu") is mamba1_step_cpu
     assert dispatch.describe("cpu")["path"] == "cpu-chunked" and not dispatch.uses_triton("cpu")
     monkeypatch.setenv(dispatch.ENV, "reference")
     assert dispatch.path_for("cpu") == "reference"
+    assert dispatch.fused("mamba1_step", "cpu") is None  # the reference path runs the step as separate ops
     monkeypatch.setenv(dispatch.ENV, "cpu-chunked")
     assert dispatch.path_for("cpu") == "cpu-chunked"
     if torch.cuda.is_available():
