@@ -146,7 +146,8 @@ def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_
     dtype = hidden_states.dtype
     conv_state, ssm_state, recording = _layer_states(cache, self.layer_idx)
     hidden_states = mask(hidden_states, attention_mask)
-    x, gate = self.in_proj(hidden_states).chunk(2, dim=-1)  # (B, L, D) each, views
+    xz = self.in_proj(hidden_states)  # (B, L, 2D)
+    x, gate = xz.chunk(2, dim=-1)  # (B, L, D) each, views
     A, D, dt_bias = _ssm_params(self, self.dt_proj.bias)
     n, r = self.ssm_state_size, self.time_step_rank
 
@@ -157,7 +158,7 @@ def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_
             # the CPU path: everything between in_proj and out_proj in one call (kernels/cpu_mamba1_step.py)
             xpt, dpt = _step_weights(self)
             zeros = torch.zeros(self.intermediate_size, dtype=torch.float32)
-            y = step(self.in_proj(hidden_states[:, 0]), conv_state, _conv_weight(self),
+            y = step(xz[:, 0], conv_state, _conv_weight(self),
                      self.conv1d.bias if self.conv1d.bias is not None else zeros, xpt, dpt,
                      dt_bias if dt_bias is not None else zeros, A, D, ssm_state)
             return self.out_proj(y[:, None].to(dtype))
