@@ -7,8 +7,8 @@ Paths
     "cpu-chunked" the CPU fast path (CPU tensors under auto): Mamba-1 prefill through the compiled scan of
                  `kernels/cpu_scan.py`, Mamba-2 prefill through the compiled recurrence of `kernels/cpu_ssd_scan.py`
                  (~4x the chunked SSD of `kernels/cpu_ssd.py` at the toy shape, which stays as a reference), the
-                 decode step's state and conv updates fused (`kernels/cpu_step.py`; for Mamba-1 the whole step
-                 between in_proj and out_proj is one call, `kernels/cpu_mamba1_step.py`), the conv and the norm
+                 decode step's state and conv updates fused (`kernels/cpu_step.py`; the whole step between in_proj
+                 and out_proj is one call, `kernels/cpu_mamba1_step.py` / `cpu_mamba2_step.py`), the conv and the norm
                  in one compiled pass each (`cpu_conv.py`, `cpu_norm.py`); needs numba, else "reference"
     "reference"  the `*_ref` PyTorch functions beside each kernel (forced, or CPU without numba)
     "mamba-ssm"  state-spaces/mamba's Triton decode update and Mamba-2 chunk scan when the package
@@ -69,7 +69,7 @@ def _cpu_ops() -> dict:
     global _cpu_available
     if "cpu-chunked" not in _OPS:
         try:
-            from kernels import cpu_conv, cpu_mamba1_step, cpu_norm, cpu_scan, cpu_ssd_scan, cpu_step
+            from kernels import cpu_conv, cpu_mamba1_step, cpu_mamba2_step, cpu_norm, cpu_scan, cpu_ssd_scan, cpu_step
         except ImportError:  # numba present but broken on this platform: the references
             _cpu_available = False
             return _OPS["reference"]
@@ -78,7 +78,8 @@ def _cpu_ops() -> dict:
                                "selective_state_update": cpu_step.selective_state_update_cpu,
                                "causal_conv1d_update": cpu_step.causal_conv1d_update_cpu,
                                "causal_conv1d": cpu_conv.causal_conv1d_cpu, "rms_norm": cpu_norm.rms_norm_cpu,
-                               "mamba1_step": cpu_mamba1_step.mamba1_step_cpu}
+                               "mamba1_step": cpu_mamba1_step.mamba1_step_cpu,
+                               "mamba2_step": cpu_mamba2_step.mamba2_step_cpu}
     return _OPS["cpu-chunked"]
 
 
@@ -162,8 +163,8 @@ def op(name: str, device):
 
 
 def fused(name: str, device):
-    """An op only some paths have (the CPU path's fused Mamba-1 decode step, "mamba1_step"), or None: the
-    caller then runs the same math as separate ops."""
+    """An op only some paths have (the CPU path's fused decode steps, "mamba1_step" and "mamba2_step"), or
+    None: the caller then runs the same math as separate ops."""
     path = path_for(device)
     table = mamba_ssm_ops() if path == "mamba-ssm" else _cpu_ops() if path == "cpu-chunked" else _OPS[path]
     return table.get(name)

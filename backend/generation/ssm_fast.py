@@ -196,13 +196,24 @@ def _mamba2_forward(self, hidden_states, cache=None, attention_mask=None, cache_
     dtype = hidden_states.dtype
     conv_state, ssm_state, recording = _layer_states(cache, self.layer_idx)
     hidden_states = mask(hidden_states, attention_mask)
-    gate, xBC, dt = self.in_proj(hidden_states).split(
-        [self.intermediate_size, self.conv_dim, self.num_heads], dim=-1)
+    proj = self.in_proj(hidden_states)
+    gate, xBC, dt = proj.split([self.intermediate_size, self.conv_dim, self.num_heads], dim=-1)
     A, D, dt_bias = _ssm_params(self, self.dt_bias)
     H, P, G, N = self.num_heads, self.head_dim, self.n_groups, self.ssm_state_size
     sizes = [self.intermediate_size, G * N, G * N]
+    norm_group = getattr(self.norm, "group_size", None) or self.intermediate_size
 
-    if conv_state is not None and ssm_state is not None and seq_len == 1 and not recording:
+    decoding = conv_state is not None and ssm_state is not None and seq_len == 1 and not recording
+    step = dispatch.fused("mamba2_step", hidden_states.device) if decoding and attention_mask is None else None
+    if step is not None and self.activation in ("silu", "swish") and D.dim() == 1 and dt_bias is not None \
+            and conv_state.dtype == ssm_state.dtype == torch.float32 and conv_state.is_contiguous() \
+            and ssm_state.is_contiguous():
+        # the CPU path: conv update, state update and gated norm in one call (kernels/cpu_mamba2_step.py)
+        bias = self.conv1d.bias if self.conv1d.bias is not None else torch.zeros(self.conv_dim)
+        y = step(proj[:, 0], conv_state, _conv_weight(self), bias, dt_bias, A, D, ssm_state, self.norm.weight,
+                 self.norm.variance_epsilon, norm_group, G)
+        return self.out_proj(y[:, None].to(dtype))
+    if decoding:
         xBC = dispatch.causal_conv1d_update(xBC[:, 0], conv_state, _conv_weight(self),
                                             self.conv1d.bias, self.activation)  # (B, conv_dim)
         xBC = mask(xBC[:, None], attention_mask)[:, 0]

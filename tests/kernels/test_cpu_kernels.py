@@ -15,6 +15,7 @@ from kernels import dispatch
 from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
 from kernels.cpu_conv import causal_conv1d_cpu
 from kernels.cpu_mamba1_step import mamba1_step_cpu, mamba1_step_ref
+from kernels.cpu_mamba2_step import mamba2_step_cpu, mamba2_step_ref
 from kernels.cpu_norm import rms_norm_cpu
 from kernels.cpu_scan import _exp2, _softplus, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
@@ -240,12 +241,35 @@ def test_fused_mamba1_step_matches_the_separate_ops(shape, poison):
         assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
 
 
+@pytest.mark.parametrize("shape", [pytest.param((1, 8, 64, 64, 1, 4, 4, 512), id="toy-B1-H8-P64-N64"),
+                                   pytest.param((2, 4, 6, 20, 2, 4, 4, 8), id="B2-H4-P6-N20-G2-normgroups"),
+                                   pytest.param((3, 3, 5, 7, 3, 3, 5, 15), id="N7-K3-S5-G3")])
+def test_fused_mamba2_step_matches_the_separate_ops(shape, poison):
+    """The CPU path's whole Mamba-2 step (conv, state update, gated norm) against the references it replaces,
+    three steps in a row, proj a row slice of a wider tensor; N not a multiple of the 16 partial sums."""
+    batch, H, P, N, G, K, S, NG = shape
+    I = H * P
+    CD = I + 2 * G * N
+    proj_all = rnd(3, batch, I + CD + H + 3, seed=1)
+    conv_w, conv_b = rnd(CD, K, seed=2), rnd(CD, seed=3)
+    dt_bias, A, Dv, norm_w = rnd(H, seed=4, scale=0.3), -torch.rand(H) - 0.2, rnd(H, seed=5), rnd(I, seed=6)
+    cs, st = rnd(batch, CD, S, seed=7), rnd(batch, H, P, N, seed=8)
+    cs_ref, st_ref = cs.clone(), st.clone()
+    for t in range(3):
+        proj = proj_all[t, :, 3:]
+        y = mamba2_step_cpu(proj, cs, conv_w, conv_b, dt_bias, A, Dv, st, norm_w, 1e-5, NG, G)
+        y_ref = mamba2_step_ref(proj, cs_ref, conv_w, conv_b, dt_bias, A, Dv, st_ref, norm_w, 1e-5, NG, G)
+        assert not y.isnan().any() and rel_err(y, y_ref) < 1e-5
+        assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
+
+
 def test_dispatch_reports_the_cpu_path(monkeypatch):
     monkeypatch.delenv(dispatch.ENV, raising=False)
     assert dispatch.path_for("cpu") == "cpu-chunked"
     assert dispatch.op("selective_scan", "cpu") is selective_scan_cpu
     assert dispatch.op("ssd_chunk_scan", "cpu") is ssd_scan_cpu
     assert dispatch.fused("mamba1_step", "cpu") is mamba1_step_cpu
+    assert dispatch.fused("mamba2_step", "cpu") is mamba2_step_cpu
     assert dispatch.describe("cpu")["path"] == "cpu-chunked" and not dispatch.uses_triton("cpu")
     monkeypatch.setenv(dispatch.ENV, "reference")
     assert dispatch.path_for("cpu") == "reference"
