@@ -69,7 +69,15 @@ def _cpu_ops() -> dict:
     global _cpu_available
     if "cpu-chunked" not in _OPS:
         try:
-            from kernels import cpu_conv, cpu_mamba1_step, cpu_mamba2_step, cpu_norm, cpu_scan, cpu_ssd_scan, cpu_step
+            from kernels import (
+                cpu_conv,
+                cpu_mamba1_step,
+                cpu_mamba2_step,
+                cpu_norm,
+                cpu_scan,
+                cpu_ssd_scan,
+                cpu_step,
+            )
         except ImportError:  # numba present but broken on this platform: the references
             _cpu_available = False
             return _OPS["reference"]
