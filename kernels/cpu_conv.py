@@ -25,18 +25,19 @@ import torch
 from numba import njit, prange
 
 from kernels.causal_conv1d import _act, _check_weight, causal_conv1d_ref
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, threads
+from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, in_parent, threads
 
 TILE_L = 64  # positions per job
 causal_conv1d_cpu_ref = causal_conv1d_ref
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
-def _conv_kernel(x, w, bias, has_bias, silu, out, tile_l):
-    """x, out [b, L, d] C-contiguous; w [K, d] (transposed, so the channel loops read it contiguously);
+def _conv_kernel(x, xc, w, bias, has_bias, silu, out, tile_l):
+    """x [b, L, >= xc + d] C-contiguous, its channels from column xc (`kernels.cpu_scan.in_parent`);
+    out [b, L, d] C-contiguous; w [K, d] (transposed, so the channel loops read it contiguously);
     bias [d]. C layouts and contiguous weights let LLVM vectorise over channels: with x strided (numba's "A"
     layout) and w [d, K] this took 0.30 ms for a toy layer (512 channels x 512 positions), ~0.05 ms so."""
-    b, L, d = x.shape
+    b, L, d = out.shape
     K = w.shape[0]
     ntile = (L + tile_l - 1) // tile_l
     for job in prange(b * ntile):
@@ -49,7 +50,7 @@ def _conv_kernel(x, w, bias, has_bias, silu, out, tile_l):
                 s = t - (K - 1) + k
                 if s >= 0:
                     for c in range(d):
-                        out[bi, t, c] += w[k, c] * x[bi, s, c]
+                        out[bi, t, c] += w[k, c] * x[bi, s, xc + c]
             if silu:
                 for c in range(d):
                     v = out[bi, t, c]
@@ -64,11 +65,12 @@ def causal_conv1d_cpu(x, weight, bias=None, activation=None, tile_l: int = TILE_
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32 \
             or (bias is not None and bias.dtype != torch.float32):
         return causal_conv1d_ref(x, weight, bias, activation)
-    xp = x.transpose(1, 2).contiguous()  # [batch, L, dim]: a copy of ~0.03 ms when x is a strided slice
+    parent = in_parent(x.transpose(1, 2))  # read a slice of in_proj's output in place
+    xp, xc = parent if parent is not None else (x.transpose(1, 2).contiguous(), 0)
     out = torch.empty(batch, seqlen, dim, dtype=torch.float32)
     if seqlen:
         numba.set_num_threads(threads())
-        _conv_kernel(xp.detach().numpy(), weight.detach().t().contiguous().numpy(),
+        _conv_kernel(xp.detach().numpy(), xc, weight.detach().t().contiguous().numpy(),
                      (bias if bias is not None else weight[:, 0]).detach().numpy(), bias is not None, silu,
                      out.numpy(), int(tile_l))
     return out.transpose(1, 2)

@@ -112,8 +112,9 @@ def _softplus(x):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
-def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, has_z, h, y, tile_l):
-    """u, dt, z, y [b, L, d] (dt before the bias and softplus, both fused here); bias [d];
+def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, zc, has_z, h, y, tile_l):
+    """u, dt, y [b, L, d] (dt before the bias and softplus, both fused here); z [b, L, >= zc + d], its
+    channels from column zc (`in_parent`); bias [d];
     At [N, d] = A * log2(e); Bm, Cm [b, L, N]; Dv [d]; h [b, N, d] in: initial state, out: final state.
     d % 16 == 0, N even; all fp32, C-contiguous."""
     b, L, d = u.shape
@@ -167,7 +168,7 @@ def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, has_z, h, y, tile_l):
                     uv = u[bi, t0 + t, d0 + j]
                     out = acc[t, j] + uv * Dv[d0 + j]
                     if has_z:
-                        zv = z[bi, t0 + t, d0 + j]
+                        zv = z[bi, t0 + t, zc + d0 + j]
                         out = out * zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
                     y[bi, t0 + t, d0 + j] = out
 
@@ -175,6 +176,22 @@ def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, has_z, h, y, tile_l):
 def threads() -> int:
     """numba's thread count follows torch's (`torch.set_num_threads`), within numba's pool."""
     return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def in_parent(t: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+    """t [b, L, d] fp32 whose rows are contiguous with a stride W >= d (a slice of a wider [b, L, W] tensor,
+    e.g. in_proj's output) -> (a C-contiguous [b, L, W] view over the same memory, the column where t
+    starts), or None. The kernels then read t in place: copying such a slice cost ~1 ms a toy layer inside a
+    prefill (a fresh 1 MB buffer each time), a tenth of the layer."""
+    b, L, d = t.shape
+    W = t.stride(1)
+    if t.dtype != torch.float32 or t.stride(2) != 1 or W < d or t.stride(0) != L * W or b * L * d == 0:
+        return None
+    off = t.storage_offset()
+    col = min(off, W - d)  # any col keeps t's elements where they are; this one keeps the view in storage
+    if off - col + b * L * W > t.untyped_storage().nbytes() // t.element_size():
+        return None
+    return t.as_strided((b, L, W), (L * W, W, 1), off - col), col
 
 
 def _position_major(t: torch.Tensor, pad: int) -> torch.Tensor:
@@ -197,7 +214,8 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     dt = _position_major(delta, pd)  # [batch, L, dim]; the bias and softplus are applied in the kernel
     bias = F.pad(delta_bias.float(), (0, pd)) if delta_bias is not None else torch.zeros(dim + pd)
     uu = _position_major(u, pd)
-    zz = _position_major(z, pd) if z is not None else uu
+    parent = in_parent(z.transpose(1, 2)) if z is not None and not pd else None
+    zz, zc = parent if parent is not None else (_position_major(z, pd) if z is not None else uu, 0)
     At = F.pad(A.float() * LOG2E, (0, pn, 0, pd)).t().contiguous()  # [N, dim]; padded states: A = 0, B = C = 0
     Bm, Cm = _position_major(B, pn), _position_major(C, pn)
     Dv = F.pad(D.float(), (0, pd)) if D is not None else torch.zeros(dim + pd)
@@ -207,8 +225,9 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     y = torch.empty(batch, seqlen, dim + pd, dtype=torch.float32)
     if seqlen:
         numba.set_num_threads(threads())
-        _scan_kernel(uu.numpy(), dt.numpy(), bias.contiguous().numpy(), bool(delta_softplus), At.numpy(), Bm.numpy(), Cm.numpy(), Dv.contiguous().numpy(),
-                     zz.numpy(), z is not None, h.numpy(), y.numpy(), int(tile_l))
+        _scan_kernel(uu.numpy(), dt.numpy(), bias.contiguous().numpy(), bool(delta_softplus), At.numpy(), Bm.numpy(),
+                     Cm.numpy(), Dv.contiguous().numpy(), zz.detach().numpy(), zc, z is not None, h.numpy(), y.numpy(),
+                     int(tile_l))
     y = y[:, :, :dim] if pd else y
     out = y.to(u.dtype).transpose(1, 2)  # [batch, dim, L] view of [batch, L, dim] memory
     return out, h[:, :dstate, :dim].transpose(1, 2).contiguous()

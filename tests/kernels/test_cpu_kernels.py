@@ -17,7 +17,7 @@ from kernels.cpu_conv import causal_conv1d_cpu
 from kernels.cpu_mamba1_step import mamba1_step_cpu, mamba1_step_ref
 from kernels.cpu_mamba2_step import mamba2_step_cpu, mamba2_step_ref
 from kernels.cpu_norm import rms_norm_cpu
-from kernels.cpu_scan import _exp2, _softplus, selective_scan_cpu
+from kernels.cpu_scan import _exp2, _softplus, in_parent, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
 from kernels.cpu_ssd_scan import ssd_scan_cpu
 from kernels.cpu_step import causal_conv1d_update_cpu, selective_state_update_cpu
@@ -261,6 +261,30 @@ def test_fused_mamba2_step_matches_the_separate_ops(shape, poison):
         y_ref = mamba2_step_ref(proj, cs_ref, conv_w, conv_b, dt_bias, A, Dv, st_ref, norm_w, 1e-5, NG, G)
         assert not y.isnan().any() and rel_err(y, y_ref) < 1e-5
         assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
+
+
+def test_in_parent_views_a_slice_in_place_or_declines():
+    wide = rnd(2, 7, 10, seed=1)
+    for sl, col in ((slice(0, 4), 0), (slice(6, 10), 6), (slice(3, 7), 3)):
+        view, c = in_parent(wide[:, :, sl])
+        assert c == col and view.is_contiguous() and torch.equal(view[:, :, c:c + 4], wide[:, :, sl])
+    flat = rnd(3 + 13 * 10 + 4, seed=2)  # rows of 10, storage ending right after the last slice row
+    assert in_parent(flat.as_strided((2, 7, 4), (70, 10, 1), 3)) is None
+    assert in_parent(wide.transpose(1, 2)) is None  # rows not contiguous
+    assert in_parent(wide.double()[:, :, :4]) is None
+
+
+def test_conv_and_scan_read_slices_of_in_projs_output(poison):
+    """x and the gate z as the two halves of one [batch, L, 2 x dim] tensor, as the Mamba-1 mixer passes them."""
+    batch, dim, L = 2, 48, 37
+    xz = rnd(batch, L, 2 * dim, seed=1)
+    x, z = xz[:, :, :dim].transpose(1, 2), xz[:, :, dim:].transpose(1, 2)
+    w, b = rnd(dim, 4, seed=2), rnd(dim, seed=3)
+    assert rel_err(causal_conv1d_cpu(x, w, b, "silu"), causal_conv1d_ref(x, w, b, "silu")) < 1e-5
+    u, delta, A, B, C, D, _, bias = make_scan(batch, dim, L, 16, torch.float32, seed=4)
+    y, h = selective_scan_cpu(u, delta, A, B, C, D, z, bias, True)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
+    assert rel_err(y, y_ref) < 1e-4 and rel_err(h, h_ref) < 1e-4
 
 
 def test_dispatch_reports_the_cpu_path(monkeypatch):
