@@ -31,14 +31,14 @@ from numba import njit
 
 from kernels.causal_conv1d import causal_conv1d_update_ref
 from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, _softplus
+from kernels.cpu_step import _conv_silu_row
 from kernels.selective_state_update import selective_state_update_ref
 
 
 @njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
 def _mamba1_step_kernel(xz, conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A2, Dv, state, y):
     """See the module docstring; A2 = A * log2(e). All fp32 C-contiguous."""
-    b, D, S = conv_state.shape
-    K = conv_w.shape[1]
+    b, D = conv_state.shape[0], conv_state.shape[1]
     J = x_proj_t.shape[1]
     N = state.shape[2]
     R = dt_proj_t.shape[0]
@@ -46,15 +46,7 @@ def _mamba1_step_kernel(xz, conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_
     dt = np.empty(D, np.float32)
     xdbl = np.empty(J, np.float32)
     for bi in range(b):
-        for c in range(D):  # conv update + SiLU (read the newest K - 1 slots, then shift x in)
-            xv = xz[bi, c]
-            acc = conv_b[c] + conv_w[c, K - 1] * xv
-            for k in range(K - 1):
-                acc += conv_w[c, k] * conv_state[bi, c, S - K + 1 + k]
-            for s in range(S - 1):
-                conv_state[bi, c, s] = conv_state[bi, c, s + 1]
-            conv_state[bi, c, S - 1] = xv
-            xc[c] = acc / (np.float32(1.0) + _exp2(-acc * np.float32(LOG2E)))
+        _conv_silu_row(xz[bi], 0, conv_state, bi, conv_w, conv_b, xc)  # x is the first D of xz
         for j in range(J):  # x_proj: rows of its transpose, vectorised over the R + 2N outputs
             xdbl[j] = 0.0
         for c in range(D):

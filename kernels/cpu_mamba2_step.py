@@ -32,6 +32,7 @@ from numba import njit
 
 from kernels.causal_conv1d import causal_conv1d_update_ref
 from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, _softplus
+from kernels.cpu_step import _conv_silu_row
 from kernels.rms_norm import rms_norm_ref
 from kernels.selective_state_update import selective_state_update_ref
 
@@ -42,22 +43,13 @@ LANES = 16
 def _mamba2_step_kernel(proj, conv_state, conv_w, conv_b, dt_bias, A2, Dv, state, norm_w, eps, NG, G, y):
     """See the module docstring; A2 = A * log2(e). All fp32 C-contiguous."""
     b, H, P, N = state.shape
-    CD, S = conv_state.shape[1], conv_state.shape[2]
-    K = conv_w.shape[1]
+    CD = conv_state.shape[1]
     I = H * P
     rep = H // G
     xbc = np.empty(CD, np.float32)
     part = np.empty(LANES, np.float32)
     for bi in range(b):
-        for c in range(CD):  # conv update + SiLU over x, B and C
-            xv = proj[bi, I + c]
-            acc = conv_b[c] + conv_w[c, K - 1] * xv
-            for k in range(K - 1):
-                acc += conv_w[c, k] * conv_state[bi, c, S - K + 1 + k]
-            for s in range(S - 1):
-                conv_state[bi, c, s] = conv_state[bi, c, s + 1]
-            conv_state[bi, c, S - 1] = xv
-            xbc[c] = acc / (np.float32(1.0) + _exp2(-acc * np.float32(LOG2E)))
+        _conv_silu_row(proj[bi], I, conv_state, bi, conv_w, conv_b, xbc)  # x B C follow the gate's I
         for h in range(H):
             g = h // rep
             b0 = I + g * N  # B of group g in xbc; C follows all G groups of B

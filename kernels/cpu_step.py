@@ -93,6 +93,23 @@ def _ssu_kernel(state, x, dt, A, Bm, Cm, Dv, z, bias, out, tied, has_d, has_z, h
                 out[bi, h, p] = acc
 
 
+@njit(fastmath=FASTMATH, inline="always")
+def _conv_silu_row(x, x0, conv_state, bi, w, bias, out):
+    """Sequence bi's conv update + SiLU for the fused decode steps: channel c's new input x[x0 + c] is shifted
+    into conv_state[bi, c] (in place) and out[c] = silu(bias[c] + the conv over its K newest inputs)."""
+    C, S = conv_state.shape[1], conv_state.shape[2]
+    K = w.shape[1]
+    for c in range(C):
+        xv = x[x0 + c]
+        acc = bias[c] + w[c, K - 1] * xv
+        for k in range(K - 1):
+            acc += w[c, k] * conv_state[bi, c, S - K + 1 + k]
+        for s in range(S - 1):
+            conv_state[bi, c, s] = conv_state[bi, c, s + 1]
+        conv_state[bi, c, S - 1] = xv
+        out[c] = _silu(acc)
+
+
 @njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
 def _conv_update_kernel(x, conv_state, w, bias, has_bias, silu, out):
     """x [b, d]; conv_state [b, d, S] (in place: shifted left by one, x in the last slot); w [d, K]."""
