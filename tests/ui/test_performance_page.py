@@ -136,6 +136,8 @@ def test_cache_split_of_a_hybrid_is_stated(arena_env):
             if r.get("metric") == "point" else r for r in rows]
     _fill([("h100", "NVIDIA H100 80GB HBM3", rows)])
     at = _page()
+    at.selectbox(key="perf_pair").set_value(("mamba-130m", "pythia-160m")).run()  # the default pair is either
+    assert not at.exception, at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "**mamba-130m**: 1.9 MiB of conv + SSM state whatever the length; no KV cache" in text
     assert "**pythia-160m**: 36.0 KiB of K and V per token" in text
