@@ -93,6 +93,36 @@ def mamba1_step_cpu(xz, conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias
     return y
 
 
+def bind_mamba1_step(conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, state):
+    """`mamba1_step_cpu` with everything but xz checked and converted once (a decode loop's layer: the same
+    weights and state buffers every token). Returns step(xz [batch, 2D] fp32) -> y [batch, D],
+    a buffer the next call overwrites. conv_b / dt_bias may be None (zeros). Why: the wrapper's ~10 casts and
+    `.numpy()` calls per layer and token were a third of a toy model's decode step on CPU."""
+    batch, D, N = state.shape
+    R = dt_proj_t.shape[0]
+    zeros = torch.zeros(D, dtype=torch.float32)
+    conv_b = zeros if conv_b is None else conv_b
+    dt_bias = zeros if dt_bias is None else dt_bias
+    assert A.shape == (D, N) and conv_state.shape[:2] == (batch, D) and conv_w.shape[0] == D
+    assert conv_state.shape[2] >= conv_w.shape[1] - 1, "conv_state needs K - 1 slots"
+    assert x_proj_t.shape == (D, R + 2 * N) and dt_proj_t.shape == (R, D), "x_proj_t / dt_proj_t shapes"
+    for name, t in (("conv_state", conv_state), ("state", state)):
+        assert t.dtype == torch.float32 and t.is_contiguous(), f"{name} must be contiguous fp32 (updated in place)"
+    fixed = [t.detach().float().contiguous().numpy() for t in (conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias)]
+    a2, dv = (A.detach().float() * LOG2E).contiguous().numpy(), Dv.detach().float().contiguous().numpy()
+    cs, st = conv_state.detach().numpy(), state.detach().numpy()
+    y = torch.empty(batch, D, dtype=torch.float32)
+    y_np = y.numpy()
+
+    def step(xz: torch.Tensor) -> torch.Tensor:
+        assert xz.shape == (batch, 2 * D) and xz.dtype == torch.float32, \
+            f"xz must be fp32 [{batch}, {2 * D}], got {xz.dtype} {tuple(xz.shape)}"
+        _mamba1_step_kernel(xz.detach().contiguous().numpy(), cs, *fixed, a2, dv, st, y_np)
+        return y
+
+    return step
+
+
 def mamba1_step_ref(xz, conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, state) -> torch.Tensor:
     """The same step through the separate references (what the other paths run)."""
     D, N = A.shape

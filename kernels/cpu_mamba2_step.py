@@ -105,6 +105,34 @@ def mamba2_step_cpu(proj, conv_state, conv_w, conv_b, dt_bias, A, Dv, state, nor
     return y
 
 
+def bind_mamba2_step(conv_state, conv_w, conv_b, dt_bias, A, Dv, state, norm_w, eps, norm_group, groups):
+    """`mamba2_step_cpu` with everything but proj checked and converted once (see
+    `kernels/cpu_mamba1_step.bind_mamba1_step`). Returns step(proj [batch, I + CD + H] fp32, contiguous rows)
+    -> y [batch, I], a buffer the next call overwrites. conv_b may be None (zeros)."""
+    batch, H, P, N = state.shape
+    I, CD = H * P, conv_state.shape[1]
+    conv_b = torch.zeros(CD, dtype=torch.float32) if conv_b is None else conv_b
+    assert CD == I + 2 * groups * N and H % groups == 0, f"conv channels {CD} != {I} + 2 x {groups} x {N}"
+    assert conv_w.shape[0] == CD and conv_state.shape[2] >= conv_w.shape[1] - 1 and I % norm_group == 0
+    assert A.shape == (H,) and Dv.shape == (H,) and dt_bias.shape == (H,), "A, D and dt_bias are one per head"
+    for name, t in (("conv_state", conv_state), ("state", state)):
+        assert t.dtype == torch.float32 and t.is_contiguous(), f"{name} must be contiguous fp32 (updated in place)"
+    cw, cb, db, dv, nw = (t.detach().float().contiguous().numpy() for t in (conv_w, conv_b, dt_bias, Dv, norm_w))
+    a2 = (A.detach().float() * LOG2E).contiguous().numpy()
+    cs, st = conv_state.detach().numpy(), state.detach().numpy()
+    eps32, ng, g = np.float32(eps), int(norm_group), int(groups)
+    y = torch.empty(batch, I, dtype=torch.float32)
+    y_np = y.numpy()
+
+    def step(proj: torch.Tensor) -> torch.Tensor:
+        assert proj.shape == (batch, I + CD + H) and proj.dtype == torch.float32, \
+            f"proj must be fp32 [{batch}, {I + CD + H}], got {proj.dtype} {tuple(proj.shape)}"
+        _mamba2_step_kernel(proj.detach().contiguous().numpy(), cs, cw, cb, db, a2, dv, st, nw, eps32, ng, g, y_np)
+        return y
+
+    return step
+
+
 def mamba2_step_ref(proj, conv_state, conv_w, conv_b, dt_bias, A, Dv, state, norm_w, eps, norm_group,
                     groups) -> torch.Tensor:
     """The same step through the separate references (what the other paths run)."""

@@ -107,3 +107,28 @@ def rms_norm_cpu(x, weight, eps, residual=None, z=None, group_size=None, residua
                np.float32(eps), G, residual is not None, z is not None, store_res, out.view(-1, N).numpy(),
                (res_out if store_res else out).view(-1, N).numpy())
     return out, res_out
+
+
+def bind_residual_norm(weight: torch.Tensor, eps: float, rows: int):
+    """Residual add + RMSNorm (no gate, one group) for a decode loop: weight [N] converted once, output
+    buffers owned here. Returns norm(x [rows, N], residual [rows, N] or None) -> (out, h) with h = x +
+    residual (x when None) and out = weight * rmsnorm(h), both fp32 buffers the next call overwrites (so x and
+    residual must not be this binding's own outputs). Why: `rms_norm_cpu`'s checks and conversions per call
+    cost more than the norm of one row."""
+    N = weight.shape[0]
+    w = weight.detach().float().contiguous().numpy()
+    eps32 = np.float32(eps)
+    out, h = torch.empty(rows, N, dtype=torch.float32), torch.empty(rows, N, dtype=torch.float32)
+    out_np, h_np = out.numpy(), h.numpy()
+    kernel = _norm_parallel if rows >= PARALLEL_ROWS else _norm_serial
+
+    def norm(x: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        assert x.shape == (rows, N) and x.dtype == torch.float32, f"x must be fp32 [{rows}, {N}], got {tuple(x.shape)}"
+        x_np = x.detach().contiguous().numpy()
+        r_np = x_np if residual is None else residual.detach().contiguous().numpy()
+        if kernel is _norm_parallel:
+            numba.set_num_threads(threads())
+        kernel(x_np, r_np, x_np, w, eps32, N, residual is not None, False, True, out_np, h_np)
+        return out, h
+
+    return norm

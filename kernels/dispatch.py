@@ -87,7 +87,11 @@ def _cpu_ops() -> dict:
                                "causal_conv1d_update": cpu_step.causal_conv1d_update_cpu,
                                "causal_conv1d": cpu_conv.causal_conv1d_cpu, "rms_norm": cpu_norm.rms_norm_cpu,
                                "mamba1_step": cpu_mamba1_step.mamba1_step_cpu,
-                               "mamba2_step": cpu_mamba2_step.mamba2_step_cpu}
+                               "mamba2_step": cpu_mamba2_step.mamba2_step_cpu,
+                               # a decode loop's layer, bound once per sequence (backend/generation/cpu_decode.py)
+                               "mamba1_step_bind": cpu_mamba1_step.bind_mamba1_step,
+                               "mamba2_step_bind": cpu_mamba2_step.bind_mamba2_step,
+                               "residual_norm_bind": cpu_norm.bind_residual_norm}
     return _OPS["cpu-chunked"]
 
 
@@ -171,8 +175,9 @@ def op(name: str, device):
 
 
 def fused(name: str, device):
-    """An op only some paths have (the CPU path's fused decode steps, "mamba1_step" and "mamba2_step"), or
-    None: the caller then runs the same math as separate ops."""
+    """An op only some paths have (the CPU path's fused decode steps, "mamba1_step" and "mamba2_step", and their
+    bound forms for a decode loop, "mamba1_step_bind", "mamba2_step_bind", "residual_norm_bind"), or None: the
+    caller then runs the same math as separate ops."""
     path = path_for(device)
     table = mamba_ssm_ops() if path == "mamba-ssm" else _cpu_ops() if path == "cpu-chunked" else _OPS[path]
     return table.get(name)

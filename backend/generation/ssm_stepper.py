@@ -17,7 +17,10 @@ Shapes (B batch, L prompt length, V vocab; per layer: C conv channels, K conv wi
         causal_conv1d_update + selective_state_update updating the static buffers in place, no copies)
         -> norm_f -> lm_head. The blocks' own forward is not called: the stepper runs the same math with
         the norm fused (fewer kernels per token, which is what bounds decode at batch 1).
-On CPU, or with use_cuda_graph=False, the same step runs eagerly (that is how the tests check it).
+On CPU, or with use_cuda_graph=False, the same step runs eagerly (that is how the tests check it); on the CPU
+path a step goes through `backend/generation/cpu_decode.py`'s loop (each block's fused kernels bound to its
+weights and state buffers once per prefill, the same math without the per-block Python calls) where the model is
+fp32 and its mixers are ones the bound kernels take, else through the same `_run`.
 `register()` plugs the factory into `backend.generation.steppers` for SSM families on CUDA devices, and on
 the CPU when the CPU fast path runs.
 
@@ -35,7 +38,7 @@ import logging
 
 import torch
 
-from backend.generation import ssm_fast
+from backend.generation import cpu_decode, ssm_fast
 from kernels import dispatch
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,7 @@ class SSMGraphStepper:
         self._graph = None
         self._ids = None  # static (B, 1) input of the graph
         self._logits = None  # static (B, V) output of the graph
+        self._loop = None  # the CPU decode loop of the current sequences (None: not bound yet; False: declined)
 
     def _run(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
         """The backbone's blocks with each block's residual add + RMSNorm fused into one kernel (the same
@@ -169,6 +173,7 @@ class SSMGraphStepper:
             self._graph = None  # batch size changed: new buffers, new graph
             self.cache = StaticSSMCache(len(self.cache.ready))
         self.cache.reset()
+        self._loop = None  # a prefill may reallocate the state buffers the loop was bound to
         batch, length = input_ids.shape
         rows = self.prefill_rows(batch, length)
         if rows >= batch:
@@ -184,6 +189,11 @@ class SSMGraphStepper:
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
         ids = token_ids.to(self.device).view(-1, 1)
         if not self.use_graph:
+            if self.device.type == "cpu":  # the same step with each block's kernels bound once (cpu_decode)
+                if self._loop is None or (self._loop and self._loop.batch != ids.shape[0]):
+                    self._loop = cpu_decode.build(self.model, self.family, self.cache, ids.shape[0]) or False
+                if self._loop:
+                    return self._loop(ids)
             return self._run(ids)
         if self._graph is None:
             self._capture(ids)

@@ -14,9 +14,9 @@ from numba import njit
 from kernels import dispatch
 from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
 from kernels.cpu_conv import causal_conv1d_cpu
-from kernels.cpu_mamba1_step import mamba1_step_cpu, mamba1_step_ref
-from kernels.cpu_mamba2_step import mamba2_step_cpu, mamba2_step_ref
-from kernels.cpu_norm import rms_norm_cpu
+from kernels.cpu_mamba1_step import bind_mamba1_step, mamba1_step_cpu, mamba1_step_ref
+from kernels.cpu_mamba2_step import bind_mamba2_step, mamba2_step_cpu, mamba2_step_ref
+from kernels.cpu_norm import bind_residual_norm, rms_norm_cpu
 from kernels.cpu_scan import _exp2, _softplus, in_parent, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
 from kernels.cpu_ssd_scan import ssd_scan_cpu
@@ -196,6 +196,22 @@ def test_norm_matches_reference(rows, kind, poison):
     assert (h is None) == (h_ref is None) and (h is None or torch.equal(h, h_ref))
 
 
+@pytest.mark.parametrize("rows", [pytest.param(1, id="rows1-serial"), pytest.param(100, id="rows100-parallel")])
+def test_bound_residual_norm_matches_reference(rows, poison):
+    """The decode loop's norm: weight bound once, buffers reused; the first block (no residual) then two more,
+    each reading the previous call's h as its residual, as `backend/generation/cpu_decode.py` chains them."""
+    w = rnd(37, seed=4)
+    norms = [bind_residual_norm(w, 1e-5, rows) for _ in range(3)]
+    res = res_ref = None
+    for i, norm in enumerate(norms):
+        x = rnd(rows, 37, seed=10 + i)
+        out, res = norm(x, res)
+        out_ref, res_ref = rms_norm_ref(x, w, 1e-5, residual=res_ref, round_input=True)
+        assert rel_err(out, out_ref) < 1e-5 and torch.equal(res, res_ref)
+    with pytest.raises(AssertionError, match="must be fp32"):
+        norms[0](rnd(rows + 1, 37), None)
+
+
 def test_prefill_then_decode_equals_one_prefill(poison):
     """Mamba-1 and Mamba-2: the CPU prefill of L0 positions, then CPU decode steps, equals one CPU prefill."""
     u, delta, A, B, C, D, z, bias = make_scan(1, 24, 21, 16, torch.float32, seed=3)
@@ -223,9 +239,11 @@ def test_prefill_then_decode_equals_one_prefill(poison):
 @pytest.mark.parametrize("shape", [pytest.param((1, 512, 16, 16, 4, 4), id="toy-B1-D512-N16-R16"),
                                    pytest.param((3, 37, 6, 5, 4, 4), id="B3-D37-N6-R5"),
                                    pytest.param((2, 19, 4, 3, 3, 6), id="K3-S6")])
-def test_fused_mamba1_step_matches_the_separate_ops(shape, poison):
+@pytest.mark.parametrize("bound", [pytest.param(False, id="call"), pytest.param(True, id="bound")])
+def test_fused_mamba1_step_matches_the_separate_ops(shape, bound, poison):
     """The CPU path's whole Mamba-1 step between in_proj and out_proj against the references it replaces, three
-    steps in a row (the conv and SSM states carried), xz a row slice of a wider tensor."""
+    steps in a row (the conv and SSM states carried), xz a row slice of a wider tensor; called, or bound once as
+    the decode loop binds it."""
     batch, D, N, R, K, S = shape
     xz_all = rnd(3, batch, 2 * D + 5, seed=1)
     conv_w, conv_b = rnd(D, K, seed=2), rnd(D, seed=3)
@@ -233,9 +251,11 @@ def test_fused_mamba1_step_matches_the_separate_ops(shape, poison):
     dt_bias, A, Dv = rnd(D, seed=6, scale=0.3), -torch.rand(D, N) - 0.2, rnd(D, seed=7)
     cs, st = rnd(batch, D, S, seed=8), rnd(batch, D, N, seed=9)
     cs_ref, st_ref = cs.clone(), st.clone()
+    step = bind_mamba1_step(cs, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, st) if bound else None
     for t in range(3):
         xz = xz_all[t, :, 2:2 + 2 * D]
-        y = mamba1_step_cpu(xz, cs, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, st)
+        y = step(xz).clone() if bound else mamba1_step_cpu(xz, cs, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A,
+                                                           Dv, st)
         y_ref = mamba1_step_ref(xz, cs_ref, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A, Dv, st_ref)
         assert not y.isnan().any() and rel_err(y, y_ref) < 1e-5
         assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
@@ -244,7 +264,8 @@ def test_fused_mamba1_step_matches_the_separate_ops(shape, poison):
 @pytest.mark.parametrize("shape", [pytest.param((1, 8, 64, 64, 1, 4, 4, 512), id="toy-B1-H8-P64-N64"),
                                    pytest.param((2, 4, 6, 20, 2, 4, 4, 8), id="B2-H4-P6-N20-G2-normgroups"),
                                    pytest.param((3, 3, 5, 7, 3, 3, 5, 15), id="N7-K3-S5-G3")])
-def test_fused_mamba2_step_matches_the_separate_ops(shape, poison):
+@pytest.mark.parametrize("bound", [pytest.param(False, id="call"), pytest.param(True, id="bound")])
+def test_fused_mamba2_step_matches_the_separate_ops(shape, bound, poison):
     """The CPU path's whole Mamba-2 step (conv, state update, gated norm) against the references it replaces,
     three steps in a row, proj a row slice of a wider tensor; N not a multiple of the 16 partial sums."""
     batch, H, P, N, G, K, S, NG = shape
@@ -255,9 +276,11 @@ def test_fused_mamba2_step_matches_the_separate_ops(shape, poison):
     dt_bias, A, Dv, norm_w = rnd(H, seed=4, scale=0.3), -torch.rand(H) - 0.2, rnd(H, seed=5), rnd(I, seed=6)
     cs, st = rnd(batch, CD, S, seed=7), rnd(batch, H, P, N, seed=8)
     cs_ref, st_ref = cs.clone(), st.clone()
+    step = bind_mamba2_step(cs, conv_w, conv_b, dt_bias, A, Dv, st, norm_w, 1e-5, NG, G) if bound else None
     for t in range(3):
         proj = proj_all[t, :, 3:]
-        y = mamba2_step_cpu(proj, cs, conv_w, conv_b, dt_bias, A, Dv, st, norm_w, 1e-5, NG, G)
+        y = step(proj).clone() if bound else mamba2_step_cpu(proj, cs, conv_w, conv_b, dt_bias, A, Dv, st, norm_w,
+                                                             1e-5, NG, G)
         y_ref = mamba2_step_ref(proj, cs_ref, conv_w, conv_b, dt_bias, A, Dv, st_ref, norm_w, 1e-5, NG, G)
         assert not y.isnan().any() and rel_err(y, y_ref) < 1e-5
         assert rel_err(st, st_ref) < 1e-5 and torch.equal(cs, cs_ref)
@@ -294,10 +317,13 @@ def test_dispatch_reports_the_cpu_path(monkeypatch):
     assert dispatch.op("ssd_chunk_scan", "cpu") is ssd_scan_cpu
     assert dispatch.fused("mamba1_step", "cpu") is mamba1_step_cpu
     assert dispatch.fused("mamba2_step", "cpu") is mamba2_step_cpu
+    assert dispatch.fused("mamba1_step_bind", "cpu") is bind_mamba1_step
+    assert dispatch.fused("residual_norm_bind", "cpu") is bind_residual_norm
     assert dispatch.describe("cpu")["path"] == "cpu-chunked" and not dispatch.uses_triton("cpu")
     monkeypatch.setenv(dispatch.ENV, "reference")
     assert dispatch.path_for("cpu") == "reference"
     assert dispatch.fused("mamba1_step", "cpu") is None  # the reference path runs the step as separate ops
+    assert dispatch.fused("mamba2_step_bind", "cpu") is None
     monkeypatch.setenv(dispatch.ENV, "cpu-chunked")
     assert dispatch.path_for("cpu") == "cpu-chunked"
     if torch.cuda.is_available():

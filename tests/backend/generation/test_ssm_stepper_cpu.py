@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.generation import cpu_decode
+from backend.generation.cpu_decode import CPUDecodeLoop
 from backend.generation.ssm_stepper import SSMGraphStepper
 from tests.backend.generation.test_ssm_fast import FAMILIES, tiny_model
 
@@ -59,3 +61,51 @@ def test_no_chunk_runs_more_tokens_than_its_budget(family, monkeypatch):
         stepper.prefill(torch.randint(0, 64, (9, 13), generator=torch.Generator().manual_seed(1)))
     assert seen and max(seen) <= 40 and sum(seen) == 9 * 13 * len(model.backbone.layers)
     assert all(t.shape[0] == 9 for t in stepper.cache.tensors())
+
+
+def steps_through(stepper, ids, steps=4):
+    """Prefill, then `steps` greedy decode steps; returns the logits [B, steps + 1, V] and the final states."""
+    logits = [stepper.prefill(ids)]
+    for _ in range(steps):
+        logits.append(stepper.step(logits[-1].argmax(-1)))
+    return torch.stack(logits, 1), [t.clone() for t in stepper.cache.tensors()]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch", [pytest.param(1, id="B1"), pytest.param(3, id="B3")])
+def test_cpu_decode_loop_equals_the_blocks_forward(family, batch, monkeypatch):
+    """The CPU decode loop (cpu_decode: kernels bound once per prefill) against the stepper's own `_run`
+    (module calls through ssm_fast) token by token; a second prefill of another batch rebinds it."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    model = tiny_model(family)
+    ids = torch.randint(0, 64, (batch, 9), generator=torch.Generator().manual_seed(batch))
+    looped = SSMGraphStepper(model, family, use_cuda_graph=False)
+    plain = SSMGraphStepper(model, family, use_cuda_graph=False)
+    plain.step = lambda tok: plain._run(tok.view(-1, 1))  # the same step without the loop
+    with torch.inference_mode():
+        for prompt in (ids, ids[:1, :5], ids):  # another batch and length in between: the loop is rebound
+            got, got_state = steps_through(looped, prompt)
+            assert isinstance(looped._loop, CPUDecodeLoop) and looped._loop.batch == prompt.shape[0]
+            want, want_state = steps_through(plain, prompt)
+            assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+            for g, w in zip(got_state, want_state, strict=True):
+                assert torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cpu_decode_loop_declines_what_its_kernels_do_not_take(family, monkeypatch):
+    """The reference path: the loop declines and the step runs `_run`, still equal to Hugging Face's own full
+    forward. bf16 weights: `build` declines (the bound kernels are fp32)."""
+    monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
+    model = tiny_model(family)
+    ids = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(0))
+    stepper = SSMGraphStepper(model, family, use_cuda_graph=False)
+    with torch.inference_mode():
+        logits, _ = steps_through(stepper, ids, steps=2)
+        model_logits = model(torch.cat([ids, logits[:, :2].argmax(-1)], 1)).logits
+    assert stepper._loop is False
+    assert torch.allclose(logits[:, 1:], model_logits[:, -2:], atol=1e-4, rtol=1e-4)
+    monkeypatch.setenv("SSM_ARENA_KERNELS", "cpu-chunked")
+    assert cpu_decode.build(model, family, stepper.cache, 2) is not None
+    assert cpu_decode.build(model.to(torch.bfloat16), family, stepper.cache, 2) is None
+    assert cpu_decode.build(model.float(), family, stepper.cache, 3) is None  # state buffers of another batch
