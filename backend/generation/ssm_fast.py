@@ -135,6 +135,14 @@ def _step_weights(mixer) -> tuple[torch.Tensor, torch.Tensor]:
     return cached[1]
 
 
+def _zeros(mixer, n: int) -> torch.Tensor:
+    """fp32 zeros [n] standing in for an absent bias, kept on the mixer (not allocated every decode step)."""
+    z = mixer.__dict__.get("_arena_zeros")
+    if z is None or z.shape[0] != n:
+        z = mixer.__dict__["_arena_zeros"] = torch.zeros(n, dtype=torch.float32)
+    return z
+
+
 def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_params=None, **kwargs):
     """MambaMixer.forward with our kernels. hidden_states (B, L, hidden) -> (B, L, hidden)."""
     if self.training:
@@ -157,7 +165,7 @@ def _mamba1_forward(self, hidden_states, cache=None, attention_mask=None, cache_
                 and conv_state.is_contiguous() and ssm_state.is_contiguous():
             # the CPU path: everything between in_proj and out_proj in one call (kernels/cpu_mamba1_step.py)
             xpt, dpt = _step_weights(self)
-            zeros = torch.zeros(self.intermediate_size, dtype=torch.float32)
+            zeros = _zeros(self, self.intermediate_size) if self.conv1d.bias is None or dt_bias is None else None
             y = step(xz[:, 0], conv_state, _conv_weight(self),
                      self.conv1d.bias if self.conv1d.bias is not None else zeros, xpt, dpt,
                      dt_bias if dt_bias is not None else zeros, A, D, ssm_state)
@@ -209,7 +217,7 @@ def _mamba2_forward(self, hidden_states, cache=None, attention_mask=None, cache_
             and conv_state.dtype == ssm_state.dtype == torch.float32 and conv_state.is_contiguous() \
             and ssm_state.is_contiguous():
         # the CPU path: conv update, state update and gated norm in one call (kernels/cpu_mamba2_step.py)
-        bias = self.conv1d.bias if self.conv1d.bias is not None else torch.zeros(self.conv_dim)
+        bias = self.conv1d.bias if self.conv1d.bias is not None else _zeros(self, self.conv_dim)
         y = step(proj[:, 0], conv_state, _conv_weight(self), bias, dt_bias, A, D, ssm_state, self.norm.weight,
                  self.norm.variance_epsilon, norm_group, G)
         return self.out_proj(y[:, None].to(dtype))
