@@ -56,7 +56,7 @@ st.plotly_chart(accuracy_lines(table, "steps", "Direct (solid) vs step-by-step (
                 key=f"{KEY}_chart")
 with st.expander("Accuracy table"):
     st.dataframe(table, hide_index=True, key=f"{KEY}_table")
-paired = stats.paired_table(preds, ["steps", "mode"], filt, stats.reference_model(
+paired = stats.paired_table(preds, ["steps", "mode"], filt, stats.references(
     list(dict.fromkeys(preds["model"])), stats.run_families(row.get("meta"), row.get("summary"))))
 if not paired.empty:
     st.plotly_chart(diff_lines(paired, "steps", "Difference from the transformer on the same problems (95% interval; "

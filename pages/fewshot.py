@@ -64,7 +64,7 @@ st.plotly_chart(accuracy_lines(table, "k", "Accuracy vs number of in-context exa
                                log_x=True), key=f"{KEY}_chart")
 with st.expander("Accuracy table"):
     st.dataframe(table, hide_index=True, key=f"{KEY}_table")
-paired = stats.paired_table(preds, ["k"], filt, stats.reference_model(
+paired = stats.paired_table(preds, ["k"], filt, stats.references(
     list(dict.fromkeys(preds["model"])), stats.run_families(row.get("meta"), row.get("summary"))))
 if not paired.empty:
     st.plotly_chart(diff_lines(paired, "k", "Difference from the transformer on the same instances (95% interval; "

@@ -71,7 +71,7 @@ runs, row, preds = kit.results_header(store, "long-context", "long-context", KEY
 filt = kit.filter_choice(preds, f"{KEY}_filter", default="strict")
 train_ctx = kit.train_contexts(row)
 run_models = list(dict.fromkeys(preds["model"]))
-reference = stats.reference_model(run_models, stats.run_families(row.get("meta"), row.get("summary")))
+reference = stats.references(run_models, stats.run_families(row.get("meta"), row.get("summary")))
 run_task = (row["config"] or {}).get("task") or "passkey"
 DIFF_TITLE = "Difference from the transformer on the same items (95% interval; filled: holds after McNemar + Holm)"
 

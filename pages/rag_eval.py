@@ -56,7 +56,7 @@ def experiment_results(store, job, get_generator) -> None:
                                        "passage's position (1 = first; k = last, right before the question; dashed "
                                        "by k)", dash_by="k", x_title="gold passage position"),
                         key=f"{EVAL}_pos_chart")
-    paired = stats.paired_table(preds, ["k"], "strict", stats.reference_model(
+    paired = stats.paired_table(preds, ["k"], "strict", stats.references(
         list(dict.fromkeys(preds["model"])), stats.run_families(row.get("meta"), row.get("summary"))))
     if not paired.empty:
         st.plotly_chart(diff_lines(paired, "k", "Exact match: difference from the transformer on the same questions "

@@ -82,18 +82,19 @@ def run_findings(preds: pd.DataFrame, kind: str, families: dict[str, str]) -> li
     acc = accuracy_table(preds, by, filt)
     if acc.empty:
         return ["- no scored rows"]
-    ref = stats.reference_model(list(dict.fromkeys(acc["model"])), families)
-    paired = stats.paired_table(preds, by, filt, ref)
+    refs = stats.references(list(dict.fromkeys(acc["model"])), families)
+    paired = stats.paired_table(preds, by, filt, refs)
     held = paired[paired["holds"]] if not paired.empty else paired
     out = []
     if held.empty:
+        ref = " / ".join(sorted(set(paired["reference"]))) if not paired.empty else "the transformer"
         out.append(f"- No difference from {ref} holds in any of the {len(paired)} (model, cell) comparisons.")
     else:
         for model, g in held.groupby("model", sort=True):
             cells = "; ".join(f"{_cell(r, by)}: {r['diff']:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}], "
                               f"p = {r['p_holm']:.2g}" for _, r in g.iterrows())
             total = int((paired["model"] == model).sum())
-            out.append(f"- {model} minus {ref} holds in {len(g)} of {total} cells: {cells}.")
+            out.append(f"- {model} minus {g['reference'].iloc[0]} holds in {len(g)} of {total} cells: {cells}.")
     floors = _floors(preds, by, filt)
     cells = acc.groupby(by, sort=True)
     ceiling, floor, below = [], [], []

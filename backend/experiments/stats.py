@@ -9,10 +9,13 @@ are statsmodels calls in backend.experiments.metrics).
     distance_table(preds, filt)          pass-key accuracy by the needle's distance to the question
     trained_limit(experiment, axis)      the largest value of a sweep axis that training showed (None: no limit)
     reference_model(models, families)    the transformer the others are compared with
+    references(models, families)         {model: its reference}: the transformer of the model's own training seed
+                                         (the `-s<k>-` of ctx-s1-toy-mamba), else reference_model's
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -40,16 +43,45 @@ def trained_limit(experiment: str, axis: str, train_context: int | None = None) 
     return TRAINED_LIMITS.get((experiment, axis))
 
 
-def reference_model(models: list[str], families: dict[str, str] | None = None) -> str | None:
-    """The model the others are compared with: the first transformer (by family, else by name), else the last."""
-    families = families or {}
+SEED_TAG = re.compile(r"(?:^|[-_])s(\d+)(?=[-_]|$)")  # ctx-s1-toy-mamba: training seed 1
+
+
+def _transformer(models: list[str], families: dict[str, str]) -> str | None:
+    """The first transformer among `models` (by family, else by name), or None."""
     for m in models:
         if (families.get(m) or "").lower() in ("transformer", "llama", "gpt2", "gpt_neox"):
             return m
     for m in models:
         if "transformer" in m.lower():
             return m
-    return models[-1] if models else None
+    return None
+
+
+def reference_model(models: list[str], families: dict[str, str] | None = None) -> str | None:
+    """The model the others are compared with: the first transformer (by family, else by name), else the last."""
+    return _transformer(models, families or {}) or (models[-1] if models else None)
+
+
+def seed_of(model: str) -> int | None:
+    """The training seed in a model's name (`ctx-s1-toy-mamba` -> 1), or None."""
+    m = SEED_TAG.search(model)
+    return int(m.group(1)) if m else None
+
+
+def references(models: list[str], families: dict[str, str] | None = None) -> dict[str, str]:
+    """{model: the model it is compared with}: the first transformer trained with the same seed (a seed-1 Mamba
+    against the seed-1 transformer, so a paired difference is not a difference between training runs of the
+    reference), else `reference_model` of all of them. Models without a seed tag all get the latter."""
+    families = families or {}
+    overall = reference_model(models, families)
+    out = {}
+    for m in models:
+        seed = seed_of(m)
+        same = [x for x in models if seed is not None and seed_of(x) == seed]
+        ref = _transformer(same, families) or overall
+        if ref is not None:
+            out[m] = ref
+    return out
 
 
 def baseline_table(preds: pd.DataFrame, by: list[str], filt: str) -> pd.DataFrame:
@@ -90,8 +122,11 @@ PAIRED_COLUMNS = ["model", "reference", "n", "accuracy", "reference_accuracy", "
                   "only_model", "only_reference", "p_value", "p_holm", "holds"]
 
 
-def paired_table(preds: pd.DataFrame, by: list[str], filt: str, reference: str | None = None) -> pd.DataFrame:
-    """Each model against `reference` on the items both scored, per cell of `by`: columns [*by, PAIRED_COLUMNS].
+def paired_table(preds: pd.DataFrame, by: list[str], filt: str,
+                 reference: str | dict[str, str] | None = None) -> pd.DataFrame:
+    """Each model against its reference on the items both scored, per cell of `by`: columns [*by, PAIRED_COLUMNS].
+    `reference`: one model for all, or {model: reference} (`references`: per training seed); None: `references`
+    of the models by name.
     diff = model minus reference (mean paired difference, 95% t interval); only_model / only_reference count the
     items one of them got right (binary scores; fractional ones count when they differ by >= 0.5); p_value is
     McNemar's exact test, p_holm its Holm correction across every row of the table; `holds` when the interval
@@ -101,15 +136,17 @@ def paired_table(preds: pd.DataFrame, by: list[str], filt: str, reference: str |
     if df.empty or any(b not in df.columns for b in by):
         return pd.DataFrame(columns=cols)
     models = list(dict.fromkeys(df["model"]))
-    reference = reference or reference_model(models)
-    if reference not in models:
+    refs = references(models) if reference is None else \
+        reference if isinstance(reference, dict) else {m: reference for m in models}
+    if not any(refs.get(m) in models and refs.get(m) != m for m in models):
         return pd.DataFrame(columns=cols)
     wide = df.pivot_table(index=["instance_id", *by], columns="model", values="value", aggfunc="first").reset_index()
     rows = []
     for key, g in wide.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         for m in models:
-            if m == reference:
+            reference = refs.get(m)
+            if reference is None or reference == m or reference not in models:
                 continue
             both = g[[m, reference]].dropna()
             if both.empty:

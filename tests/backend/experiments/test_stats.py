@@ -166,3 +166,26 @@ def test_science_findings_name_ceilings_floors_and_what_holds():
     assert version_label(preds) == "no scored rows"  # params without a task name
     preds["params"] = [{**p, "task": "fewshot-arbitrary", "task_version": 2} for p in preds["params"]]
     assert version_label(preds) == "fewshot-arbitrary v2"
+
+
+def test_each_seed_is_compared_with_its_own_transformer():
+    """Two training seeds in one run: a seed-1 model's paired difference is taken against the seed-1 transformer
+    (here the seed-1 transformer is strong and the seed-0 one weak, so against the wrong one seed 1's Mamba
+    would look better than it is)."""
+    models = ["ctx-s0-toy-mamba", "ctx-s0-toy-transformer", "ctx-s1-toy-mamba", "ctx-s1-toy-transformer",
+              "ctx-s1-toy-transformer-deep", "toy-mamba"]
+    refs = stats.references(models)
+    assert refs["ctx-s1-toy-mamba"] == "ctx-s1-toy-transformer" and refs["ctx-s0-toy-mamba"] == "ctx-s0-toy-transformer"
+    assert refs["ctx-s1-toy-transformer-deep"] == "ctx-s1-toy-transformer"
+    assert refs["toy-mamba"] == "ctx-s0-toy-transformer"  # no seed tag: the run's first transformer
+    assert stats.seed_of("ctx-s12-toy-mamba") == 12 and stats.seed_of("toy-mamba-small") is None
+    assert stats.references(["ctx-s0-a", "ctx-s1-b"], {"ctx-s0-a": "transformer", "ctx-s1-b": "mamba"}) == \
+        {"ctx-s0-a": "ctx-s0-a", "ctx-s1-b": "ctx-s0-a"}  # seed 1 has no transformer: the overall one
+    preds = _preds({"ctx-s0-toy-mamba": 0.6, "ctx-s0-toy-transformer": 0.3, "ctx-s1-toy-mamba": 0.6,
+                    "ctx-s1-toy-transformer": 0.95})
+    t = stats.paired_table(preds, ["k"], "acc").set_index("model")
+    assert t.loc["ctx-s1-toy-mamba", "reference"] == "ctx-s1-toy-transformer"
+    assert t.loc["ctx-s1-toy-mamba", "diff_high"] < 0 < t.loc["ctx-s0-toy-mamba", "diff_low"]
+    assert "ctx-s0-toy-transformer" not in t.index and "ctx-s1-toy-transformer" not in t.index
+    one = stats.paired_table(preds, ["k"], "acc", "ctx-s0-toy-transformer").set_index("model")
+    assert one.loc["ctx-s1-toy-mamba", "diff_low"] > 0  # the single-reference comparison the pages used before
