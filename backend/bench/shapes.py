@@ -13,6 +13,7 @@ folder with its own weights (`Shape.folder`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,8 +135,18 @@ def bundled_folder(name: str) -> Path:
     return REPO / "assets" / "models" / name
 
 
-def partner_of(name: str) -> str | None:
+def partner_of(name: str, run: dict[str, str] | None = None) -> str | None:
+    """The transformer `name` is compared with: its PAIRS partner, else (a local model, e.g. a retrained
+    `ctx-s0-toy-hybrid`) the transformer of the same run (`run`: {model: family}) whose name shares the longest
+    prefix with it (`ctx-s0-toy-transformer`: same recipe and seed), the shorter name on a tie (the plain
+    transformer before its depth-matched `-deep` variant); None for a transformer or a model with no partner."""
     for ssm, tf in PAIRS:
         if name == ssm:
             return tf
-    return None
+    run = run or {}
+    if run.get(name, "transformer") == "transformer":
+        return None
+    candidates = [m for m, fam in run.items() if fam == "transformer"]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda m: (len(os.path.commonprefix([m, name])), -len(m)))

@@ -343,7 +343,7 @@ class Sweep:
             "prompt_tokens": plan.prompt_len,
             "new_tokens": plan.new_tokens,
             "phase": plan.phase,
-            "partner": partner_of(shape.name),
+            "partner": partner_of(shape.name, {m: self.shapes[m].family for m in self.cfg.models}),
             "kernel_path": kernel_path,
             "weights": shape.weights,
             "warmup": self.cfg.warmup,

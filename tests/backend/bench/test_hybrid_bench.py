@@ -149,3 +149,35 @@ def test_an_isolated_child_benchmarks_the_registered_hybrid(hybrid, tmp_path, mo
     assert got == [("context", 8, "ok", "cpu-chunked"), ("batch", 8, "ok", "cpu-chunked")]
     assert all(r["family"] == "hybrid" and r["state_bytes"] == expected_bytes()[0] for r in sweep.rows)
     assert any(f"beyond max_position_embeddings={MAX_POS}" in s for s in sweep.not_run)
+
+
+def test_partner_of_a_local_model_is_the_runs_closest_named_transformer():
+    from backend.bench.shapes import partner_of
+
+    run = {"ctx-s1-toy-hybrid": "hybrid", "ctx-s0-toy-transformer-deep": "transformer",
+           "ctx-s0-toy-transformer": "transformer", "ctx-s1-toy-transformer-deep": "transformer",
+           "ctx-s1-toy-transformer": "transformer", "ctx-s1-toy-mamba": "mamba"}
+    assert partner_of("ctx-s1-toy-hybrid", run) == "ctx-s1-toy-transformer"  # same seed, not the -deep variant
+    assert partner_of("ctx-s1-toy-mamba", run) == "ctx-s1-toy-transformer"
+    assert partner_of("ctx-s1-toy-transformer-deep", run) is None  # transformers are the reference side
+    assert partner_of("toy-mamba", run) == "toy-transformer"  # the fixed pairs first
+    assert partner_of("ctx-s1-toy-hybrid", {"ctx-s1-toy-hybrid": "hybrid"}) is None  # no transformer in the run
+    assert partner_of("ctx-s1-toy-hybrid") is None
+
+
+def test_a_hybrid_benchmarked_with_a_transformer_is_paired_with_it(hybrid, tmp_path):
+    """The Performance page's pair comparisons (analysis.pairs_in) list the hybrid against the run's transformer."""
+    import pandas as pd
+
+    from backend.bench.analysis import pairs_in
+    from backend.models.placeholders import build_tiny
+
+    registry.add_local_model(build_tiny("llama", tmp_path / "tiny-transformer", max_positions=MAX_POS),
+                             name="tiny-transformer")
+    sweep = Sweep(cfg(models=["tiny-hybrid", "tiny-transformer"], prompt_lens=[8], batches=[1], hf_baseline=False,
+                      eager_baseline=False), RecordWriter(tmp_path / "b.jsonl"))
+    sweep.run()
+    rows = [r for r in sweep.rows if r["status"] == "ok" and r.get("metric") == "point"]
+    assert {r["partner"] for r in rows if r["model"] == "tiny-hybrid"} == {"tiny-transformer"}
+    assert {r["partner"] for r in rows if r["model"] == "tiny-transformer"} == {None}
+    assert pairs_in(pd.DataFrame(sweep.rows)) == [("tiny-hybrid", "tiny-transformer")]
