@@ -19,7 +19,7 @@ from pages.components.resources import generator_getter, get_manager
 KEEP = {"persist_state": "session"}
 specs = registry.list_specs()
 names = [s.name for s in specs]
-mamba2 = [s.name for s in specs if s.family == "mamba2"]
+mamba2 = [s.name for s in specs if s.family in ("mamba2", "hybrid")]  # a hybrid: its Mamba-2 layers
 WORDS = " ".join(example_prompts() * 4).split()
 
 
@@ -66,8 +66,9 @@ layers Mamba and add a few attention layers for exact recall, which a fixed-size
 
 st.header("1. One Mamba-2 layer, three ways")
 c1, c2, c3 = st.columns(3)
-model = c1.selectbox("Mamba-2 model", mamba2 or ["(none registered)"], key="explain_model", **KEEP)
-layer = c2.number_input("Layer", 0, 63, 0, key="explain_layer", **KEEP)
+model = c1.selectbox("Mamba-2 model (or hybrid)", mamba2 or ["(none registered)"], key="explain_model", **KEEP)
+layer = c2.number_input("Mamba-2 layer", 0, 63, 0, key="explain_layer", help="A hybrid's layers are counted among "
+                        "its Mamba-2 layers only; the caption says which layer of the model it is.", **KEEP)
 top = c3.selectbox("Longest length (tokens)", [128, 256, 512, 1024], index=1, key="explain_top", **KEEP)
 lengths = [n for n in (16, 32, 64, 128, 256, 512, 1024) if n <= top]
 if st.button("Compute the layer three ways", key="explain_ssd_run"):
@@ -124,7 +125,7 @@ st.line_chart(mem.pivot(index="distance", columns="method", values="error"), x_l
               "token from the end (tokens)", y_label="mean |state - marked value|")
 worst = mem.groupby("method")["error"].max()
 st.caption("Largest mean error over distances: " + "; ".join(f"{m}: {v:.3f}" for m, v in worst.items()) + ".")
-ssms = [s.name for s in specs if s.family in ("mamba", "mamba2")]
+ssms = [s.name for s in specs if s.family in ("mamba", "mamba2", "hybrid")]  # a hybrid: its Mamba-2 layers' Δ
 text, spans = toys.selective_copy_text()
 st.markdown("On a loaded SSM, a selective-copying input (digits among dots): does Δ rise on the digits?")
 st.code(text, language=None)

@@ -116,7 +116,8 @@ def inspect_models(get_generator: Callable, names: list[str], text: InstanceText
 
 
 def ssd_explainer(gen, text: str, layer: int, lengths: list[int], chunk: int = 64) -> dict:
-    """The explainer's three SSD forms on layer `layer` of `gen` (a loaded Mamba-2 model) reading `text`; with
+    """The explainer's three SSD forms on Mamba-2 layer `layer` of `gen` (a loaded Mamba-2 model or hybrid) reading
+    `text`; with
     gen None, on random inputs of toy-mamba2's layer size (`source` says which)."""
     # torch loads here, when the demonstration runs
     from backend.inside import explain
@@ -125,7 +126,9 @@ def ssd_explainer(gen, text: str, layer: int, lengths: list[int], chunk: int = 6
         out = explain.ssd_demo(explain.random_inputs(max(lengths)), lengths, chunk)
         return {**out, "source": f"random inputs of toy-mamba2's layer size ({max(lengths)} tokens)"}
     v = explain.mamba2_layer_inputs(gen, text, layer)
-    return {**explain.ssd_demo(v, lengths, chunk), "source": f"{gen.info.name}, layer {v['layer']}, on your text"}
+    where = f"layer {v['layer']}" if gen.info.family != "hybrid" else \
+        f"Mamba-2 layer {v['layer']} (layer {v['model_layer']} of the hybrid)"
+    return {**explain.ssd_demo(v, lengths, chunk), "source": f"{gen.info.name}, {where}, on your text"}
 
 
 def run(args) -> int:

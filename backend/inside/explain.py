@@ -19,20 +19,24 @@ RANDOM_SIZES = {"H": 8, "P": 64, "N": 64}  # toy-mamba2's layer, for the fallbac
 
 
 def mamba2_layer_inputs(gen, text: str, layer: int = 0) -> dict:
-    """xbar (L, H, P), log_a (L, H), B, C (L, H, N) and the checks' extras of layer `layer` of `gen`'s Mamba-2
-    model on `text`, captured by the hooks during one forward of the model's own path."""
+    """xbar (L, H, P), log_a (L, H), B, C (L, H, N) and the checks' extras of Mamba-2 layer `layer` of `gen`
+    (a Mamba-2 model, or a hybrid whose SSM layers are Mamba-2 mixers: `layer` counts those only, and
+    `model_layer` says which layer of the model it is) on `text`, captured by the hooks during one forward of
+    the model's own path."""
     parts = hf_parts(gen)
-    if parts is None or gen.info.family != "mamba2":
-        raise InspectError(f"'{gen.info.name}' is not a loaded Mamba-2 model; pick one (e.g. toy-mamba2).")
+    layers = ssm.mixers(parts[0]) if parts is not None and gen.info.family in ("mamba2", "hybrid") else []
+    if not layers:
+        raise InspectError(f"'{gen.info.name}' is not a loaded Mamba-2 model or a hybrid with Mamba-2 layers; pick "
+                           "one (e.g. toy-mamba2).")
     model, tok = parts
-    layers = ssm.mixers(model)
     layer = max(0, min(int(layer), len(layers) - 1))
     ids = torch.tensor([tok(text, return_attention_mask=False)["input_ids"]], device=next(model.parameters()).device)
     with gen.lock, ssm.captured(model) as seen, torch.inference_mode():
         model(input_ids=ids, use_cache=False)
         v = ssm.mamba2_inputs(layers[layer], seen, layer)
         v["y_model"] = seen[(layer, "out_proj")][0][0].float()
-    v.update(xbar=v["delta"][..., None] * v["x"], log_a=v["delta"] * v["A"], mixer=layers[layer], layer=layer)
+    v.update(xbar=v["delta"][..., None] * v["x"], log_a=v["delta"] * v["A"], mixer=layers[layer], layer=layer,
+             model_layer=int(getattr(layers[layer], "layer_idx", layer)))
     return v
 
 

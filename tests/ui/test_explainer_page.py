@@ -77,3 +77,34 @@ def test_demonstrations_on_a_loaded_mamba2(tiny_mamba2):
     assert not at.exception, at.exception
     assert at.metric[0].label == "mean Δ on the digits / on the dots" and at.metric[0].value.endswith("x")
     assert "6 digit tokens" in " ".join(c.value for c in at.caption)
+
+
+@pytest.fixture
+def tiny_hybrid(arena_env, monkeypatch, tmp_path):
+    import streamlit as st
+
+    from tests.backend.helpers import build_tiny_hybrid
+
+    monkeypatch.delenv("SSM_ARENA_FAKE")
+    st.cache_resource.clear()
+    registry.add_local_model(build_tiny_hybrid(tmp_path / "hy", layers=3, attn=(1,)), name="tiny-hy")
+    return "tiny-hy"
+
+
+def test_demonstrations_on_a_loaded_hybrid(tiny_hybrid):
+    """A hybrid's Mamba-2 layers in both pickers: layer 1 of its Mamba-2 layers is layer 2 of the model (its
+    attention layer is 1), and the chunked SSD reproduces that layer's own output."""
+    at = _page()
+    at.selectbox(key="explain_model").set_value(tiny_hybrid)
+    at.number_input(key="explain_layer").set_value(1)
+    at.selectbox(key="explain_top").set_value(128)
+    at.button(key="explain_ssd_run").click().run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Inputs: tiny-hy, Mamba-2 layer 1 (layer 2 of the hybrid), on your text" in captions
+    rows = _table(at)
+    assert len(rows) == 5 and all(float(v) < 1e-4 for v in rows.values()), rows
+    at.selectbox(key="explain_sel_model").set_value(tiny_hybrid)
+    at.button(key="explain_sel_run").click().run()
+    assert not at.exception, at.exception
+    assert at.metric[0].label == "mean Δ on the digits / on the dots" and at.metric[0].value.endswith("x")
