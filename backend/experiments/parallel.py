@@ -17,6 +17,7 @@ records, as shards on a Ray cluster.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import signal
 from collections.abc import Callable
@@ -50,6 +51,25 @@ def _open(spec: tuple[str, str]):
         return RecordWriter(spec[1])
 
     return open_store(spec[1])
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def worker_env(device: str | None, workers: int) -> dict[str, str]:
+    """Environment for each of `workers` processes that run on the CPU: the cores split between them, for
+    OpenMP (torch), MKL and numba (variables the user set are kept); {} for one worker or a GPU. Why: each
+    worker's thread pools default to every core, and idle OpenMP threads spin, so two workers on two cores
+    starved each other. Measured on the 2-core CPU, chain of thought at 8 steps, 2 workers: median time per
+    output token 13.5-132 ms with the defaults against 5.2-5.6 ms so (the full CoT run: 1,264 against 218 ms
+    per generation). Set before the children start: the pools are sized when torch and numba load."""
+    from backend.device import resolve_device
+
+    if workers <= 1 or resolve_device(device or "auto").type != "cpu":
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = str(max(1, cores // workers))
+    return {v: share for v in THREAD_VARS if not os.environ.get(v)}
 
 
 def _worker(config_dict: dict, plan: Plan, models: list[str], run_id: str, spec: tuple[str, str],
@@ -125,8 +145,18 @@ def run_parallel(config: ExperimentConfig, store, *, workers: int, device: str |
     if progress:
         progress(done, total, "starting workers")
     try:
-        for p in procs:
-            p.start()
+        env = worker_env(device, workers)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # spawned children copy the environment when they start
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         while any(p.is_alive() for p in procs) or not q.empty():
             if stop() and not stop_ev.is_set():
                 stop_ev.set()

@@ -52,3 +52,46 @@ def test_cancel_then_resume(fake, tmp_path):
     assert kept == first.done
     second = run_parallel(cfg, st, workers=3, resume_run_id=first.run_id)
     assert second.status == "completed" and second.done == second.total == 36
+
+
+def test_cpu_workers_split_the_cores(monkeypatch):
+    """N workers on the CPU get cores // N threads each (at least 1) for OpenMP, MKL and numba; a variable the user
+    set is kept; one worker or a GPU keeps the defaults."""
+    from backend.experiments.parallel import THREAD_VARS, worker_env
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("SSM_ARENA_DEVICE", raising=False)
+    for v in THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    assert worker_env("cpu", 2) == dict.fromkeys(THREAD_VARS, "4")
+    assert set(worker_env("cpu", 3).values()) == {"2"} and set(worker_env("cpu", 16).values()) == {"1"}
+    assert worker_env("cpu", 1) == {}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert "OMP_NUM_THREADS" not in worker_env("cpu", 2)
+    monkeypatch.setenv("SSM_ARENA_DEVICE", "cpu")
+    assert worker_env(None, 4)["NUMBA_NUM_THREADS"] == "2"  # the worker's device follows the setting
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert worker_env("cuda", 2) == {}
+
+
+def test_cpu_workers_start_with_their_share_and_the_parent_keeps_its_environment(fake, tmp_path, monkeypatch):
+    """The spawned workers see the thread variables (read back from inside a worker); the parent's environment
+    is as it was."""
+    import os
+
+    from backend.experiments import parallel
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(parallel, "worker_env", lambda device, workers: {"OMP_NUM_THREADS": "1"})
+    monkeypatch.setattr(parallel, "_worker", _env_worker)
+    cfg = default_config("cot", MODELS)
+    cfg.n, cfg.sweep["steps"] = 1, [1]
+    out = run_parallel(cfg, RecordWriter(tmp_path / "r.jsonl"), workers=2, meta={})
+    assert sorted(out.summary["model_info"].values(), key=str) == [{"omp": "1"}, {"omp": "1"}]
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+def _env_worker(config_dict, plan, models, run_id, spec, device, workers, q, stop_ev):
+    import os
+
+    q.put(("info", f"worker-{models[0]}", {"omp": os.environ.get("OMP_NUM_THREADS")}))
