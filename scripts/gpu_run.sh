@@ -13,7 +13,6 @@
 #                                                   # issue 18: the inside view on CUDA
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
 #   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
-#   OUT=/some/dir bash scripts/gpu_run.sh cot13     # issue 13: finish the full chain-of-thought run (--resume)
 #
 # `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
@@ -195,18 +194,6 @@ ladder14() {
   return $rc
 }
 
-cot13() {
-  # issue 13: finish the full-profile chain-of-thought run that the H100 call of 9b983f4 began (run 62e1bcc2,
-  # 2,362 of 10,800 instances when that call's time ran out) from its committed JSONL; the finished
-  # instances are kept and only the rest run (`--resume`). The whole file comes back as exp_cot_h100_2.jsonl.
-  zcat results/exp_cot_h100_2.jsonl.gz >/tmp/cot.jsonl || return 3
-  timeout -s INT -k 30 "${LIMIT_S:-420}" $PY -m backend experiment cot --resume 62e1bcc2b4ec4c03bd6618ef397048d3 \
-    --jsonl /tmp/cot.jsonl --workers "${WORKERS:-8}" --quiet >"$LOGS/exp_cot_resume.log" 2>&1
-  local rc=$?
-  cp /tmp/cot.jsonl "$OUT/exp_cot_h100_2.jsonl"
-  return $rc
-}
-
 case "${1:-}" in
   train) train ;;
   evaluate) evaluate ;;
@@ -216,8 +203,7 @@ case "${1:-}" in
   science) science ;;
   retrain14) retrain14 ;;
   ladder14) ladder14 ;;
-  cot13) cot13 ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14|ladder14|cot13" >&2
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14|ladder14" >&2
      exit 2 ;;
 esac
 rc=$?

@@ -91,8 +91,9 @@ means v1). The v1 evaluations (`exp_{fewshot,long_context,cot}_h100`, `exp_*_h20
 history: issue 13 found that they measure something else (few-shot labels fixed by training or one label answering
 every query; the RAG gold passage first in almost every prompt; recall keys tokenised differently in the list and the
 question). Those three v1 H100 files ran on the earlier, shorter-trained checkpoints of `train_h100.jsonl`; every
-other file (the issue-13 runs `exp_long_context_{passkey,recall,copy}_h100`, `exp_rag_h100`, `exp_cot_h100_2` and
-the `*_cpu*` files included) on the bundled ones of `train_h200.jsonl` (each run records the weights' sha256). Under each run: the differences from the transformer that hold and the cells at
+other file (the issue-13 runs `exp_long_context_{passkey,recall,copy}_h100`, `exp_rag_h100`, `exp_cot_cpu_full` (the
+whole chain-of-thought profile, fp32; `exp_cot_h100_2` is its unfinished bf16 GPU start) and the other `*_cpu*` files
+included) on the bundled ones of `train_h200.jsonl` (each run records the weights' sha256). Under each run: the differences from the transformer that hold and the cells at
 a ceiling or a floor (as in the summary below)."""
 
 SECTIONS = {"experiment-fewshot": "Few-shot", "experiment-long-context": "Long context (pass key)",
