@@ -37,6 +37,7 @@ from backend.experiments.runner import (
     evaluate,
     model_info,
 )
+from backend.scale.cluster import environ
 from store import RecordWriter, open_store
 
 
@@ -145,18 +146,9 @@ def run_parallel(config: ExperimentConfig, store, *, workers: int, device: str |
     if progress:
         progress(done, total, "starting workers")
     try:
-        env = worker_env(device, workers)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # spawned children copy the environment when they start
-        try:
+        with environ(worker_env(device, workers)):  # spawned children copy the environment when they start
             for p in procs:
                 p.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         while any(p.is_alive() for p in procs) or not q.empty():
             if stop() and not stop_ev.is_set():
                 stop_ev.set()

@@ -133,10 +133,8 @@ def thread_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def shard_env(env: dict[str, str]) -> Iterator[None]:
-    """The driver's settings for the length of one shard (a Ray worker process runs many tasks), and numba's
-    thread count matched to the shard's CPUs (`thread_env`)."""
-    env = {**thread_env(), **env}
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """`env` set in os.environ for the length of the block, the previous values (or their absence) restored."""
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -147,6 +145,12 @@ def shard_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def shard_env(env: dict[str, str]):
+    """The driver's settings for the length of one shard (a Ray worker process runs many tasks), and numba's
+    thread count matched to the shard's CPUs (`thread_env`)."""
+    return environ({**thread_env(), **env})
 
 
 def record_id(*parts: object) -> str:

@@ -26,6 +26,15 @@ def _table(at: AppTest, i: int = 0) -> dict:
     return at.table[i].value.iloc[:, 0].to_dict()
 
 
+def _run_ssd(at: AppTest, model: str) -> None:
+    """The SSD demo on layer 1 of `model`'s Mamba-2 layers, up to 128 tokens."""
+    at.selectbox(key="explain_model").set_value(model)
+    at.number_input(key="explain_layer").set_value(1)
+    at.selectbox(key="explain_top").set_value(128)
+    at.button(key="explain_ssd_run").click().run()
+    assert not at.exception, at.exception
+
+
 def test_demonstrations_on_the_fake_backend(arena_env):
     at = _page()
     assert at.title[0].value.startswith("Explainer")
@@ -64,11 +73,7 @@ def tiny_mamba2(arena_env, monkeypatch, tmp_path):
 
 def test_demonstrations_on_a_loaded_mamba2(tiny_mamba2):
     at = _page()
-    at.selectbox(key="explain_model").set_value(tiny_mamba2)
-    at.number_input(key="explain_layer").set_value(1)
-    at.selectbox(key="explain_top").set_value(128)
-    at.button(key="explain_ssd_run").click().run()
-    assert not at.exception, at.exception
+    _run_ssd(at, tiny_mamba2)
     assert any(c.value.startswith("Inputs: tiny-m2, layer 1, on your text") for c in at.caption)
     rows = _table(at)
     assert len(rows) == 5 and all(float(v) < 1e-4 for v in rows.values()), rows  # incl. the layer's own output
@@ -95,11 +100,7 @@ def test_demonstrations_on_a_loaded_hybrid(tiny_hybrid):
     """A hybrid's Mamba-2 layers in both pickers: layer 1 of its Mamba-2 layers is layer 2 of the model (its
     attention layer is 1), and the chunked SSD reproduces that layer's own output."""
     at = _page()
-    at.selectbox(key="explain_model").set_value(tiny_hybrid)
-    at.number_input(key="explain_layer").set_value(1)
-    at.selectbox(key="explain_top").set_value(128)
-    at.button(key="explain_ssd_run").click().run()
-    assert not at.exception, at.exception
+    _run_ssd(at, tiny_hybrid)
     captions = " ".join(c.value for c in at.caption)
     assert "Inputs: tiny-hy, Mamba-2 layer 1 (layer 2 of the hybrid), on your text" in captions
     rows = _table(at)
