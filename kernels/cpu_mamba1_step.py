@@ -30,12 +30,12 @@ import torch
 from numba import njit
 
 from kernels.causal_conv1d import causal_conv1d_update_ref
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, _softplus
+from kernels.cpu_scan import JIT, LOG2E, _exp2, _softplus
 from kernels.cpu_step import _conv_silu_row
 from kernels.selective_state_update import selective_state_update_ref
 
 
-@njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+@njit(cache=True, **JIT)
 def _mamba1_step_kernel(xz, conv_state, conv_w, conv_b, x_proj_t, dt_proj_t, dt_bias, A2, Dv, state, y):
     """See the module docstring; A2 = A * log2(e). All fp32 C-contiguous."""
     b, D = conv_state.shape[0], conv_state.shape[1]

@@ -31,7 +31,7 @@ import torch
 from numba import njit
 
 from kernels.causal_conv1d import causal_conv1d_update_ref
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, _softplus
+from kernels.cpu_scan import JIT, LOG2E, _exp2, _softplus
 from kernels.cpu_step import _conv_silu_row
 from kernels.rms_norm import rms_norm_ref
 from kernels.selective_state_update import selective_state_update_ref
@@ -39,7 +39,7 @@ from kernels.selective_state_update import selective_state_update_ref
 LANES = 16
 
 
-@njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+@njit(cache=True, **JIT)
 def _mamba2_step_kernel(proj, conv_state, conv_w, conv_b, dt_bias, A2, Dv, state, norm_w, eps, NG, G, y):
     """See the module docstring; A2 = A * log2(e). All fp32 C-contiguous."""
     b, H, P, N = state.shape

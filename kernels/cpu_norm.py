@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, threads
+from kernels.cpu_scan import JIT, LOG2E, _exp2, in_parent, threads
 from kernels.rms_norm import _plan, _rows, rms_norm_ref
 
 rms_norm_cpu_ref = rms_norm_ref
@@ -36,56 +36,59 @@ PARALLEL_ROWS = 64  # fewer rows (a decode step) run on the calling thread: waki
 JOBS = 8  # prange jobs: rows are dealt out round-robin, each job allocating its two buffers once
 
 
-def _norm_rows(x, res, z, w, eps, G, has_res, has_z, store_res, out, res_out):
-    """x, res, z, out, res_out [rows, N] C-contiguous; w [N].
+def _norm_rows(x, res, z, zc, w, eps, G, has_res, has_z, store_res, out, res_out):
+    """x, res, out, res_out [rows, N] C-contiguous; z [rows, >= zc + N] C-contiguous, its columns from zc
+    (`kernels.cpu_scan.in_parent`: the gate is read in place from in_proj's output); w [N].
 
     Written for LLVM's vectoriser (measured on the 2-core CPU, 512 x 512 gated: 1.39 ms as one fused loop,
-    then 0.91 ms like this but with the gate's exponential and division in one loop and one prange job per row,
-    0.18 ms now): one simple loop per step with no reduction and no branch in it, the exponentials of the gate
-    in a loop of their own, zero-based loop counters (`range(g0, g0 + G)` did not vectorise), C-contiguous
-    inputs (a strided 2-D view is numba's "A" layout, whose loops do not vectorise), the sum of squares in
-    LANES partial sums, since fastmath here may not reassociate a single running sum, and JOBS jobs that each
-    take every JOBS-th row (one prange job per row ran no faster on two threads than on one)."""
+    then 0.91 ms with one prange job per row, 0.18 ms now): one simple loop per step over row views
+    (indexing x[r, g0 + c] in the loop kept some loops scalar), the sum of squares in LANES partial sums,
+    since fastmath here may not reassociate a single running sum, and JOBS jobs that each take every
+    JOBS-th row (one prange job per row ran no faster on two threads than on one)."""
     rows, N = x.shape
     jobs = min(rows, JOBS)
-    for job in prange(jobs):  # rows job, job + jobs, ...: one job's buffers serve all its rows
+    for job in prange(jobs):  # rows job, job + jobs, ...: one job's buffer serves all its rows
         part = np.empty(LANES, np.float32)
-        gate = np.empty(G, np.float32)
         for r in range(job, rows, jobs):
             for g in range(N // G):
                 g0 = g * G
+                o = out[r, g0:g0 + G]
+                xr = x[r, g0:g0 + G]
                 if has_res:
+                    rr = res[r, g0:g0 + G]
                     for c in range(G):
-                        out[r, g0 + c] = x[r, g0 + c] + res[r, g0 + c]
+                        o[c] = xr[c] + rr[c]
                 else:
                     for c in range(G):
-                        out[r, g0 + c] = x[r, g0 + c]
+                        o[c] = xr[c]
                 if store_res:
+                    ro = res_out[r, g0:g0 + G]
                     for c in range(G):
-                        res_out[r, g0 + c] = out[r, g0 + c]
-                if has_z:  # silu(z) = z / (1 + 2^(-z log2 e)): the exponentials in a loop of their own
+                        ro[c] = o[c]
+                if has_z:  # silu(z) = z / (1 + 2^(-z log2 e))
+                    zr = z[r, zc + g0:zc + g0 + G]
                     for c in range(G):
-                        gate[c] = _exp2(-z[r, g0 + c] * np.float32(LOG2E))
-                    for c in range(G):
-                        out[r, g0 + c] *= z[r, g0 + c] / (np.float32(1.0) + gate[c])
+                        zv = zr[c]
+                        o[c] *= zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
                 for j in range(LANES):
                     part[j] = 0.0
                 full = G - G % LANES
                 for c in range(0, full, LANES):
                     for j in range(LANES):
-                        v = out[r, g0 + c + j]
+                        v = o[c + j]
                         part[j] += v * v
                 ss = np.float32(0.0)
                 for j in range(LANES):
                     ss += part[j]
                 for c in range(full, G):
-                    ss += out[r, g0 + c] * out[r, g0 + c]
+                    ss += o[c] * o[c]
                 inv = np.float32(1.0) / math.sqrt(ss / G + eps)
+                wr = w[g0:g0 + G]
                 for c in range(G):
-                    out[r, g0 + c] = w[g0 + c] * (out[r, g0 + c] * inv)
+                    o[c] = wr[c] * (o[c] * inv)
 
 
-_FLAGS = dict(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+_FLAGS = dict(cache=True, **JIT)
 _norm_parallel = njit(parallel=True, **_FLAGS)(_norm_rows)
 _norm_serial = njit(**_FLAGS)(_norm_rows)
 
@@ -105,8 +108,10 @@ def rms_norm_cpu(x, weight, eps, residual=None, z=None, group_size=None, residua
         kernel = _norm_parallel if x2.shape[0] >= PARALLEL_ROWS else _norm_serial
         if kernel is _norm_parallel:
             numba.set_num_threads(threads())
-        x2, r2, z2 = (t.contiguous() for t in (x2, r2, z2))  # see _norm_rows: C layout vectorises
-        kernel(x2.detach().numpy(), r2.detach().numpy(), z2.detach().numpy(), weight.detach().numpy(),
+        parent = in_parent(z2[None]) if z is not None else None  # the gate in place (a slice of in_proj's output)
+        zp, zc = (parent[0][0], parent[1]) if parent is not None else (z2.contiguous(), 0)
+        x2, r2 = (t.contiguous() for t in (x2, r2))  # see _norm_rows: C layout vectorises
+        kernel(x2.detach().numpy(), r2.detach().numpy(), zp.detach().numpy(), zc, weight.detach().numpy(),
                np.float32(eps), G, residual is not None, z is not None, store_res, out.view(-1, N).numpy(),
                (res_out if store_res else out).view(-1, N).numpy())
     return out, res_out
@@ -131,7 +136,7 @@ def bind_residual_norm(weight: torch.Tensor, eps: float, rows: int):
         r_np = x_np if residual is None else residual.detach().contiguous().numpy()
         if kernel is _norm_parallel:
             numba.set_num_threads(threads())
-        kernel(x_np, r_np, x_np, w, eps32, N, residual is not None, False, True, out_np, h_np)
+        kernel(x_np, r_np, x_np, 0, w, eps32, N, residual is not None, False, True, out_np, h_np)
         return out, h
 
     return norm

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from numba import njit, prange
 
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2, threads
+from kernels.cpu_scan import JIT, LOG2E, _exp2, threads
 from kernels.ssd_chunk_scan import _check, ssd_chunk_scan_ref
 from kernels.ssd_train import _dt_processed
 
 ssd_scan_cpu_ref = ssd_chunk_scan_ref  # the reference this op is tested against
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+@njit(parallel=True, cache=True, **JIT)
 def _ssd_scan_kernel(x, dt, A2, Bm, Cm, Dv, has_d, h, y):
     """x, y [b, L, H, P]; dt [b, L, H] (processed); A2 [H] = A * log2(e); Bm, Cm [b, L, G, N];
     Dv [H, P]; h [b, H, N, P] in: initial state, out: final state. All fp32, C-contiguous."""

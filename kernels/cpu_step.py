@@ -38,7 +38,7 @@ import torch
 from numba import njit
 
 from kernels.causal_conv1d import _act, _check_update, causal_conv1d_update_ref
-from kernels.cpu_scan import FASTMATH, LOG2E, _exp2
+from kernels.cpu_scan import JIT, LOG2E, _exp2
 from kernels.selective_state_update import _check, _to_heads, selective_state_update_ref
 
 selective_state_update_cpu_ref = selective_state_update_ref
@@ -46,17 +46,17 @@ causal_conv1d_update_cpu_ref = causal_conv1d_update_ref
 _EMPTY = np.zeros((1, 1, 1), np.float32)  # stands in for absent optional arrays
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _softplus(v):
     return v if v > 20.0 else math.log1p(math.exp(v))
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _silu(v):
     return v / (np.float32(1.0) + _exp2(-v * np.float32(LOG2E)))
 
 
-@njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+@njit(cache=True, **JIT)
 def _ssu_kernel(state, x, dt, A, Bm, Cm, Dv, z, bias, out, tied, has_d, has_z, has_bias, softplus):
     """state [b, H, P, N] fp32 (in place); x, out [b, H, P]; dt [b, H, P] (untied: A [H, P, N]) or [b, H, 1]
     (tied: A [H, 1, 1]); Bm, Cm [b, G, N]; Dv, bias [H, P] (or [H, 1] tied) when present; z like x."""
@@ -93,7 +93,7 @@ def _ssu_kernel(state, x, dt, A, Bm, Cm, Dv, z, bias, out, tied, has_d, has_z, h
                 out[bi, h, p] = acc
 
 
-@njit(fastmath=FASTMATH, inline="always")
+@njit(inline="always", **JIT)
 def _conv_silu_row(x, x0, conv_state, bi, w, bias, out):
     """Sequence bi's conv update + SiLU for the fused decode steps: channel c's new input x[x0 + c] is shifted
     into conv_state[bi, c] (in place) and out[c] = silu(bias[c] + the conv over its K newest inputs)."""
@@ -110,7 +110,7 @@ def _conv_silu_row(x, x0, conv_state, bi, w, bias, out):
         out[c] = _silu(acc)
 
 
-@njit(fastmath=FASTMATH, cache=True, boundscheck=False, nogil=True)
+@njit(cache=True, **JIT)
 def _conv_update_kernel(x, conv_state, w, bias, has_bias, silu, out):
     """x [b, d]; conv_state [b, d, S] (in place: shifted left by one, x in the last slot); w [d, K]."""
     b, d = x.shape
