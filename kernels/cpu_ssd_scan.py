@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from numba import njit, prange
 
-from kernels.cpu_scan import JIT, LOG2E, _exp2, threads
+from kernels.cpu_scan import JIT, LOG2E, _exp2, in_parent, threads
 from kernels.ssd_chunk_scan import _check, ssd_chunk_scan_ref
 from kernels.ssd_train import _dt_processed
 
@@ -40,11 +40,13 @@ ssd_scan_cpu_ref = ssd_chunk_scan_ref  # the reference this op is tested against
 
 
 @njit(parallel=True, cache=True, **JIT)
-def _ssd_scan_kernel(x, dt, A2, Bm, Cm, Dv, has_d, h, y):
-    """x, y [b, L, H, P]; dt [b, L, H] (processed); A2 [H] = A * log2(e); Bm, Cm [b, L, G, N];
-    Dv [H, P]; h [b, H, N, P] in: initial state, out: final state. All fp32, C-contiguous."""
-    b, L, H, P = x.shape
-    G, N = Bm.shape[2], Bm.shape[3]
+def _ssd_scan_kernel(x, xc, dt, A2, Bm, bc, Cm, cc, G, Dv, has_d, h, y):
+    """x [b, L, >= xc + H * P], Bm [b, L, >= bc + G * N], Cm [b, L, >= cc + G * N]: the columns from xc, bc,
+    cc (`kernels.cpu_scan.in_parent`: read in place from the conv's output); y [b, L, H, P]; dt [b, L, H]
+    (processed); A2 [H] = A * log2(e); Dv [H, P]; h [b, H, N, P] in: initial state, out: final state. All
+    fp32, C-contiguous; the loops walk row views (3-D indexing in them kept LLVM from vectorising)."""
+    b, L, H, P = y.shape
+    N = h.shape[2]
     per_group = H // G
     for job in prange(b * H):
         bi = job // H
@@ -59,26 +61,44 @@ def _ssd_scan_kernel(x, dt, A2, Bm, Cm, Dv, has_d, h, y):
         for t in range(L):
             d = dt[bi, t, hh]
             a = _exp2(d * A2[hh])
+            xr = x[bi, t, xc + hh * P:xc + hh * P + P]
             for p in range(P):
-                dx[p] = d * x[bi, t, hh, p]
+                dx[p] = d * xr[p]
             if has_d:
+                dr = Dv[hh]
                 for p in range(P):
-                    acc[p] = Dv[hh, p] * x[bi, t, hh, p]
+                    acc[p] = dr[p] * xr[p]
             else:
                 for p in range(P):
                     acc[p] = 0.0
+            br = Bm[bi, t, bc + g * N:bc + g * N + N]
+            cr = Cm[bi, t, cc + g * N:cc + g * N + N]
             for n in range(N):
-                bn = Bm[bi, t, g, n]
-                cn = Cm[bi, t, g, n]
+                bn = br[n]
+                cn = cr[n]
+                s = st[n]
                 for p in range(P):
-                    v = a * st[n, p] + bn * dx[p]
-                    st[n, p] = v
+                    v = a * s[p] + bn * dx[p]
+                    s[p] = v
                     acc[p] += v * cn
+            yr = y[bi, t, hh]
             for p in range(P):
-                y[bi, t, hh, p] = acc[p]
+                yr[p] = acc[p]
         for n in range(N):
             for p in range(P):
                 h[bi, hh, n, p] = st[n, p]
+
+
+def _columns(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """t [b, L, a, c] -> (a C-contiguous fp32 [b, L, W] array holding t's a * c values from column col, col):
+    t's own memory when t is a column slice of a wider fp32 [b, L, W] tensor (x, B and C are slices of the
+    conv's output), else a contiguous copy."""
+    b, L, a, c = t.shape
+    if t.dtype == torch.float32 and t.stride(3) == 1 and t.stride(2) == c:
+        parent = in_parent(t.flatten(2))
+        if parent is not None:
+            return parent
+    return t.float().reshape(b, L, a * c).contiguous(), 0
 
 
 def ssd_scan_cpu(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
@@ -98,8 +118,9 @@ def ssd_scan_cpu(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False
         Dv = (D.float()[:, None].expand(nheads, headdim) if D is not None and D.dim() == 1
               else D.float() if D is not None else torch.zeros(nheads, headdim))
         numba.set_num_threads(threads())
-        _ssd_scan_kernel(x.float().contiguous().numpy(), dtp.numpy(), (A.float() * LOG2E).contiguous().numpy(),
-                         B.float().contiguous().numpy(), C.float().contiguous().numpy(), Dv.contiguous().numpy(),
+        (xp, xc), (bp, bc), (cp, cc) = _columns(x), _columns(B), _columns(C)
+        _ssd_scan_kernel(xp.detach().numpy(), xc, dtp.numpy(), (A.float() * LOG2E).contiguous().numpy(),
+                         bp.detach().numpy(), bc, cp.detach().numpy(), cc, B.shape[2], Dv.contiguous().numpy(),
                          D is not None, h.numpy(), y.numpy())
         if z is not None:
             y = y * F.silu(z.float())
