@@ -61,7 +61,7 @@ def specs() -> list[Spec]:
 
     def scan_blocks(t):
         c = launch.scan_config(16, t)
-        return {"BLOCK_D": c.block_d, "BLOCK_N": c.block_n, "PREFETCH": c.prefetch}, c.num_warps
+        return {"BLOCK_D": c.block_d, "BLOCK_N": c.block_n, "PREFETCH": c.prefetch, "POLY": c.poly}, c.num_warps
 
     def ssd_blocks(t):
         c = launch.ssd_config(64, 128, t)
@@ -85,7 +85,7 @@ def specs() -> list[Spec]:
              dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=False,
                   STORE_H=True), scan_blocks, ones=scan_ones),
         Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
-             dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k != "PREFETCH"},
+             dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k not in ("PREFETCH", "POLY")},
                                             scan_blocks(t)[1])),
         Spec("selective_state_update", "mamba-130m N=16 per-channel A", ssu._selective_state_update_kernel,
              {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "z_ptr": "bf16", "out_ptr": "bf16"},

@@ -31,6 +31,7 @@ class LaunchConfig:
     min_programs: int = 0  # scan: split the sequence into chunks when batch x channel blocks are fewer
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
     prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
+    poly: int = 0  # scan: exp2 of a quarter (1) or half (2) of the states on the FMA pipes (`_exp2_poly`)
 
 
 def target_of(device) -> str:

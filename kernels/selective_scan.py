@@ -30,6 +30,12 @@ its channel's u/delta/z (coalesced across the warp) and the N values of B and C 
 before position l's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
 traffic is u, delta, z, y (+ B, C once per channel block).
 
+The N states are held as three tiles, [0, N/2), [N/2, 3N/4) and [3N/4, N) (contiguous, so B and C still load
+as vectors): with POLY = 1 (or 2) the last (last two) tiles' exponentials go through `_exp2_poly`, a
+polynomial on the FMA and integer pipes, instead of the MUFU, whose 16 ops per SM and clock (against 128
+FMAs) bound this scan and mamba-ssm's alike. Which POLY is fastest is measured, per GPU, by
+`python -m backend kernel-bench --sweep` (`LaunchConfig.poly`; 0 is the default until a sweep says otherwise).
+
 An earlier version scanned (BLOCK_L, BLOCK_D, N) register tiles with `tl.associative_scan`, N across
 lanes: the C contraction then needed 4 shuffles per element and 152 registers (3 blocks per SM), and it
 reached 7% of copy bandwidth on an H100 (results/kernels_h100_2.jsonl).
@@ -45,22 +51,65 @@ from kernels.launch import scan_config
 
 
 @triton.jit
-def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n,
-              STORE_Y: tl.constexpr, HAS_Z: tl.constexpr):
-    """Inputs of position l (masked off past l_end): u, delta, z (BLOCK_D,) and B, C (N,). C and z are only
-    loaded when they are used (STORE_Y, HAS_Z); otherwise B / u stand in for them."""
-    md = mask_d & (offs_d * 0 + l < l_end)  # tensor compares: the interpreter wants a tensor mask
-    mn = mask_n & (offs_n * 0 + l < l_end)
+def _exp2_poly(x):
+    """2**x in fp32 on the FMA and integer pipes instead of the special-function unit (MUFU), for |x| <= 125
+    (clamped): 2^x = 2^k * 2^f with k = round(x), |f| <= 1/2, 2^f by a degree-5 polynomial (relative error
+    7.5e-8, as `kernels/cpu_scan.py`'s `_exp2`). Why: the scan is bound by one exp2 per (channel, position,
+    state) on the MUFU (16 per SM and clock on sm_90, against 128 FMAs); moving a quarter of them here
+    balances the two pipes (issue 15)."""
+    x = tl.minimum(tl.maximum(x, -125.0), 125.0)
+    j = x + 12582912.0  # 1.5 * 2**23: the low bits of j are round(x)
+    k = j.to(tl.int32, bitcast=True) - 0x4B400000
+    f = x - (j - 12582912.0)
+    p = 1.3276471e-3 * f + 9.6755410e-3
+    p = p * f + 5.5507131e-2
+    p = p * f + 2.4022120e-1
+    p = p * f + 6.9314694e-1
+    p = p * f + 1.0000001
+    return (p.to(tl.int32, bitcast=True) + (k << 23)).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _load_bc(B_p, C_p, offs, mask, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y: tl.constexpr):
+    """B and C of position l at the states `offs` (masked off past l_end); C only when y is stored."""
+    m = mask & (offs * 0 + l < l_end)  # tensor compares: the interpreter wants a tensor mask
+    Bt = tl.load(B_p + offs * s_B_n + l * s_B_l, mask=m, other=0.0)
+    Ct = Bt
+    if STORE_Y:
+        Ct = tl.load(C_p + offs * s_C_n + l * s_C_l, mask=m, other=0.0)
+    return Bt, Ct
+
+
+@triton.jit
+def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d, offs_d,
+              offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y: tl.constexpr, HAS_Z: tl.constexpr):
+    """Inputs of position l (masked off past l_end): u, delta, z (BLOCK_D,) and B, C for the three state
+    tiles. z is only loaded when it is used (STORE_Y, HAS_Z); otherwise u stands in for it."""
+    md = mask_d & (offs_d * 0 + l < l_end)
     u = tl.load(u_p + l * s_u_l, mask=md, other=0.0)
     dt = tl.load(dt_p + l * s_dt_l, mask=md, other=0.0)
-    Bt = tl.load(B_p + l * s_B_l, mask=mn, other=0.0)
-    Ct = Bt
     z = u
+    if STORE_Y and HAS_Z:
+        z = tl.load(z_p + l * s_z_l, mask=md, other=0.0)
+    B1, C1 = _load_bc(B_p, C_p, offs_1, mask_1, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
+    B2, C2 = _load_bc(B_p, C_p, offs_2, mask_2, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
+    B3, C3 = _load_bc(B_p, C_p, offs_3, mask_3, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
+    return u, dt, z, B1, B2, B3, C1, C2, C3
+
+
+@triton.jit
+def _tile_step(h, A, dt, dtu, Bt, Ct, POLY: tl.constexpr, STORE_Y: tl.constexpr):
+    """One position for a (rows, BLOCK_D) state tile: h = 2^(dt A) h + dt u B; returns (h, its part of y)."""
+    x = dt[None, :] * A
+    if POLY:
+        e = _exp2_poly(x)
+    else:
+        e = tl.exp2(x)
+    h = e * h + dtu[None, :] * Bt.to(tl.float32)[:, None]
+    y = dt
     if STORE_Y:
-        Ct = tl.load(C_p + l * s_C_l, mask=mn, other=0.0)
-        if HAS_Z:
-            z = tl.load(z_p + l * s_z_l, mask=md, other=0.0)
-    return u, dt, Bt, Ct, z
+        y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)  # (BLOCK_D,), in-thread over the tile's states
+    return h, y
 
 
 @triton.jit
@@ -72,33 +121,45 @@ def _selective_scan_kernel(
     s_z_b, s_z_d, s_z_l, s_o_b, s_o_d, s_o_l,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr, STORE_Y: tl.constexpr, STORE_H: tl.constexpr,
-    PREFETCH: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    PREFETCH: tl.constexpr, POLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
     # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
     # At is A transposed to (dstate, dim), channel-major: see the module docstring.
+    # The BLOCK_N states are three tiles: [0, N/2), [N/2, 3N/4), [3N/4, N). POLY = 0: every exp2 on the MUFU;
+    # 1: the last tile's through `_exp2_poly` (a quarter); 2: the last two tiles' (a half).
     b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     c = tl.program_id(2)
     bc = b * tl.num_programs(2) + c
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_1 = tl.arange(0, BLOCK_N // 2)
+    offs_2 = BLOCK_N // 2 + tl.arange(0, BLOCK_N // 4)
+    offs_3 = BLOCK_N // 2 + BLOCK_N // 4 + tl.arange(0, BLOCK_N // 4)
     mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_nd = mask_n[:, None] & mask_d[None, :]
+    mask_1, mask_2, mask_3 = offs_1 < dstate, offs_2 < dstate, offs_3 < dstate
 
     # A pre-scaled by log2(e) so the discretisation is one exp2 per (n, d)
-    A = tl.load(At_ptr + offs_n[:, None] * dim + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32)
-    A = A * 1.4426950408889634
+    A1 = tl.load(At_ptr + offs_1[:, None] * dim + offs_d[None, :], mask=mask_1[:, None] & mask_d[None, :], other=0.0)
+    A2 = tl.load(At_ptr + offs_2[:, None] * dim + offs_d[None, :], mask=mask_2[:, None] & mask_d[None, :], other=0.0)
+    A3 = tl.load(At_ptr + offs_3[:, None] * dim + offs_d[None, :], mask=mask_3[:, None] & mask_d[None, :], other=0.0)
+    A1 = A1.to(tl.float32) * 1.4426950408889634
+    A2 = A2.to(tl.float32) * 1.4426950408889634
+    A3 = A3.to(tl.float32) * 1.4426950408889634
     if HAS_DELTA_BIAS:
         dbias = tl.load(delta_bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    st_off = (bc * dim + offs_d[None, :]) * dstate + offs_n[:, None]  # (N, BLOCK_D) into (.., dim, dstate)
+    st_d = (bc * dim + offs_d[None, :]) * dstate  # (1, BLOCK_D) into (.., dim, dstate)
     if HAS_H0:
-        h = tl.load(h0_ptr + st_off, mask=mask_nd, other=0.0).to(tl.float32)
+        h1 = tl.load(h0_ptr + st_d + offs_1[:, None], mask=mask_1[:, None] & mask_d[None, :], other=0.0)
+        h2 = tl.load(h0_ptr + st_d + offs_2[:, None], mask=mask_2[:, None] & mask_d[None, :], other=0.0)
+        h3 = tl.load(h0_ptr + st_d + offs_3[:, None], mask=mask_3[:, None] & mask_d[None, :], other=0.0)
+        h1, h2, h3 = h1.to(tl.float32), h2.to(tl.float32), h3.to(tl.float32)
     else:
-        h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+        h1 = tl.zeros((BLOCK_N // 2, BLOCK_D), dtype=tl.float32)
+        h2 = tl.zeros((BLOCK_N // 4, BLOCK_D), dtype=tl.float32)
+        h3 = tl.zeros((BLOCK_N // 4, BLOCK_D), dtype=tl.float32)
     dsum = tl.zeros((BLOCK_D,), dtype=tl.float32)
 
     l_start = c * chunk_len
@@ -107,28 +168,34 @@ def _selective_scan_kernel(
     dt_p = delta_ptr + b * s_dt_b + offs_d * s_dt_d
     z_p = z_ptr + b * s_z_b + offs_d * s_z_d if HAS_Z else u_p
     o_p = out_ptr + b * s_o_b + offs_d * s_o_d
-    B_p = B_ptr + b * s_B_b + offs_n * s_B_n
-    C_p = C_ptr + b * s_C_b + offs_n * s_C_n
-    # PREFETCH = k: position l's inputs are loaded k iterations ahead (the _1, _2 values)
+    B_p = B_ptr + b * s_B_b
+    C_p = C_ptr + b * s_C_b
+    # PREFETCH = k: position l's inputs are loaded k iterations ahead (the _p1, _p2 values)
     if PREFETCH >= 1:
-        u_1, dt_1, B_1, C_1, z_1 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l_start, l_end, s_u_l, s_dt_l, s_B_l, s_C_l,
-                                             s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+        u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = _load_pos(
+            u_p, dt_p, B_p, C_p, z_p, l_start, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
+            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
     if PREFETCH >= 2:
-        u_2, dt_2, B_2, C_2, z_2 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l_start + 1, l_end, s_u_l, s_dt_l, s_B_l,
-                                             s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+        u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2 = _load_pos(
+            u_p, dt_p, B_p, C_p, z_p, l_start + 1, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
+            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
     for l in range(l_start, l_end):
         if PREFETCH == 0:
-            u, dt, Bt, Ct, z = _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_l, s_C_l, s_z_l,
-                                         mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+            u, dt, z, B1, B2, B3, C1, C2, C3 = _load_pos(
+                u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
         elif PREFETCH == 1:
-            u, dt, Bt, Ct, z = u_1, dt_1, B_1, C_1, z_1
-            u_1, dt_1, B_1, C_1, z_1 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l + 1, l_end, s_u_l, s_dt_l, s_B_l,
-                                                 s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+            u, dt, z, B1, B2, B3, C1, C2, C3 = u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1
+            u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = _load_pos(
+                u_p, dt_p, B_p, C_p, z_p, l + 1, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
         else:
-            u, dt, Bt, Ct, z = u_1, dt_1, B_1, C_1, z_1
-            u_1, dt_1, B_1, C_1, z_1 = u_2, dt_2, B_2, C_2, z_2
-            u_2, dt_2, B_2, C_2, z_2 = _load_pos(u_p, dt_p, B_p, C_p, z_p, l + 2, l_end, s_u_l, s_dt_l, s_B_l,
-                                                 s_C_l, s_z_l, mask_d, mask_n, offs_d, offs_n, STORE_Y, HAS_Z)
+            u, dt, z, B1, B2, B3, C1, C2, C3 = u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1
+            u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = \
+                u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2
+            u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2 = _load_pos(
+                u_p, dt_p, B_p, C_p, z_p, l + 2, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
         u = u.to(tl.float32)
         dt = dt.to(tl.float32)
         if HAS_DELTA_BIAS:
@@ -136,9 +203,12 @@ def _selective_scan_kernel(
         if DELTA_SOFTPLUS:
             dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
         dt = tl.where(mask_d, dt, 0.0)
-        h = tl.exp2(dt[None, :] * A) * h + (dt * u)[None, :] * Bt.to(tl.float32)[:, None]
+        dtu = dt * u
+        h1, y1 = _tile_step(h1, A1, dt, dtu, B1, C1, False, STORE_Y)
+        h2, y2 = _tile_step(h2, A2, dt, dtu, B2, C2, POLY >= 2, STORE_Y)
+        h3, y3 = _tile_step(h3, A3, dt, dtu, B3, C3, POLY >= 1, STORE_Y)
         if STORE_Y:
-            y = tl.sum(h * Ct.to(tl.float32)[:, None], axis=0)  # (BLOCK_D,), in-thread over N
+            y = y1 + y2 + y3
             if HAS_D:
                 y += u * Dv
             if HAS_Z:
@@ -148,7 +218,9 @@ def _selective_scan_kernel(
         else:
             dsum += dt
     if STORE_H:
-        tl.store(hN_ptr + st_off, h, mask=mask_nd)
+        tl.store(hN_ptr + st_d + offs_1[:, None], h1, mask=mask_1[:, None] & mask_d[None, :])
+        tl.store(hN_ptr + st_d + offs_2[:, None], h2, mask=mask_2[:, None] & mask_d[None, :])
+        tl.store(hN_ptr + st_d + offs_3[:, None], h3, mask=mask_3[:, None] & mask_d[None, :])
     if not STORE_Y:
         tl.store(dsum_ptr + bc * dim + offs_d, dsum, mask=mask_d)
 
@@ -228,7 +300,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
-                 HAS_DELTA_BIAS=delta_bias is not None, PREFETCH=cfg.prefetch, BLOCK_D=cfg.block_d,
+                 HAS_DELTA_BIAS=delta_bias is not None, PREFETCH=cfg.prefetch, POLY=cfg.poly, BLOCK_D=cfg.block_d,
                  BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     At = A.t().contiguous()  # (dstate, dim): 64 KiB per 1k channels at N = 16, one copy per call
     grid = (batch, triton.cdiv(dim, cfg.block_d), n_chunks)

@@ -7,6 +7,7 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments
 #   OUT=/some/dir bash scripts/gpu_run.sh bench     # kernel-bench, then the benchmark, every batch sweep to OOM
 #   OUT=/some/dir bash scripts/gpu_run.sh speed     # issue 15: GPU checks, kernel-bench with mamba-ssm's CUDA scan
+#   OUT=/some/dir bash scripts/gpu_run.sh scan15    # issue 15: the scan's POLY sweep against mamba-ssm's CUDA scan
 #                                                   # as a peer, the 130m pair at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
@@ -123,6 +124,23 @@ speed() {
   echo "total: $((SECONDS - t0)) s"
 }
 
+scan15() {
+  # issue 15, the Mamba-1 scan against mamba-ssm's CUDA forward: the scan's tests on the GPU (incl. the POLY
+  # variants: a quarter / half of the exponentials on the FMA pipes), then kernel-bench with the launch sweep
+  # (POLY 0 / 1 / 2 at each of the four shapes, both layouts), mamba-ssm's CUDA forward built here from
+  # .gpu_sdist/mamba_ssm-*.tar.gz, and the previous scan (.gpu_sdist/previous_selective_scan.py) on the same inputs.
+  local t0=$SECONDS sdist prev=()
+  sdist=$(ls .gpu_sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
+  [ -f .gpu_sdist/previous_selective_scan.py ] && prev=(--previous-scan .gpu_sdist/previous_selective_scan.py)
+  timeout 120 $PY -m pytest tests/kernels/test_selective_scan.py tests/kernels/test_gpu.py -q -x -p no:cacheprovider \
+    >"$LOGS/pytest_scan.log" 2>&1 || { echo "scan tests failed"; tail -30 "$LOGS/pytest_scan.log"; return 3; }
+  tail -1 "$LOGS/pytest_scan.log"
+  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_4.jsonl" --no-slow --sweep \
+    ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
+  echo "kernel-bench exit $?"; grep -E "selective_scan|sweep selective_scan" "$LOGS/kernel_bench.log" | head -80
+  echo "total: $((SECONDS - t0)) s"
+}
+
 speed14() {
   # issue 15, call 2: the 1.4b pair and the toy trio at the paper setting with the chunked SSM prefill
   timeout -s INT -k 20 "${BENCH_S:-280}" $PY -m backend bench --models 1.4b,toy --prompt-lens 512,2048 \
@@ -200,10 +218,11 @@ case "${1:-}" in
   bench) bench ;;
   speed) speed ;;
   speed14) speed14 ;;
+  scan15) scan15 ;;
   science) science ;;
   retrain14) retrain14 ;;
   ladder14) ladder14 ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|science|retrain14|ladder14" >&2
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|scan15|science|retrain14|ladder14" >&2
      exit 2 ;;
 esac
 rc=$?

@@ -211,11 +211,14 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
 def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
-    if kind == "scan":  # (BLOCK_D, num_warps, prefetch depth, min_programs); 32 lanes x warps = BLOCK_D
-        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf)
-                for bd, w, pf, mp in ((128, 4, 1, 1056), (128, 4, 2, 1056), (128, 4, 0, 1056), (128, 4, 1, 528),
-                                      (128, 4, 2, 2112), (64, 2, 1, 1056), (64, 2, 2, 2112), (32, 1, 1, 2112),
-                                      (32, 1, 2, 4224), (256, 8, 1, 528))]
+    if kind == "scan":  # (BLOCK_D, num_warps, prefetch depth, min_programs, poly); 32 lanes x warps = BLOCK_D
+        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf,
+                             poly=poly)
+                for bd, w, pf, mp, poly in ((128, 4, 1, 1056, 0), (128, 4, 1, 1056, 1), (128, 4, 1, 1056, 2),
+                                            (128, 4, 2, 1056, 0), (128, 4, 2, 1056, 1), (128, 4, 0, 1056, 0),
+                                            (128, 4, 1, 528, 0), (128, 4, 1, 2112, 1), (64, 2, 1, 1056, 0),
+                                            (64, 2, 1, 1056, 1), (64, 2, 2, 2112, 1), (32, 1, 1, 2112, 0),
+                                            (32, 1, 1, 4224, 1), (256, 8, 1, 528, 1))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
                 for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]
