@@ -19,7 +19,7 @@ from kernels.cpu_mamba2_step import bind_mamba2_step, mamba2_step_cpu, mamba2_st
 from kernels.cpu_norm import bind_residual_norm, rms_norm_cpu
 from kernels.cpu_scan import _exp2, _softplus, in_parent, selective_scan_cpu
 from kernels.cpu_ssd import ssd_chunk_scan_cpu
-from kernels.cpu_ssd_scan import ssd_scan_cpu
+from kernels.cpu_ssd_scan import _columns, ssd_scan_cpu
 from kernels.cpu_step import causal_conv1d_update_cpu, selective_state_update_cpu
 from kernels.rms_norm import rms_norm_ref
 from kernels.selective_scan import selective_scan_ref
@@ -308,6 +308,23 @@ def test_conv_and_scan_read_slices_of_in_projs_output(poison):
     y, h = selective_scan_cpu(u, delta, A, B, C, D, z, bias, True)
     y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
     assert rel_err(y, y_ref) < 1e-4 and rel_err(h, h_ref) < 1e-4
+
+
+def test_ssd_recurrence_reads_x_b_c_in_place_from_the_conv_output(poison):
+    """x, B and C as column slices of one [batch, L, H*P + 2*G*N] tensor, as the Mamba-2 mixer splits its conv
+    output: read in place (`_columns` finds the parent), same result as contiguous copies and the reference."""
+    batch, L, H, P, G, N = 2, 29, 4, 6, 2, 10
+    args = _random_problem(batch, L, H, P, G, N, "cpu", dtype=torch.float32)
+    xbc = rnd(batch, L, H * P + 2 * G * N, seed=9)
+    x, B, C = torch.split(xbc, [H * P, G * N, G * N], dim=-1)
+    args.update(x=x.reshape(batch, L, H, P), B=B.reshape(batch, L, G, N), C=C.reshape(batch, L, G, N), z=None)
+    assert _columns(args["C"])[1] == H * P + G * N  # the slice is read where it is
+    y, h = ssd_scan_cpu(**args, dt_softplus=True)
+    y_copy, h_copy = ssd_scan_cpu(**{k: (v.contiguous() if torch.is_tensor(v) else v) for k, v in args.items()},
+                                  dt_softplus=True)
+    y_ref, h_ref = ssd_chunk_scan_ref(**args, dt_softplus=True)
+    assert torch.equal(y, y_copy) and torch.equal(h, h_copy)
+    assert rel_err(y, y_ref) < 1e-5 and rel_err(h, h_ref) < 1e-5
 
 
 def test_dispatch_reports_the_cpu_path(monkeypatch):
