@@ -135,7 +135,7 @@ scan15() {
   timeout 120 $PY -m pytest tests/kernels/test_selective_scan.py tests/kernels/test_gpu.py -q -x -p no:cacheprovider \
     >"$LOGS/pytest_scan.log" 2>&1 || { echo "scan tests failed"; tail -30 "$LOGS/pytest_scan.log"; return 3; }
   tail -1 "$LOGS/pytest_scan.log"
-  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_4.jsonl" --no-slow --sweep \
+  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_4.jsonl" --no-slow --sweep --ops selective_scan \
     ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
   echo "kernel-bench exit $?"; grep -E "selective_scan|sweep selective_scan" "$LOGS/kernel_bench.log" | head -80
   echo "total: $((SECONDS - t0)) s"

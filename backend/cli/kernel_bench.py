@@ -17,6 +17,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "and timed on the same inputs as a peer (rows path 'mamba-ssm-cuda'; needs nvcc)")
     p.add_argument("--sweep", action="store_true", help="also time alternative launch configs (out-of-place kernels)")
     p.add_argument("--no-slow", action="store_true", help="skip the slow reference / HF baselines")
+    p.add_argument("--ops", metavar="OP,...", help="only these kernels (e.g. selective_scan); default: all")
     p.add_argument("--previous-scan", metavar="FILE",
                    help="an earlier kernels/selective_scan.py (e.g. `git show REV:kernels/selective_scan.py > F`): "
                         "timed on the same inputs as baseline 'previous', its output checked against ours")
