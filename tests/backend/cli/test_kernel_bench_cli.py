@@ -44,6 +44,17 @@ def test_kernel_bench_smoke(tmp_path):
     assert scan["previous_ms"] > 0 and scan["previous_max_rel_err"] < 1e-6
 
 
+
+def test_kernel_bench_ops_filter(tmp_path):
+    """--ops selective_scan times the scan alone (what a short GPU call runs); its rows are in the file."""
+    out = tmp_path / "k.jsonl"
+    run(["kernel-bench", "--smoke", "--no-slow", "--ops", "selective_scan", "--out", str(out)], tmp_path,
+        interpret=True)
+    recs = records(out)
+    assert recs[-1]["status"] == "completed"
+    ops = [r["data"]["model"] for r in recs if r["type"] == "measurement"]
+    assert set(ops) == {"selective_scan", "hbm_copy"} and ops.count("selective_scan") == 2  # both layouts
+
 def test_ssm_bench_smoke(tmp_path):
     out = tmp_path / "e.jsonl"
     stdout = run(["ssm-bench", "--smoke", "--out", str(out), "--lengths", "8,16", "--contexts", "8",
