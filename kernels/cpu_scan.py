@@ -39,6 +39,12 @@ epilogue adds D * u and the gate. Nothing of size [dim, seqlen, dstate] is forme
 of delta are fused into the prologue (`_softplus`: PyTorch's took ~0.3 ms a toy layer, a third of the scan). dim is padded to a
 multiple of 16 and N to an even number only when they are not (the tests' odd shapes; model sizes need no
 copy).
+
+The prologue's softplus and the epilogue's gate run as flat loops over the tile's [tile_l * 16] buffers,
+with only 16-channel row copies in and out. Written as [t, 16] loops, LLVM unrolled the 16 channels and
+vectorised over positions instead, with gathers and scatters at a stride of dim (seen in the asm): on one
+toy layer (dim 512, N 16, 512 positions) the two cost ~1 ms of a 2.8 ms scan on one thread; flat, the
+scan takes 1.8 ms (0.9 against 1.4 ms on two threads), the same states bit for bit.
 """
 
 from __future__ import annotations
@@ -131,21 +137,30 @@ def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, zc, has_z, h, y, tile
         dtb = np.empty((tile_l, BLOCK_D), np.float32)
         dub = np.empty((tile_l, BLOCK_D), np.float32)
         acc = np.empty((tile_l, BLOCK_D), np.float32)
+        zb = np.empty((tile_l, BLOCK_D), np.float32)
+        dtf = dtb.reshape(tile_l * BLOCK_D)  # flat views: the element-wise math runs as one unit-stride loop
+        duf = dub.reshape(tile_l * BLOCK_D)
+        accf = acc.reshape(tile_l * BLOCK_D)
+        zf = zb.reshape(tile_l * BLOCK_D)
         h1 = np.empty(BLOCK_D, np.float32)
         h2 = np.empty(BLOCK_D, np.float32)
         a1 = np.empty(BLOCK_D, np.float32)
         a2 = np.empty(BLOCK_D, np.float32)
         for t0 in range(0, L, tile_l):
             tl = min(tile_l, L - t0)
-            for t in range(tl):  # prologue: branch-free loops over the 16 channels, so each vectorises
+            m = tl * BLOCK_D
+            for t in range(tl):  # gather the tile: 16-channel row copies
+                dtrow = dt[bi, t0 + t]
+                urow = u[bi, t0 + t]
                 for j in range(BLOCK_D):
-                    dtb[t, j] = dt[bi, t0 + t, d0 + j] + bias[d0 + j]
-                if softplus:
-                    for j in range(BLOCK_D):
-                        dtb[t, j] = _softplus(dtb[t, j])
-                for j in range(BLOCK_D):
-                    dub[t, j] = dtb[t, j] * u[bi, t0 + t, d0 + j]
-                    acc[t, j] = 0.0
+                    dtb[t, j] = dtrow[d0 + j] + bias[d0 + j]
+                    dub[t, j] = urow[d0 + j]
+            if softplus:
+                for k in range(m):
+                    dtf[k] = _softplus(dtf[k])
+            for k in range(m):
+                duf[k] = dtf[k] * duf[k]
+                accf[k] = 0.0
             for n in range(0, N, 2):
                 for j in range(BLOCK_D):
                     h1[j] = h[bi, n, d0 + j]
@@ -168,14 +183,25 @@ def _scan_kernel(u, dt, bias, softplus, At, Bm, Cm, Dv, z, zc, has_z, h, y, tile
                 for j in range(BLOCK_D):
                     h[bi, n, d0 + j] = h1[j]
                     h[bi, n + 1, d0 + j] = h2[j]
-            for t in range(tl):
+            for t in range(tl):  # u * D into dub (free now), z into zb: row copies
+                urow = u[bi, t0 + t]
                 for j in range(BLOCK_D):
-                    uv = u[bi, t0 + t, d0 + j]
-                    out = acc[t, j] + uv * Dv[d0 + j]
-                    if has_z:
-                        zv = z[bi, t0 + t, zc + d0 + j]
-                        out = out * zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
-                    y[bi, t0 + t, d0 + j] = out
+                    dub[t, j] = urow[d0 + j] * Dv[d0 + j]
+                if has_z:
+                    zrow = z[bi, t0 + t]
+                    for j in range(BLOCK_D):
+                        zb[t, j] = zrow[zc + d0 + j]
+            if has_z:
+                for k in range(m):
+                    zv = zf[k]
+                    accf[k] = (accf[k] + duf[k]) * zv / (np.float32(1.0) + _exp2(-zv * np.float32(LOG2E)))
+            else:
+                for k in range(m):
+                    accf[k] = accf[k] + duf[k]
+            for t in range(tl):
+                yrow = y[bi, t0 + t]
+                for j in range(BLOCK_D):
+                    yrow[d0 + j] = acc[t, j]
 
 
 def threads() -> int:
