@@ -14,7 +14,7 @@ from pages.components.fmt import exportable
 from pages.components.resources import ensure_results_imported, get_store, store_path
 
 COMMANDS = ("# import the issue-14 runs (one file per call; importing twice adds nothing)\n"
-            "for f in results/train14_*.jsonl; do python -m backend import-results \"$f\"; done\n"
+            "for f in results/train14_*.jsonl*; do python -m backend import-results \"$f\"; done\n"
             "# or every committed result at once\n"
             "python -m backend import-results results/\n"
             "# train them: one seed per call, on a GPU machine (JSONL results land in $OUT)\n"

@@ -1,9 +1,10 @@
 """The Training page (issue 14): emergence curves, seeds and the size ladder, built from the committed training
-results (results/train14_*.jsonl, read straight from the JSONL) and rendered through AppTest from a temporary
+results (results/train14_*.jsonl[.gz], read straight from the JSONL) and rendered through AppTest from a temporary
 store holding those files."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "training.py")
 # the three issue-14 runs: two seeds of the recipe, and the "every step long" ablation (named, so that later
 # runs added to results/ do not change the counts below)
-FILES = [ROOT / "results" / f"train14_h100_{s}.jsonl" for s in ("s0", "s1", "s0_longall")]
+FILES = [ROOT / "results" / f for f in ("train14_h100_s0.jsonl.gz", "train14_h100_s1.jsonl.gz", "train14_h100_s0_longall.jsonl")]
 PROBE_TASKS = {"fewshot-new-k0", "fewshot-new-k8", "mqar-8", "mqar-32", "mqar-64", "passkey-2k-4keys", "multi-qa-4"}
 MODELS = {"toy-mamba", "toy-mamba2", "toy-transformer", "toy-hybrid", "toy-transformer-deep"}
 
@@ -30,7 +31,8 @@ def read_jsonl(files=FILES) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(measurements, runs) as the store returns them: each measurement's data with its run_id."""
     runs, rows = [], []
     for f in files:
-        for line in f.read_text().splitlines():
+        text = gzip.decompress(f.read_bytes()).decode() if f.suffix == ".gz" else f.read_text()
+        for line in text.splitlines():
             r = json.loads(line)
             if r["type"] == "run":
                 runs.append({k: r[k] for k in ("run_id", "kind", "created_at", "config")})
