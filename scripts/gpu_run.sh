@@ -7,7 +7,7 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh evaluate  # eval suite + the four experiments
 #   OUT=/some/dir bash scripts/gpu_run.sh bench     # kernel-bench, then the benchmark, every batch sweep to OOM
 #   OUT=/some/dir bash scripts/gpu_run.sh speed     # issue 15: GPU checks, kernel-bench with mamba-ssm's CUDA scan
-#   OUT=/some/dir bash scripts/gpu_run.sh scan15    # issue 15: the scan's POLY sweep against mamba-ssm's CUDA scan
+#   OUT=/some/dir bash scripts/gpu_run.sh scan15    # issue 15: the scan's launch sweep against mamba-ssm's CUDA scan
 #                                                   # as a peer, the 130m pair at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
@@ -127,7 +127,7 @@ speed() {
 scan15() {
   # issue 15, the Mamba-1 scan against mamba-ssm's CUDA forward: the scan's tests on the GPU (incl. the POLY
   # variants: a quarter / half of the exponentials on the FMA pipes), then kernel-bench with the launch sweep
-  # (POLY 0 / 1 / 2 at each of the four shapes, both layouts), mamba-ssm's CUDA forward built here from
+  # (BLOCK_D x min_programs at each of the four shapes, both layouts), mamba-ssm's CUDA forward built here from
   # .gpu_sdist/mamba_ssm-*.tar.gz, and the previous scan (.gpu_sdist/previous_selective_scan.py) on the same inputs.
   local t0=$SECONDS sdist prev=()
   sdist=$(ls .gpu_sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
