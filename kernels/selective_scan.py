@@ -293,7 +293,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     # y in (batch, seqlen, dim) memory order, viewed as (batch, dim, seqlen): what out_proj wants next
     out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
     hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
-    cfg = scan_config(dstate, u.device)
+    cfg = scan_config(dstate, u.device, batch, dim)
     zz = z if z is not None else u
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16

@@ -88,6 +88,20 @@ def test_chunking_kicks_in_only_when_programs_are_few():
     assert _n_chunks(2, 67, 33, cpu) == 2 and _n_chunks(1, 12, 30, cpu) > 1
 
 
+def test_large_batch_takes_narrow_unsplit_programs():
+    """On NVIDIA, batch x dim / 32 >= NARROW_PROGRAMS gives one-warp, 32-channel programs over the whole
+    sequence (measured faster at B64 D2048); smaller shapes keep the default config and its split."""
+    from kernels.launch import NARROW_PROGRAMS, scan_config
+    from kernels.selective_scan import _n_chunks
+
+    big = scan_config(16, "cuda", 64, 2048)
+    assert (big.block_d, big.num_warps) == (32, 1) and _n_chunks(64, 2048, 2048, big) == 1
+    assert 64 * 2048 // 32 >= NARROW_PROGRAMS > 16 * 4096 // 32
+    assert scan_config(16, "cuda", 16, 4096) == scan_config(16, "cuda")  # 2048 programs: the default
+    assert scan_config(16, "hip", 64, 2048).block_d == 128  # not measured on AMD: unchanged
+    assert scan_config(16, "cpu", 64, 2048) == scan_config(16, "cpu")
+
+
 @pytest.mark.parametrize("shape", [pytest.param((2, 67, 33, 16), id="B2-D67-L33-chunked"),
                                    pytest.param((1, 5, 1, 4), id="B1-D5-L1"),
                                    pytest.param((3, 40, 6, 16), id="B3-D40-L6-one-chunk")])
