@@ -117,7 +117,7 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     if batch is not None and dim is not None and batch * triton.cdiv(dim, 32) >= NARROW_PROGRAMS:
         return LaunchConfig(num_warps=1, block_d=32, block_n=n, min_programs=NARROW_PROGRAMS, chunk_min=128,
                             prefetch=1)
-    # H200 sweep (results/kernels_h200.jsonl): one position of prefetch and ~8 programs per SM were fastest
+    # H200 sweep (results/kernels_h200.jsonl.gz): one position of prefetch and ~8 programs per SM were fastest
     return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=1056, chunk_min=128, prefetch=1)
 
 

@@ -82,7 +82,7 @@ EOF
 }
 
 bench() {
-  # the commands behind results/kernels_h200_2.jsonl, bench_h200_1.4b.jsonl and bench_h200_130m_toy.jsonl.
+  # the commands behind results/kernels_h200_2.jsonl.gz, bench_h200_1.4b.jsonl and bench_h200_130m_toy.jsonl.
   # Those ran in two device calls with --budget-s 508 and 540 and took 47 s, 177 s and 314 s, so the budgets
   # here (which fit all three into one 10-minute call) would not have cut them. Nothing else uses the GPU.
   local t0=$SECONDS prev=()

@@ -207,7 +207,8 @@ def _training(path: Path) -> str:
         meta, cfg = run.get("meta") or {}, run.get("config") or {}
         out += [f"**`{path.name}`**: run `{run.get('name')}` ({(d['end'] or {}).get('status')}) on "
                 f"{meta.get('device_name')}, commit {_sha(run)}; torch {meta.get('torch')}, triton {meta.get('triton')}, "
-                f"transformers {meta.get('transformers')}; {t['train_dtype'].iloc[0]}.", "",
+                f"transformers {meta.get('transformers')}; {t['train_dtype'].iloc[0]}."
+                + (f" Records rebuilt: {meta['reconstructed']}." if meta.get("reconstructed") else ""), "",
                 "| model | parameters | steps x batch x length | tokens seen (epochs) | training path | train time "
                 "(ms per step) | wall | first / final loss |", "|---|---|---|---|---|---|---|---|"]
         for _, r in t.iterrows():

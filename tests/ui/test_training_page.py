@@ -123,6 +123,20 @@ def test_seeds_summary_on_the_committed_runs(committed):
     assert set(final.groupby("run_id")["step"].max()) == {2099} and (final["step"] == 2099).all()
 
 
+def test_three_seeds_of_the_recipe():
+    """With seed 2 (results/train14_h100_s2.jsonl.gz): the hybrid's few-shot at k = 8 holds in every seed, the
+    transformer's in 2 of 3, the depth-matched transformer's in 1 of 3, the SSMs' and MQAR's in none."""
+    meas, runs = read_jsonl([*FILES[:2], ROOT / "results" / "train14_h100_s2.jsonl.gz"])
+    s = tr.seeds_summary(tr.final_points(tr.probe_frame(meas, tr.run_table(runs))))
+    assert set(s["seeds"]) == {3} and len(s) == 5 * 7
+    k8 = s[s["task"] == "fewshot-new-k8"].set_index("model")
+    assert k8.loc["toy-hybrid", "every seed"]
+    assert k8.loc["toy-transformer", "above chance"] == "2 of 3 seeds"
+    assert k8.loc["toy-transformer-deep", "above chance"] == "1 of 3 seeds"
+    assert k8.loc["toy-mamba", "above chance"] == k8.loc["toy-mamba2", "above chance"] == "0 of 3 seeds"
+    assert not s[s["task"].str.startswith("mqar")]["every seed"].any()
+
+
 # ------------------------------------------------------------------ figures
 def _chance_traces(fig) -> list:
     return [t for t in fig.data if t.name == "chance"]
