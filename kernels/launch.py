@@ -140,7 +140,7 @@ def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:
     arch = _arch(device)
     if n >= 128 and isinstance(arch, int) and arch >= 90:
         # sm_90's 64K registers hold a 32-wide head-dim slice without spilling (sm_80 spills); ~1.7x faster
-        # than 16 in the H100 sweep (results/kernels_h100.jsonl)
+        # than 16 in the H100 sweep (results/kernels_h100.jsonl.gz)
         return LaunchConfig(num_warps=4, block_m=32, block_n=n, block_p=32)
     return LaunchConfig(num_warps=4, block_m=32 if n >= 128 else 64, block_n=n, block_p=p)
 
