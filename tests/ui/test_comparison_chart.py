@@ -1,10 +1,11 @@
 """Regression: the RAG page's comparison chart stacked a model's closed-book column onto its open-book bar
 (both columns carry the same model name; px.bar stacks bars of one x and colour: toy-mamba's "peak memory"
-read 1,835 MiB = 926 + 909). Checked on the committed results: one question of results/exp_rag_cpu.jsonl
+read 1,835 MiB = 926 + 909). Checked on the committed results: one question of results/exp_rag_cpu.jsonl.gz
 answered by toy-mamba with passages (k = 2) and closed-book (k = 0), as the RAG page's two columns."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -12,12 +13,12 @@ from backend.generation.interface import GenerationResult, GenMetrics, GenSettin
 from pages.components import charts
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "results" / "exp_rag_cpu.jsonl"
+COMMITTED = ROOT / "results" / "exp_rag_cpu.jsonl.gz"
 FIELDS = set(GenMetrics.__dataclass_fields__)
 
 
 def _committed(model: str, instance: str) -> GenerationResult:
-    for line in COMMITTED.read_text().splitlines():
+    for line in gzip.decompress(COMMITTED.read_bytes()).decode().splitlines():
         rec = json.loads(line)
         d = rec.get("data") or {}
         if rec["type"] == "measurement" and d.get("model") == model and (d.get("extra") or {}).get("instance_id") == instance:

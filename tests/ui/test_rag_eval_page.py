@@ -104,7 +104,7 @@ def _committed_run(path: Path) -> dict:
         return next(r for r in map(json.loads, f) if r.get("type") == "run")
 
 
-@pytest.mark.parametrize("file", ["exp_rag_cpu.jsonl", "exp_rag_h200.jsonl.gz"])
+@pytest.mark.parametrize("file", ["exp_rag_cpu.jsonl.gz", "exp_rag_h200.jsonl.gz"])
 def test_committed_results_render(arena_env, file):
     from store import open_store
 
@@ -130,7 +130,7 @@ def test_committed_results_default_to_the_newest_run(arena_env):
     """All committed RAG runs stored (as on first start): the page opens on the newest."""
     from store import open_store
 
-    files = [Path(PAGE).parents[1] / "results" / f for f in ("exp_rag_cpu.jsonl", "exp_rag_h200.jsonl.gz")]
+    files = [Path(PAGE).parents[1] / "results" / f for f in ("exp_rag_cpu.jsonl.gz", "exp_rag_h200.jsonl.gz")]
     if not all(f.is_file() for f in files):
         pytest.skip("needs both committed RAG results")
     for f in files:

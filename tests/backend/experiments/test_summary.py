@@ -41,9 +41,9 @@ def test_cot_table_matches_the_predictions_in_the_file():
 
 
 def test_cli_prints_every_file(capsys):
-    files = [RESULTS / "exp_rag_cpu.jsonl", RESULTS / "exp_fewshot_h200.jsonl.gz"]
+    files = [RESULTS / "exp_rag_cpu.jsonl.gz", RESULTS / "exp_fewshot_h200.jsonl.gz"]
     if not all(f.is_file() for f in files):
         pytest.skip("results not committed")
     assert main(["experiment-summary", *[str(f) for f in files]]) == 0
     out = capsys.readouterr().out
-    assert "exp_rag_cpu.jsonl" in out and "exp_fewshot_h200.jsonl.gz" in out and "recall" in out.lower()
+    assert "exp_rag_cpu.jsonl.gz" in out and "exp_fewshot_h200.jsonl.gz" in out and "recall" in out.lower()
