@@ -8,9 +8,10 @@ duckdb is imported lazily: `from store import RecordWriter` works on machines wi
 from __future__ import annotations
 
 from store.errors import StoreError, StoreImportError, StoreLockedError
-from store.records import RecordWriter
+from store.records import RESULT_SUFFIXES, RecordWriter, open_results, result_files
 
-__all__ = ["open_store", "Store", "RecordWriter", "StoreError", "StoreLockedError", "StoreImportError"]
+__all__ = ["open_store", "Store", "RecordWriter", "StoreError", "StoreLockedError", "StoreImportError", "open_results",
+           "result_files", "RESULT_SUFFIXES"]
 
 
 def open_store(path=None, lock_timeout: float | None = None):

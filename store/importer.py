@@ -6,11 +6,12 @@ StoreImportError raised after the import (its `.counts` says what went in).
 
 from __future__ import annotations
 
+import lzma
 from pathlib import Path
 
 from store.connection import registered
 from store.errors import StoreError, StoreImportError
-from store.records import END_STATUSES, iter_records
+from store.records import END_STATUSES, RESULT_SUFFIXES, iter_records, result_files
 from store.rows import normalize, to_arrow
 from store.schema import MEASUREMENTS, PREDICTIONS, RUNS
 
@@ -58,15 +59,15 @@ def import_jsonl(store, path: Path) -> dict[str, int]:
 
 def import_dir(store, folder: Path) -> dict:
     if not folder.is_dir():
-        if folder.name.endswith((".jsonl", ".jsonl.gz")):
+        if folder.name.endswith(RESULT_SUFFIXES):
             raise StoreError(f"There is no results file {folder}; nothing to import.")
         if folder.exists():
-            raise StoreError(f"{folder} is not a folder of results; give a folder or one *.jsonl / *.jsonl.gz file.")
+            raise StoreError(f"{folder} is not a folder of results; give a folder or one *.jsonl / *.jsonl.gz / *.jsonl.xz file.")
         raise StoreError(f"There is no results folder or file {folder}; nothing to import.")
     totals = dict.fromkeys(COUNT_KEYS, 0)
     totals["files"] = 0
     problems: list[str] = []
-    for path in sorted([*folder.rglob("*.jsonl"), *folder.rglob("*.jsonl.gz")]):
+    for path in result_files(folder, recursive=True):
         counts, bad = _import_file(store, path)
         for k in COUNT_KEYS:
             totals[k] += counts[k]
@@ -104,7 +105,7 @@ def _import_file(store, path: Path) -> tuple[dict[str, int], list[str]]:
                         buckets[bucket][key] = row
             if problem is not None:
                 problems.append(f"{path}:{lineno}: {problem}")
-    except (OSError, EOFError) as e:  # a truncated or corrupt .gz: keep the lines read before the damage
+    except (OSError, EOFError, lzma.LZMAError) as e:  # a truncated or corrupt .gz / .xz: keep the lines read before the damage
         problems.append(f"{path}: unreadable after line {lineno} ({type(e).__name__}: {e})")
 
     counts = dict.fromkeys(COUNT_KEYS, 0)

@@ -15,11 +15,12 @@ bootstrap over documents), written by `python -m backend evaluate`.
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pandas as pd
+
+from store import open_results, result_files
 
 MATCH_KEYS = ("steps", "tokens_seen", "final_loss")
 COLUMNS = ["model", "family", "task", "setting", "metric", "value", "n", "ci_low", "ci_high", "chance", "device",
@@ -34,9 +35,8 @@ TASK_LABELS = {"qa_open": "open-book QA (held-out passage)", "qa_closed": "close
 
 
 def _lines(path: Path):
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
+        with open_results(path) as fh:
             for line in fh:
                 line = line.strip()
                 if line:
@@ -77,7 +77,7 @@ def evaluation_rows(models_dir: Path, results_dir: Path) -> pd.DataFrame:
         if s and all(k in s for k in MATCH_KEYS):
             wanted[folder.name] = tuple(s[k] for k in MATCH_KEYS)
     rows, found = [], set()
-    files = sorted([*Path(results_dir).glob("train_*.jsonl"), *Path(results_dir).glob("train_*.jsonl.gz")])
+    files = result_files(results_dir, "train_*")
     for path in files:
         kinds, train, evals = {}, {}, []
         for rec in _lines(path):

@@ -10,7 +10,6 @@ start's import of every committed result into DuckDB.
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from backend.bench import analysis as A
+from store import open_results
 
 # (file, SSM, transformer, what the headline is about): a real pair on a GPU and the toy pair on this kind of CPU
 BENCH = [("bench_h200.jsonl", "mamba-1.4b", "pythia-1.4b", "Published checkpoints on a GPU"),
@@ -34,9 +34,8 @@ class Headline:
 
 def bench_frame(path: Path) -> tuple[pd.DataFrame, str]:
     """(measurement rows of kind "bench" with `extra` expanded, the device name) of one results file."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     runs, rows = {}, []
-    with opener(path, "rt", encoding="utf-8") as fh:
+    with open_results(path) as fh:
         for line in fh:
             try:
                 rec = json.loads(line)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from store import StoreImportError, open_store
 
-HELP = "import JSONL result files (RecordWriter output, e.g. results/*.jsonl, *.jsonl.gz) into the results database"
+HELP = "import JSONL result files (RecordWriter output, e.g. results/*.jsonl, *.jsonl.gz, *.jsonl.xz) into the results database"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("import-results", help=HELP, description=HELP + ". Importing twice adds nothing.")
-    p.add_argument("folder", nargs="?", default="results", help="a folder of *.jsonl / *.jsonl.gz files, or one file "
+    p.add_argument("folder", nargs="?", default="results", help="a folder of *.jsonl / *.jsonl.gz / *.jsonl.xz files, or one file "
                                                                "(default: results)")
     p.add_argument("--db", help="DuckDB file (default: SSM_ARENA_DB or data/arena.duckdb)")
     p.set_defaults(func=main)

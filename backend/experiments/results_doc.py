@@ -12,7 +12,6 @@ constants below explain the numbers without quoting them.
 
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from backend.bench import numbers
 from backend.experiments import rag_views, results_retrain, science, stats
 from backend.experiments.summary import load, table_keys
 from backend.experiments.views import accuracy_table, filters_of
+from store import open_results, result_files
 
 DOC = Path("docs/results.md")
 
@@ -128,20 +128,19 @@ NOTES = {
 
 
 def _lines(path: Path) -> list[dict]:
-    """Every JSON record of a results file (plain or gzip)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    """Every JSON record of a results file (plain, .gz or .xz)."""
+    with open_results(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def _runs(path: Path) -> list[dict]:
-    """[{run, end, predictions, measurements}] per run of a results file (plain or gzip), via summary.load."""
+    """[{run, end, predictions, measurements}] per run of a results file (plain, .gz or .xz), via summary.load."""
     return load(path)
 
 
 def _files(results_dir: Path, pattern: str) -> list[Path]:
-    """Files matching `pattern` (plain and .gz), newest run first."""
-    found = sorted(set(results_dir.glob(pattern)) | set(results_dir.glob(pattern + ".gz")))
+    """Files matching `pattern` (a name ending in .jsonl; plain, .gz or .xz), newest run first."""
+    found = result_files(results_dir, pattern.removesuffix(".jsonl"))
     first = {p: max((r.get("created_at") or "" for r in _lines(p) if r.get("type") == "run"), default="") for p in found}
     return sorted(found, key=lambda p: (first[p], p.name), reverse=True)
 
@@ -163,7 +162,7 @@ def _wall(run: dict, end: dict) -> str:
 def _index(results_dir: Path) -> str:
     """One row per run of every results file."""
     rows = ["## Files", "", "| file | kind | run | device | commit | date | status |", "|---|---|---|---|---|---|---|"]
-    for p in sorted(results_dir.glob("*.jsonl")) + sorted(results_dir.glob("*.jsonl.gz")):
+    for p in result_files(results_dir):
         recs = _lines(p)
         ends = {r["run_id"]: r for r in recs if r.get("type") == "run_end"}
         for r in (r for r in recs if r.get("type") == "run"):

@@ -10,12 +10,12 @@ retrained checkpoints (results/exp14_*.jsonl) are rendered by results_doc with t
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
 
 from backend.experiments.metrics import wilson_interval
+from store import open_results
 
 HEAD = """## Retraining so context use can emerge (issue 14)
 
@@ -38,8 +38,7 @@ Seeds change the initialisation and the batch order, not the data. Retrain with
 
 
 def _lines(path: Path) -> list[dict]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_results(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from backend.experiments import stats
 from backend.experiments.summary import load, table_keys
 from backend.experiments.views import accuracy_table
+from store import result_files
 
 TITLES = {"experiment-fewshot": "Few-shot", "experiment-long-context": "Long context",
           "experiment-cot": "Chain of thought", "experiment-rag": "RAG"}
@@ -45,7 +46,7 @@ def version_label(preds: pd.DataFrame) -> str:
 def headline_runs(results_dir: Path) -> list[tuple[Path, dict]]:
     """The run each (experiment, task) is judged by: its newest task version, then the most scored predictions."""
     best: dict[tuple, tuple] = {}
-    files = sorted(Path(results_dir).glob("exp_*.jsonl")) + sorted(Path(results_dir).glob("exp_*.jsonl.gz"))
+    files = result_files(results_dir, "exp_*")
     for path in files:
         for d in load(path):
             run, preds = d["run"] or {}, d["predictions"]

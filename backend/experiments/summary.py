@@ -10,7 +10,6 @@ Experiments numbers are pasted from this output.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from backend.experiments import rag_views as rv
 from backend.experiments.views import accuracy_table
+from store import open_results
 
 KIND_BY = {"experiment-fewshot": (["k"], "acc"), "experiment-long-context": (["length"], "strict"),
            "experiment-cot": (["steps", "mode"], "strict"), "experiment-rag": (["k"], "strict")}
@@ -43,8 +43,7 @@ def load(path: str | Path) -> list[dict]:
     runs: dict[str, dict] = {}
     preds, meas = defaultdict(list), defaultdict(list)
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open  # superseded results are kept gzip-compressed
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_results(path) as f:  # plain, .gz or .xz
         for line in f:
             if not line.strip():
                 continue
