@@ -47,6 +47,9 @@ class Spec:
     # integer args that are 1 in the layout the model passes: Triton specializes an int argument equal to 1
     # into a constant at launch, so they are compiled as the constant 1 here too (contiguity = vector loads)
     ones: tuple = ()
+    # integer args that are NOT multiples of 16 in practice; every other pointer and int is compiled as a
+    # multiple of 16 (bytes / elements), as Triton specialises them at launch for these shapes (see `_attrs`)
+    nodiv: tuple = ()
 
 
 def specs() -> list[Spec]:
@@ -61,7 +64,8 @@ def specs() -> list[Spec]:
 
     def scan_blocks(t):
         c = launch.scan_config(16, t)
-        return {"BLOCK_D": c.block_d, "BLOCK_N": c.block_n, "PREFETCH": c.prefetch, "POLY": c.poly}, c.num_warps
+        return {"BLOCK_D": c.block_d, "BLOCK_N": c.block_n, "PREFETCH": c.prefetch, "POLY": c.poly,
+                "EVEN_D": 1536 % c.block_d == 0, "EVEN_N": c.block_n == 16}, c.num_warps
 
     def ssd_blocks(t):
         c = launch.ssd_config(64, 128, t)
@@ -85,7 +89,7 @@ def specs() -> list[Spec]:
              dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False, STORE_Y=False,
                   STORE_H=True), scan_blocks, ones=scan_ones),
         Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
-             dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k not in ("PREFETCH", "POLY")},
+             dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k not in ("PREFETCH", "POLY", "EVEN_D", "EVEN_N")},
                                             scan_blocks(t)[1])),
         Spec("selective_state_update", "mamba-130m N=16 per-channel A", ssu._selective_state_update_kernel,
              {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "z_ptr": "bf16", "out_ptr": "bf16"},
@@ -126,6 +130,21 @@ def _signature(spec: Spec, constexprs: dict) -> dict:
         else:
             sig[p.name] = "i32"
     return sig
+
+
+def _attrs(spec: Spec, signature: dict) -> dict:
+    """Divisibility hints as Triton's launcher gives them for the model's shapes: pointers 16-byte aligned and
+    integer args multiples of 16, except where the kernel opts out (`do_not_specialize_on_alignment`) or the
+    spec says the value is not (`nodiv`). Without them the table described a kernel that never runs: at launch
+    the scan's `dim` % 16 == 0 changed its layouts (shared-memory round trips and barriers in the loop)."""
+    attrs = {}
+    for i, p in enumerate(spec.kernel.params):
+        t = signature.get(p.name)
+        if t is None or t == "constexpr" or p.do_not_specialize or p.do_not_specialize_on_alignment:
+            continue
+        if t.startswith("*") or (t == "i32" and p.name not in spec.nodiv):
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return attrs
 
 
 def _amd_stats(amdgcn: str) -> dict:
@@ -182,7 +201,8 @@ def compile_one(spec: Spec, target: tuple) -> dict:
            "config": json.dumps({**blocks, **options}, sort_keys=True), "triton": triton.__version__}
     t0 = time.perf_counter()
     try:
-        src = ASTSource(fn=spec.kernel, signature=_signature(spec, constexprs), constexprs=constexprs)
+        sig = _signature(spec, constexprs)
+        src = ASTSource(fn=spec.kernel, signature=sig, constexprs=constexprs, attrs=_attrs(spec, sig))
         compiled = triton.compile(src, target=GPUTarget(backend, arch, warp), options=options)
         rec["compile_s"] = round(time.perf_counter() - t0, 3)
         rec["shared_bytes"] = getattr(compiled.metadata, "shared", None)

@@ -32,6 +32,8 @@ class LaunchConfig:
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
     prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
     poly: int = 0  # scan: exp2 of a quarter (1) or half (2) of the states on the FMA pipes (`_exp2_poly`)
+    bc_fp32: bool = False  # scan: copy B and C once to fp32, states contiguous (no bf16 unpacking in the loop)
+    transpose_len: bool = False  # scan: copy seqlen-contiguous u, delta, z to channels-contiguous first
 
 
 def target_of(device) -> str:
@@ -114,11 +116,14 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
         return LaunchConfig(num_warps=4, block_d=32, block_n=n, min_programs=8, chunk_min=8)
     if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels (not measured on AMD yet)
         return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
+    # bc_fp32, transpose_len: B and C copied once to fp32 (40 of the loop's 232 sm_90 instructions per position
+    # were bf16 unpacking), seqlen-contiguous inputs copied to channels-contiguous (`python -m backend kernel-aot`)
     if batch is not None and dim is not None and batch * triton.cdiv(dim, 32) >= NARROW_PROGRAMS:
         return LaunchConfig(num_warps=1, block_d=32, block_n=n, min_programs=NARROW_PROGRAMS, chunk_min=128,
-                            prefetch=1)
+                            prefetch=1, bc_fp32=True, transpose_len=True)
     # H200 sweep (results/kernels_h200.jsonl.gz): one position of prefetch and ~8 programs per SM were fastest
-    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=1056, chunk_min=128, prefetch=1)
+    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=1056, chunk_min=128, prefetch=1,
+                        bc_fp32=True, transpose_len=True)
 
 
 NARROW_PROGRAMS = 2112  # 16 one-warp programs per SM of an H100/H200 (132 SMs)

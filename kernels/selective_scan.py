@@ -23,10 +23,15 @@ Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it
 and walks it one position at a time. The (N, BLOCK_D) fp32 state lives in registers with the channels
 across lanes and warps and the N states of a channel in one thread (A is loaded from a channel-major copy
 so that Triton's coalescing picks exactly that layout), so the discretisation, the state update and the C
-contraction are all in-thread: no shuffles, no shared memory in the loop, 110 registers on sm_90 with one
-position of prefetch (`python -m backend kernel-aot`). Per position a thread loads
-its channel's u/delta/z (coalesced across the warp) and the N values of B and C that every lane shares
-(one broadcast transaction each), and writes y. With PREFETCH = k the loads of position l + k are issued
+contraction are all in-thread: no shuffles, no shared memory in the loop, 96 registers on sm_90 with one
+position of prefetch (`python -m backend kernel-aot`, which compiles with the launcher's divisibility hints).
+Per position a thread loads its channel's u/delta/z (coalesced across the warp) and the N values of B and C
+that every lane shares (one broadcast transaction each), and writes y: 192 sm_90 instructions per position and
+warp with B and C in fp32 (`LaunchConfig.bc_fp32`), 19 of them on the MUFU. Two things had cost more (issue 15):
+Triton's launch-time knowledge that dim % 16 == 0 made A's load vectorise and the loop's tensors change layout
+(25 shared-memory round trips and 15 barriers per position: `dim` is now exempt), and bf16 B/C took ~40
+instructions of unpacking. Seqlen-contiguous inputs are copied to channels-contiguous first
+(`LaunchConfig.transpose_len`): without it each warp-wide load touches 32 cache lines. With PREFETCH = k the loads of position l + k are issued
 before position l's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
 traffic is u, delta, z, y (+ B, C once per channel block).
 
@@ -70,30 +75,47 @@ def _exp2_poly(x):
 
 
 @triton.jit
-def _load_bc(B_p, C_p, offs, mask, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y: tl.constexpr):
-    """B and C of position l at the states `offs` (masked off past l_end); C only when y is stored."""
-    m = mask & (offs * 0 + l < l_end)  # tensor compares: the interpreter wants a tensor mask
-    Bt = tl.load(B_p + offs * s_B_n + l * s_B_l, mask=m, other=0.0)
+def _load_bc(B_p, C_p, offs, mask, l, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y: tl.constexpr, EVEN_N: tl.constexpr):
+    """B and C of position l (in range) at the states `offs`; C only when y is stored. Masked only when the
+    states do not fill BLOCK_N (a masked load costs a predicate and a zeroed register per vector)."""
+    if EVEN_N:
+        Bt = tl.load(B_p + offs * s_B_n + l * s_B_l)
+    else:
+        Bt = tl.load(B_p + offs * s_B_n + l * s_B_l, mask=mask, other=0.0)
     Ct = Bt
     if STORE_Y:
-        Ct = tl.load(C_p + offs * s_C_n + l * s_C_l, mask=m, other=0.0)
+        if EVEN_N:
+            Ct = tl.load(C_p + offs * s_C_n + l * s_C_l)
+        else:
+            Ct = tl.load(C_p + offs * s_C_n + l * s_C_l, mask=mask, other=0.0)
     return Bt, Ct
 
 
 @triton.jit
 def _load_pos(u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d, offs_d,
-              offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y: tl.constexpr, HAS_Z: tl.constexpr):
-    """Inputs of position l (masked off past l_end): u, delta, z (BLOCK_D,) and B, C for the three state
-    tiles. z is only loaded when it is used (STORE_Y, HAS_Z); otherwise u stands in for it."""
-    md = mask_d & (offs_d * 0 + l < l_end)
-    u = tl.load(u_p + l * s_u_l, mask=md, other=0.0)
-    dt = tl.load(dt_p + l * s_dt_l, mask=md, other=0.0)
+              offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y: tl.constexpr, HAS_Z: tl.constexpr,
+              EVEN_D: tl.constexpr, EVEN_N: tl.constexpr):
+    """Inputs of position l: u, delta, z (BLOCK_D,) and B, C for the three state tiles. A prefetch past the
+    chunk (l >= l_end) reads position l_end - 1 again instead of masking: unmasked loads need no predicate and
+    no zeroed register, and that value is never used. Channels are masked only when they do not fill BLOCK_D.
+    z is only loaded when it
+    is used (STORE_Y, HAS_Z); otherwise u stands in for it."""
+    l = tl.minimum(l, l_end - 1)
+    if EVEN_D:
+        u = tl.load(u_p + l * s_u_l)
+        dt = tl.load(dt_p + l * s_dt_l)
+    else:
+        u = tl.load(u_p + l * s_u_l, mask=mask_d, other=0.0)
+        dt = tl.load(dt_p + l * s_dt_l, mask=mask_d, other=0.0)
     z = u
     if STORE_Y and HAS_Z:
-        z = tl.load(z_p + l * s_z_l, mask=md, other=0.0)
-    B1, C1 = _load_bc(B_p, C_p, offs_1, mask_1, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
-    B2, C2 = _load_bc(B_p, C_p, offs_2, mask_2, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
-    B3, C3 = _load_bc(B_p, C_p, offs_3, mask_3, l, l_end, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y)
+        if EVEN_D:
+            z = tl.load(z_p + l * s_z_l)
+        else:
+            z = tl.load(z_p + l * s_z_l, mask=mask_d, other=0.0)
+    B1, C1 = _load_bc(B_p, C_p, offs_1, mask_1, l, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y, EVEN_N)
+    B2, C2 = _load_bc(B_p, C_p, offs_2, mask_2, l, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y, EVEN_N)
+    B3, C3 = _load_bc(B_p, C_p, offs_3, mask_3, l, s_B_n, s_B_l, s_C_n, s_C_l, STORE_Y, EVEN_N)
     return u, dt, z, B1, B2, B3, C1, C2, C3
 
 
@@ -112,7 +134,10 @@ def _tile_step(h, A, dt, dtu, Bt, Ct, POLY: tl.constexpr, STORE_Y: tl.constexpr)
     return h, y
 
 
-@triton.jit
+# dim is not specialised on its divisibility by 16: when Triton knows it, A's loads vectorise four channels per
+# thread and that layout, met by the others, adds 25 shared-memory round trips, 24 shuffles and 15 barriers
+# to every position's 246 instructions on sm_90 (triton 3.6; `python -m backend kernel-aot`, issue 15).
+@triton.jit(do_not_specialize_on_alignment=["dim"])
 def _selective_scan_kernel(
     u_ptr, delta_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, h0_ptr, out_ptr, hN_ptr, dsum_ptr,
     dim, seqlen, dstate, chunk_len,
@@ -122,6 +147,7 @@ def _selective_scan_kernel(
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr, STORE_Y: tl.constexpr, STORE_H: tl.constexpr,
     PREFETCH: tl.constexpr, POLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    EVEN_D: tl.constexpr = False, EVEN_N: tl.constexpr = False,
 ):
     # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
     # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
@@ -174,28 +200,28 @@ def _selective_scan_kernel(
     if PREFETCH >= 1:
         u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = _load_pos(
             u_p, dt_p, B_p, C_p, z_p, l_start, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
-            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
+            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z, EVEN_D, EVEN_N)
     if PREFETCH >= 2:
         u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2 = _load_pos(
             u_p, dt_p, B_p, C_p, z_p, l_start + 1, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
-            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
+            offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z, EVEN_D, EVEN_N)
     for l in range(l_start, l_end):
         if PREFETCH == 0:
             u, dt, z, B1, B2, B3, C1, C2, C3 = _load_pos(
                 u_p, dt_p, B_p, C_p, z_p, l, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
-                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z, EVEN_D, EVEN_N)
         elif PREFETCH == 1:
             u, dt, z, B1, B2, B3, C1, C2, C3 = u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1
             u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = _load_pos(
                 u_p, dt_p, B_p, C_p, z_p, l + 1, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
-                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z, EVEN_D, EVEN_N)
         else:
             u, dt, z, B1, B2, B3, C1, C2, C3 = u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1
             u_p1, dt_p1, z_p1, B1_p1, B2_p1, B3_p1, C1_p1, C2_p1, C3_p1 = \
                 u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2
             u_p2, dt_p2, z_p2, B1_p2, B2_p2, B3_p2, C1_p2, C2_p2, C3_p2 = _load_pos(
                 u_p, dt_p, B_p, C_p, z_p, l + 2, l_end, s_u_l, s_dt_l, s_B_n, s_B_l, s_C_n, s_C_l, s_z_l, mask_d,
-                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z)
+                offs_d, offs_1, offs_2, offs_3, mask_1, mask_2, mask_3, STORE_Y, HAS_Z, EVEN_D, EVEN_N)
         u = u.to(tl.float32)
         dt = dt.to(tl.float32)
         if HAS_DELTA_BIAS:
@@ -272,6 +298,11 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
         assert t is None or t.device == u.device, f"{name} is on {t.device}, u on {u.device}"
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """(batch, dim, seqlen) with the same values, channels contiguous ((batch, seqlen, dim) memory)."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 def _n_chunks(batch: int, dim: int, seqlen: int, cfg) -> int:
     """How many sequence chunks to scan in parallel: 1 when batch x channel blocks already fill the GPU,
     more when they do not (batch-1 prefill), each chunk at least cfg.chunk_min positions."""
@@ -292,8 +323,20 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     dstate = A.shape[1]
     # y in (batch, seqlen, dim) memory order, viewed as (batch, dim, seqlen): what out_proj wants next
     out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
+    if seqlen == 0:  # nothing to scan (and no position for the kernel's prefetch to read)
+        hN = initial_state.float().clone() if initial_state is not None else u.new_zeros(batch, dim, dstate, dtype=torch.float32)
+        return out, hN
     hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
     cfg = scan_config(dstate, u.device, batch, dim)
+    if cfg.transpose_len and u.stride(2) == 1 and dim > 1:
+        # seqlen-contiguous inputs (mamba-ssm's layout): one coalesced copy to channels-contiguous costs less
+        # than a scan whose per-position loads each touch 32 cache lines per warp (issue 15)
+        u, delta = _channels_last(u), _channels_last(delta)
+        z = _channels_last(z) if z is not None else None
+    if cfg.bc_fp32:
+        # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
+        B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)
+                for t in (B, C))
     zz = z if z is not None else u
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16
@@ -301,7 +344,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
                  HAS_DELTA_BIAS=delta_bias is not None, PREFETCH=cfg.prefetch, POLY=cfg.poly, BLOCK_D=cfg.block_d,
-                 BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
+                 BLOCK_N=cfg.block_n, EVEN_D=dim % cfg.block_d == 0, EVEN_N=dstate == cfg.block_n,
+                 num_warps=cfg.num_warps)
     At = A.t().contiguous()  # (dstate, dim): 64 KiB per 1k channels at N = 16, one copy per call
     grid = (batch, triton.cdiv(dim, cfg.block_d), n_chunks)
     if n_chunks == 1:

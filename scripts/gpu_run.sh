@@ -10,6 +10,7 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh scan15    # issue 15: the scan's launch sweep against mamba-ssm's CUDA scan
 #                                                   # as a peer, the 130m pair at the paper setting
 #   OUT=/some/dir bash scripts/gpu_run.sh speed14   # issue 15: the 1.4b pair and the toy trio at the paper setting
+#   OUT=/some/dir bash scripts/gpu_run.sh paper15   # issue 15: the 130m pair at the paper setting (N: file number)
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
 #                                                   # issue 18: the inside view on CUDA
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
@@ -135,10 +136,19 @@ scan15() {
   timeout 120 $PY -m pytest tests/kernels/test_selective_scan.py tests/kernels/test_gpu.py -q -x -p no:cacheprovider \
     >"$LOGS/pytest_scan.log" 2>&1 || { echo "scan tests failed"; tail -30 "$LOGS/pytest_scan.log"; return 3; }
   tail -1 "$LOGS/pytest_scan.log"
-  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_4.jsonl" --no-slow --sweep --ops selective_scan \
+  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_${KN:-4}.jsonl" --no-slow --sweep --ops selective_scan \
     ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
   echo "kernel-bench exit $?"; grep -E "selective_scan|sweep selective_scan" "$LOGS/kernel_bench.log" | head -80
   echo "total: $((SECONDS - t0)) s"
+}
+
+paper15() {
+  # issue 15: the 130m pair at the paper setting (prompt 2,048 + 128 new tokens, every batch to out-of-memory or
+  # the budget) with the current scan, after scan15 in the same call
+  timeout -s INT -k 20 "${BENCH_S:-240}" $PY -m backend bench --models 130m --prompt-lens 512,2048 \
+    --budget-s "$(( ${BENCH_S:-240} - 20 ))" --name "$TAG-130m-${NAME:-paper}" \
+    --jsonl "$OUT/bench_${TAG}_130m_${N:-3}.jsonl" >"$LOGS/bench_130m.log" 2>&1
+  echo "paper15 exit $?"; tail -5 "$LOGS/bench_130m.log"
 }
 
 speed14() {
@@ -218,6 +228,7 @@ case "${1:-}" in
   bench) bench ;;
   speed) speed ;;
   speed14) speed14 ;;
+  paper15) paper15 ;;
   scan15) scan15 ;;
   science) science ;;
   retrain14) retrain14 ;;

@@ -211,13 +211,17 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
 def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
-    if kind == "scan":  # (BLOCK_D, num_warps, prefetch depth, min_programs); 32 lanes x warps = BLOCK_D
+    if kind == "scan":  # (BLOCK_D, num_warps, prefetch depth, min_programs, bc_fp32, transpose_len)
         # min_programs 0 never splits the sequence; the POLY variants (exps on the FMA pipes) were slower at
         # every shape on an H100 (results/kernels_h100_4.jsonl) and left this list
-        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf)
-                for bd, w, pf, mp in ((128, 4, 1, 1056), (128, 4, 1, 0), (64, 2, 1, 0), (64, 2, 1, 2112),
-                                      (32, 1, 1, 0), (32, 1, 1, 1056), (32, 1, 1, 2112), (32, 1, 2, 2112),
-                                      (32, 1, 1, 4224), (32, 1, 1, 8448))]
+        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf,
+                             bc_fp32=bc, transpose_len=tr)
+                for bd, w, pf, mp, bc, tr in (
+                    (128, 4, 1, 1056, True, True), (128, 4, 1, 0, True, True), (128, 4, 1, 528, True, True),
+                    (128, 4, 1, 2112, True, True), (64, 2, 1, 0, True, True), (64, 2, 1, 2112, True, True),
+                    (32, 1, 1, 0, True, True), (32, 1, 1, 2112, True, True), (32, 1, 1, 4224, True, True),
+                    (128, 4, 1, 1056, False, True), (128, 4, 1, 1056, True, False), (128, 4, 2, 1056, True, True),
+                    (128, 4, 0, 1056, True, True))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
                 for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]

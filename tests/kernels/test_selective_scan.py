@@ -122,6 +122,41 @@ def test_prefetch_variant_matches_reference(shape, depth, poison, monkeypatch):
     assert rel_err(y2, selective_scan_ref(u, delta, A, B, C)[0]) < 1e-4
 
 
+@pytest.mark.parametrize("shape", [pytest.param((2, 64, 33, 16), id="B2-D64-L33-N16-even-chunked"),
+                                   pytest.param((3, 32, 7, 16), id="B3-D32-L7-N16-even"),
+                                   pytest.param((1, 37, 17, 8), id="B1-D37-L17-N8-odd")])
+@pytest.mark.parametrize("layout", ["chan", "len"])
+@pytest.mark.parametrize("variant", ["plain", "bc_fp32", "transpose_len"])
+def test_layout_variants_match_reference(shape, layout, variant, poison, monkeypatch):
+    """Channels or seqlen contiguous inputs; B and C copied to fp32 (bc_fp32) and seqlen-contiguous inputs
+    copied to channels-contiguous (transpose_len) first, or not; channels and states that fill their blocks
+    (unmasked loads, EVEN_D / EVEN_N) or not; bf16 inputs: the same scan."""
+    import dataclasses
+
+    from kernels import selective_scan as scan
+
+    base = scan.scan_config(shape[3], "cpu")
+    cfg = dataclasses.replace(base, **({variant: True} if variant != "plain" else {}))
+    monkeypatch.setattr(scan, "scan_config", lambda *a, **k: cfg)
+    u, delta, A, B, C, D, z, bias = make(*shape, torch.bfloat16, seed=5)
+    if layout == "chan":
+        u, delta, z = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (u, delta, z))
+        B, C = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (B, C))
+    y, h = scan.selective_scan(u, delta, A, B, C, D, z, bias, True)
+    y_ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True)
+    assert y.dtype == torch.bfloat16 and y.stride(1) == 1  # y is channels-contiguous in every case
+    assert rel_err(y, y_ref) < REL_TOL[torch.bfloat16] and rel_err(h, h_ref) < REL_TOL[torch.float32] * 10
+
+
+def test_empty_sequence_returns_the_initial_state(poison):
+    """seqlen 0: an empty y and the initial state (or zeros); no kernel reads a position that is not there."""
+    u, delta, A, B, C, D, z, bias = make(2, 8, 0, 16, torch.float32)
+    h0 = torch.randn(2, 8, 16, device=DEVICE)
+    y, h = selective_scan(u, delta, A, B, C, D, z, bias, True, initial_state=h0)
+    assert y.shape == (2, 8, 0) and torch.equal(h, h0) and h.data_ptr() != h0.data_ptr()
+    assert torch.equal(selective_scan(u, delta, A, B, C)[1], torch.zeros(2, 8, 16, device=DEVICE))
+
+
 @pytest.mark.parametrize("shape", [pytest.param((2, 67, 33, 16), id="B2-D67-L33-N16-chunked"),
                                    pytest.param((1, 37, 17, 8), id="B1-D37-L17-N8"),
                                    pytest.param((2, 5, 19, 32), id="B2-D5-L19-N32")])
