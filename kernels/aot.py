@@ -182,6 +182,43 @@ def _ptxas_stats(ptx: str, arch: int) -> dict:
     }
 
 
+def _sass_loop(cubin: bytes, arch: int) -> dict:
+    """Instruction mix of the kernel's largest loop (the longest backward branch) in its sm_XX SASS, from Triton's
+    bundled `nvdisasm`: {"loop_instrs": n, "loop_ops": {opcode: count}}; {} when nvdisasm is not there. For the
+    scan this is the work of one position per warp, the number its speed follows (issue 15)."""
+    import collections
+    import os
+
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")
+    if not os.path.exists(tool):
+        return {}
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    sass = subprocess.run([tool, "-c", f.name], capture_output=True, text=True, timeout=120).stdout
+    os.unlink(f.name)
+    code = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+    instrs = [(int(m.group(1), 16), m.group(2), line) for line in sass.splitlines() if (m := code.match(line))]
+    labels = {}
+    lines = sass.splitlines()
+    for i, line in enumerate(lines):
+        if (m := re.match(r"\.(L_x_\d+):", line)):
+            nxt = next((code.match(x) for x in lines[i + 1:i + 4] if code.match(x)), None)
+            if nxt:
+                labels[m.group(1)] = int(nxt.group(1), 16)
+    best = None
+    for addr, op, line in instrs:
+        if op == "BRA" and (m := re.search(r"(L_x_\d+)", line)) and labels.get(m.group(1), addr) < addr:
+            start = labels[m.group(1)]
+            if best is None or addr - start > best[1] - best[0]:
+                best = (start, addr)
+    if best is None:
+        return {"loop_instrs": 0, "loop_ops": {}}
+    ops = collections.Counter(op for addr, op, _ in instrs if best[0] <= addr <= best[1])
+    return {"loop_instrs": sum(ops.values()), "loop_ops": dict(ops.most_common())}
+
+
 def compile_one(spec: Spec, target: tuple) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
@@ -214,6 +251,9 @@ def compile_one(spec: Spec, target: tuple) -> dict:
             rec["lds_bytes"] = max(rec["lds_bytes"] or 0, rec["shared_bytes"] or 0)
         else:
             rec.update(_ptxas_stats(compiled.asm["ptx"], arch))
+            loop = _sass_loop(compiled.asm["cubin"], arch)
+            rec["loop_instrs"] = loop.get("loop_instrs")
+            rec["loop_ops"] = json.dumps(loop.get("loop_ops", {}))
             rec["spills"] = (rec["spill_stores"] or 0) + (rec["spill_loads"] or 0)
         rec["ok"] = True
         rec["error"] = ""
@@ -233,7 +273,7 @@ def run(targets=TARGETS, only: list[str] | None = None) -> list[dict]:
 
 
 COLUMNS = ("op", "variant", "target", "num_warps", "ok", "vgpr", "sgpr", "registers", "spills", "sgpr_spill", "lds_bytes",
-           "shared_bytes", "occupancy", "compile_s")
+           "shared_bytes", "occupancy", "loop_instrs", "compile_s")
 
 
 def format_table(records: list[dict]) -> str:

@@ -233,7 +233,7 @@ case "${1:-}" in
   science) science ;;
   retrain14) retrain14 ;;
   ladder14) ladder14 ;;
-  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|scan15|science|retrain14|ladder14" >&2
+  *) echo "usage: OUT=DIR bash scripts/gpu_run.sh train|evaluate|bench|speed|speed14|paper15|scan15|science|retrain14|ladder14" >&2
      exit 2 ;;
 esac
 rc=$?
