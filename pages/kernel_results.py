@@ -136,7 +136,7 @@ else:
     pick = st.multiselect("Targets", targets, default=targets, key="kernels_aot_targets")
     view = aot[aot["device"].isin(pick)]
     show = [c for c in ("model", "variant", "device", "num_warps", "config", "ok", "vgpr", "sgpr", "registers",
-                        "spills", "sgpr_spill", "lds_bytes", "shared_bytes", "occupancy", "value", "error")
+                        "spills", "sgpr_spill", "lds_bytes", "shared_bytes", "occupancy", "loop_instrs", "value", "error")
             if c in view.columns]
     st.dataframe(exportable(view[show].rename(columns={"model": "op", "device": "target",
                                                           "value": "compile_s"})), hide_index=True)

@@ -266,7 +266,9 @@ def _aot_cell(r: pd.Series) -> str:
     if r.get("backend") == "hip":
         return (f"{r['vgpr']:.0f} VGPR, {r['sgpr']:.0f} SGPR ({r.get('sgpr_spill') or 0:.0f} spilled to VGPR), "
                 f"{r['spills']:.0f} spills, LDS {kib}, occupancy {r.get('occupancy') or 0:.0f}")
-    return f"{r['registers']:.0f} registers, {r['spills']:.0f} spills, shared {kib}"
+    loop = r.get("loop_instrs")
+    loop = f", {loop:.0f} loop instructions" if loop is not None and pd.notna(loop) and loop > 0 else ""
+    return f"{r['registers']:.0f} registers, {r['spills']:.0f} spills, shared {kib}{loop}"
 
 
 def aot_markdown(path: Path) -> str:
