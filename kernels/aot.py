@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from kernels import causal_conv1d as conv
+from kernels import channels_last as cl
 from kernels import launch
 from kernels import rms_norm as norm
 from kernels import selective_scan as scan
@@ -95,6 +96,9 @@ def specs() -> list[Spec]:
         Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
              dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k not in ("PREFETCH", "POLY", "EVEN_D", "EVEN_N")},
                                             scan_blocks(t)[1])),
+        Spec("channels_last", "bf16, before the scan (transpose_len)", cl._channels_last_kernel,
+             {"x_ptr": "bf16", "y_ptr": "bf16"}, {}, lambda t: ({"BLOCK_D": 64, "BLOCK_L": 64}, 4),
+             ones=("s_x_l", "s_y_d")),
         Spec("selective_state_update", "mamba-130m N=16 per-channel A", ssu._selective_state_update_kernel,
              {"x_ptr": "bf16", "dt_ptr": "bf16", "B_ptr": "bf16", "C_ptr": "bf16", "z_ptr": "bf16", "out_ptr": "bf16"},
              dict(DT_SOFTPLUS=True, TIE_HDIM=False, HAS_DT_BIAS=True, HAS_D=True, HAS_Z=True),

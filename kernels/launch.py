@@ -28,7 +28,8 @@ class LaunchConfig:
     block_d: int = 0  # channels per program (scan, conv)
     block_l: int = 0  # sequence positions per step (scan, conv)
     block_p: int = 0  # head-dim slice per program (SSD)
-    min_programs: int = 0  # scan: split the sequence into chunks when batch x channel blocks are fewer
+    min_programs: int = 0  # scan: when it splits the sequence, into enough chunks for this many programs
+    split_below: int = 0  # scan: split only when batch x channel blocks are fewer than this (0: min_programs)
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
     prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
     poly: int = 0  # scan: exp2 of a quarter (1) or half (2) of the states on the FMA pipes (`_exp2_poly`)
@@ -104,12 +105,15 @@ def ssu_config(dstate: int, dim: int, tied: bool, device) -> LaunchConfig:
 def scan_config(dstate: int, device, batch: int | None = None, dim: int | None = None) -> LaunchConfig:
     """Mamba-1 prefill scan: BLOCK_D channels per program, one channel per thread (lanes x warps cover
     BLOCK_D), its N states in that thread's registers; walked one position at a time.
-    min_programs: about 4 programs per SM/CU (132 SMs on H100/H200, 104-304 CUs on MI200/MI300); below
-    that the sequence is split into chunks of at least chunk_min positions.
-    With batch and dim (NVIDIA): when batch x dim / 32 reaches NARROW_PROGRAMS, one-warp programs of 32
-    channels, unsplit. H100 (results/kernels_h100_3 and _4): B64 D2048 L2048 took 2.94 / 3.16 ms that way
-    against 5.3 ms for the default (which splits it in two) and 4.61 ms for mamba-ssm's CUDA forward; below
-    that size the default was as fast or faster (B16 D4096: 2.74 ms against 2.81)."""
+    Below split_below programs (batch x channel blocks) the sequence is split into chunks of at least
+    chunk_min positions, enough for min_programs programs; a split costs a second pass over the sequence
+    (see `selective_scan`), so it only pays where the unsplit grid leaves the GPU idle.
+    H100, bf16, N 16 (results/kernels_h100_5.jsonl, one run): unsplit, 4-warp programs of 128 channels took
+    1.44 ms at B16 D4096 L2048 (512 programs) against 2.42-2.85 ms split (mamba-ssm's CUDA forward: 2.32 ms)
+    and 2.95 ms at B64 D2048 L2048 (1024 programs) against 4.9-5.1 ms split (mamba-ssm: 4.61 ms), while at
+    B8 D1536 L4096 (96 programs) and B1 D4096 L2048 (32) splitting to ~2112 programs was 2.4x and 5.5x faster
+    than not. One-warp programs of 32 channels were no faster at any of the four shapes. batch and dim are
+    accepted for per-shape rules; none is needed today."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)
     if t == "cpu":  # interpreter: a tiny min_programs so that the tests cover the chunked path
@@ -118,15 +122,11 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
         return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
     # bc_fp32, transpose_len: B and C copied once to fp32 (40 of the loop's 232 sm_90 instructions per position
     # were bf16 unpacking), seqlen-contiguous inputs copied to channels-contiguous (`python -m backend kernel-aot`)
-    if batch is not None and dim is not None and batch * triton.cdiv(dim, 32) >= NARROW_PROGRAMS:
-        return LaunchConfig(num_warps=1, block_d=32, block_n=n, min_programs=NARROW_PROGRAMS, chunk_min=128,
-                            prefetch=1, bc_fp32=True, transpose_len=True)
-    # H200 sweep (results/kernels_h200.jsonl.gz): one position of prefetch and ~8 programs per SM were fastest
-    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=1056, chunk_min=128, prefetch=1,
-                        bc_fp32=True, transpose_len=True)
+    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=SPLIT_PROGRAMS, split_below=264,
+                        chunk_min=128, prefetch=1, bc_fp32=True, transpose_len=True)
 
 
-NARROW_PROGRAMS = 2112  # 16 one-warp programs per SM of an H100/H200 (132 SMs)
+SPLIT_PROGRAMS = 2112  # 16 4-warp programs per SM of an H100/H200 (132 SMs); 264 (split_below) is 2 per SM
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

@@ -52,6 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.channels_last import channels_last
 from kernels.launch import scan_config
 
 
@@ -298,16 +299,13 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
         assert t is None or t.device == u.device, f"{name} is on {t.device}, u on {u.device}"
 
 
-def _channels_last(t: torch.Tensor) -> torch.Tensor:
-    """(batch, dim, seqlen) with the same values, channels contiguous ((batch, seqlen, dim) memory)."""
-    return t.transpose(1, 2).contiguous().transpose(1, 2)
-
-
 def _n_chunks(batch: int, dim: int, seqlen: int, cfg) -> int:
-    """How many sequence chunks to scan in parallel: 1 when batch x channel blocks already fill the GPU,
-    more when they do not (batch-1 prefill), each chunk at least cfg.chunk_min positions."""
+    """How many sequence chunks to scan in parallel: 1 when batch x channel blocks already fill the GPU
+    (cfg.split_below, or cfg.min_programs when that is 0), else enough for cfg.min_programs programs (batch-1
+    prefill), each chunk at least cfg.chunk_min positions."""
     programs = batch * triton.cdiv(dim, cfg.block_d)
-    if not cfg.min_programs or programs >= cfg.min_programs or seqlen < 2 * cfg.chunk_min:
+    below = cfg.split_below or cfg.min_programs
+    if not cfg.min_programs or programs >= below or seqlen < 2 * cfg.chunk_min:
         return 1
     return max(1, min(triton.cdiv(cfg.min_programs, programs), seqlen // cfg.chunk_min))
 
@@ -330,9 +328,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     cfg = scan_config(dstate, u.device, batch, dim)
     if cfg.transpose_len and u.stride(2) == 1 and dim > 1:
         # seqlen-contiguous inputs (mamba-ssm's layout): one coalesced copy to channels-contiguous costs less
-        # than a scan whose per-position loads each touch 32 cache lines per warp (issue 15)
-        u, delta = _channels_last(u), _channels_last(delta)
-        z = _channels_last(z) if z is not None else None
+        # than a scan whose per-position loads each touch 32 cache lines per warp (issue 15); a tiled Triton
+        # transpose, not torch's strided copy (see kernels/channels_last.py)
+        u, delta = channels_last(u), channels_last(delta)
+        z = channels_last(z) if z is not None else None
     if cfg.bc_fp32:
         # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
         B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)

@@ -138,7 +138,8 @@ scan15() {
       >"$LOGS/pytest_scan.log" 2>&1 || { echo "scan tests failed"; tail -30 "$LOGS/pytest_scan.log"; return 3; }
     tail -1 "$LOGS/pytest_scan.log"
   fi
-  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_${KN:-4}.jsonl" --no-slow --sweep --ops selective_scan \
+  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_${KN:-4}.jsonl" --no-slow --sweep \
+    --ops selective_scan,channels_last \
     ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
   echo "kernel-bench exit $?"; grep -E "selective_scan|sweep selective_scan" "$LOGS/kernel_bench.log" | head -80
   echo "total: $((SECONDS - t0)) s"
@@ -146,8 +147,15 @@ scan15() {
 
 paper15() {
   # issue 15: the 130m pair at the paper setting (prompt 2,048 + 128 new tokens, every batch to out-of-memory or
-  # the budget) with the current scan, after scan15 in the same call
-  timeout -s INT -k 20 "${BENCH_S:-240}" $PY -m backend bench --models 130m --prompt-lens 512,2048 \
+  # the budget) with the current scan, after scan15 in the same call; BATCHES (e.g. 256,512,1024,2048,4096) and
+  # REPEATS shorten it to the large batches, PROFILE=1 first profiles one prefill per model (bench-profile)
+  if [ -n "${PROFILE:-}" ]; then
+    timeout 120 $PY -m backend bench-profile --models "${MODELS:-130m}" --batch "${PROFILE_B:-256}" --prompt-len 2048 \
+      --jsonl "$OUT/profile_${TAG}_${N:-3}.jsonl" >"$LOGS/profile.log" 2>&1
+    echo "bench-profile exit $?"; grep -v "^\[" "$LOGS/profile.log" | tail -30
+  fi
+  timeout -s INT -k 20 "${BENCH_S:-240}" $PY -m backend bench --models 130m --prompt-lens "${PROMPT_LENS:-512,2048}" \
+    ${BATCHES:+--batches "$BATCHES"} ${REPEATS:+--repeats "$REPEATS"} \
     --budget-s "$(( ${BENCH_S:-240} - 20 ))" --name "$TAG-130m-${NAME:-paper}" \
     --jsonl "$OUT/bench_${TAG}_130m_${N:-3}.jsonl" >"$LOGS/bench_130m.log" 2>&1
   echo "paper15 exit $?"; tail -5 "$LOGS/bench_130m.log"

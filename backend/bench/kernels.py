@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from backend.bench import peer
 from backend.device import synchronize
 from backend.runinfo import run_meta
+from kernels import channels_last as cl
 from kernels import causal_conv1d as conv
 from kernels import selective_scan as scan
 from kernels import selective_state_update as ssu
@@ -132,6 +133,9 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
             yield ("selective_scan", f"B{sb} D{sd} L{sL} N{n} bf16" + (" len-contig" if layout == "len" else ""),
                    lambda args=args: scan.selective_scan(*args), nbytes(u, dt, z, u, B, C) + sb * sd * n * 4, base,
                    "scan")
+            if layout == "len":  # the copy the scan makes of each seqlen-contiguous input (transpose_len)
+                yield ("channels_last", f"B{sb} D{sd} L{sL} bf16", lambda u=u: cl.channels_last(u), 2 * nbytes(u),
+                       {"torch": (lambda u=u: cl.channels_last_ref(u), False)}, None)
         del u, dt, z, B, C, peer_args
         if dev == "cuda":
             torch.cuda.empty_cache()
@@ -211,17 +215,17 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
 def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
-    if kind == "scan":  # (BLOCK_D, num_warps, prefetch depth, min_programs, bc_fp32, transpose_len)
-        # min_programs 0 never splits the sequence; the POLY variants (exps on the FMA pipes) were slower at
-        # every shape on an H100 (results/kernels_h100_4.jsonl) and left this list
-        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, chunk_min=128, prefetch=pf,
-                             bc_fp32=bc, transpose_len=tr)
-                for bd, w, pf, mp, bc, tr in (
-                    (128, 4, 1, 1056, True, True), (128, 4, 1, 0, True, True), (128, 4, 1, 528, True, True),
-                    (128, 4, 1, 2112, True, True), (64, 2, 1, 0, True, True), (64, 2, 1, 2112, True, True),
-                    (32, 1, 1, 0, True, True), (32, 1, 1, 2112, True, True), (32, 1, 1, 4224, True, True),
-                    (128, 4, 1, 1056, False, True), (128, 4, 1, 1056, True, False), (128, 4, 2, 1056, True, True),
-                    (128, 4, 0, 1056, True, True))]
+    if kind == "scan":  # (BLOCK_D, num_warps, min_programs, split_below, chunk_min, bc_fp32, transpose_len)
+        # min_programs 0 never splits the sequence, split_below 0 splits below min_programs; prefetch 1 (0 and 2
+        # were slower at every shape) and no POLY (exps on the FMA pipes: slower at every shape on an H100,
+        # results/kernels_h100_4.jsonl)
+        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, split_below=sb, chunk_min=cm,
+                             prefetch=1, bc_fp32=bc, transpose_len=tr)
+                for bd, w, mp, sb, cm, bc, tr in (
+                    (128, 4, 2112, 264, 128, True, True), (128, 4, 0, 0, 128, True, True),
+                    (128, 4, 2112, 0, 128, True, True), (128, 4, 4224, 264, 64, True, True),
+                    (128, 4, 2112, 264, 128, False, True), (128, 4, 2112, 264, 128, True, False),
+                    (64, 2, 4224, 528, 128, True, True), (32, 1, 0, 0, 128, True, True))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
                 for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]
@@ -270,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         peers = []
         for name, (bfn, is_slow) in baselines.items():
             try:
-                if name in ("previous", "mamba-ssm-cuda"):  # same values: the outputs must agree first
+                if name in ("previous", "mamba-ssm-cuda", "torch"):  # same values: the outputs must agree first
                     row[f"{name.replace('-', '_')}_max_rel_err"] = _max_rel_err(fn(), bfn())
                 bms = slow_ms(bfn) if is_slow else bench(bfn)
             except Exception as e:  # e.g. out of memory in a fallback: record why, keep going

@@ -75,31 +75,27 @@ def test_rejects_bad_shapes():
 
 
 def test_chunking_kicks_in_only_when_programs_are_few():
-    """The chunk-parallel path (3 passes) covers batch-1 prefill; the tests above run it (CPU config)."""
-    from kernels.launch import scan_config
+    """The chunk-parallel path (3 passes) covers batch-1 prefill; the tests above run it (CPU config). On
+    NVIDIA it splits only below split_below programs (measured: a split at B16 D4096 and B64 D2048 was 1.7x
+    slower than none, and 2.4-5.5x faster at B8 D1536 and B1 D4096), into enough chunks for min_programs."""
+    import dataclasses
+
+    from kernels.launch import SPLIT_PROGRAMS, scan_config
     from kernels.selective_scan import _n_chunks
 
     gpu = scan_config(16, "cuda")
-    assert _n_chunks(128, 4096, 2048, gpu) == 1  # 4096 programs already
-    assert _n_chunks(1, 4096, 2048, gpu) > 1  # 32 programs: split the sequence
-    assert _n_chunks(8, 1536, 4096, gpu) > 1  # 96 programs
+    assert scan_config(16, "cuda", 64, 2048) == gpu  # one NVIDIA config at every shape
+    assert _n_chunks(16, 4096, 2048, gpu) == 1  # 512 programs: no split
+    assert _n_chunks(64, 2048, 2048, gpu) == 1  # 1024
+    assert _n_chunks(1, 4096, 2048, gpu) == 2048 // gpu.chunk_min  # 32 programs: as many chunks as chunk_min allows
+    assert _n_chunks(8, 1536, 4096, gpu) == -(-SPLIT_PROGRAMS // 96)  # 96 programs: enough for SPLIT_PROGRAMS
     assert _n_chunks(1, 1536, 200, gpu) == 1  # too short to split
-    cpu = scan_config(16, "cpu")
-    assert _n_chunks(2, 67, 33, cpu) == 2 and _n_chunks(1, 12, 30, cpu) > 1
-
-
-def test_large_batch_takes_narrow_unsplit_programs():
-    """On NVIDIA, batch x dim / 32 >= NARROW_PROGRAMS gives one-warp, 32-channel programs over the whole
-    sequence (measured faster at B64 D2048); smaller shapes keep the default config and its split."""
-    from kernels.launch import NARROW_PROGRAMS, scan_config
-    from kernels.selective_scan import _n_chunks
-
-    big = scan_config(16, "cuda", 64, 2048)
-    assert (big.block_d, big.num_warps) == (32, 1) and _n_chunks(64, 2048, 2048, big) == 1
-    assert 64 * 2048 // 32 >= NARROW_PROGRAMS > 16 * 4096 // 32
-    assert scan_config(16, "cuda", 16, 4096) == scan_config(16, "cuda")  # 2048 programs: the default
+    # split_below 0: the threshold is min_programs itself (the AMD and interpreter configs)
+    assert _n_chunks(16, 4096, 2048, dataclasses.replace(gpu, split_below=0)) > 1
     assert scan_config(16, "hip", 64, 2048).block_d == 128  # not measured on AMD: unchanged
-    assert scan_config(16, "cpu", 64, 2048) == scan_config(16, "cpu")
+    cpu = scan_config(16, "cpu")
+    assert scan_config(16, "cpu", 64, 2048) == cpu
+    assert _n_chunks(2, 67, 33, cpu) == 2 and _n_chunks(1, 12, 30, cpu) > 1
 
 
 @pytest.mark.parametrize("shape", [pytest.param((2, 67, 33, 16), id="B2-D67-L33-chunked"),
