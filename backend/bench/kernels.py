@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from backend.bench import peer
 from backend.device import synchronize
 from backend.runinfo import run_meta
-from kernels import channels_last as cl
 from kernels import causal_conv1d as conv
+from kernels import channels_last as cl
 from kernels import selective_scan as scan
 from kernels import selective_state_update as ssu
 from kernels import ssd_chunk_scan as ssd

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 stepper.prefill(ids)
                 synchronize()
                 walls.append((time.perf_counter() - t0) * 1e3)
-            kernels = profiled_kernels(lambda: stepper.prefill(ids))
+            kernels = profiled_kernels(lambda s=stepper, i=ids: s.prefill(i))
         wall = statistics.median(walls)
         groups = group(kernels)
         kernel_ms = sum(g["ms"] for g in groups.values())
