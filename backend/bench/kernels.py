@@ -314,6 +314,7 @@ def _load_previous_scan(path: str):
     if spec is None or spec.loader is None:
         raise SystemExit(f"--previous-scan: cannot import {path}")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # a dataclass in the file (an inlined launch config) looks its module up there
     spec.loader.exec_module(mod)
     return mod.selective_scan
 
