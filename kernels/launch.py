@@ -33,7 +33,7 @@ class LaunchConfig:
     chunk_min: int = 0  # scan: shortest chunk worth a separate program
     prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
     poly: int = 0  # scan: exp2 of a quarter (1) or half (2) of the states on the FMA pipes (`_exp2_poly`)
-    bc_fp32: bool = False  # scan: copy B and C once to fp32, states contiguous (no bf16 unpacking in the loop)
+    bc_fp32: bool = False  # scan: copy B and C once to fp32, states contiguous (unsplit scans, or seqlen-contiguous B/C)
     transpose_len: bool = False  # scan: copy seqlen-contiguous u, delta, z to channels-contiguous first
 
 
@@ -108,25 +108,27 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     Below split_below programs (batch x channel blocks) the sequence is split into chunks of at least
     chunk_min positions, enough for min_programs programs; a split costs a second pass over the sequence
     (see `selective_scan`), so it only pays where the unsplit grid leaves the GPU idle.
-    H100, bf16, N 16 (results/kernels_h100_5.jsonl, one run): unsplit, 4-warp programs of 128 channels took
-    1.44 ms at B16 D4096 L2048 (512 programs) against 2.42-2.85 ms split (mamba-ssm's CUDA forward: 2.32 ms)
-    and 2.95 ms at B64 D2048 L2048 (1024 programs) against 4.9-5.1 ms split (mamba-ssm: 4.61 ms), while at
-    B8 D1536 L4096 (96 programs) and B1 D4096 L2048 (32) splitting to ~2112 programs was 2.4x and 5.5x faster
-    than not. One-warp programs of 32 channels were no faster at any of the four shapes. batch and dim are
-    accepted for per-shape rules; none is needed today."""
+    H100, bf16, N 16 (results/kernels_h100_5.jsonl and _6, one run each): unsplit took 1.45 ms at B16 D4096
+    L2048 against 2.43 ms split (mamba-ssm's CUDA forward: 2.31 ms) and 2.94 ms at B64 D2048 L2048 against
+    4.89 ms split (mamba-ssm: 4.61 ms), while at B8 D1536 L4096 and B1 D4096 L2048 splitting was 2.4x and 4-5x
+    faster than not. 2-warp programs of 64 channels were as fast as or faster than 4-warp ones of 128 at every
+    shape (B64: 2.86 against 2.94 ms; B1: 0.22 against 0.32 ms), 1-warp ones of 32 no faster.
+    bc_fp32 copies B and C to fp32 once (40 of the loop's 232 sm_90 instructions per position were bf16
+    unpacking): faster unsplit (B16: 1.45 against 1.53 ms) but slower split (B8: 1.00 against 0.93 ms), so the
+    wrapper applies it only where the scan is not split or B and C come seqlen-contiguous (their transpose).
+    transpose_len copies seqlen-contiguous u, delta, z to channels-contiguous first (kernels/channels_last.py).
+    batch and dim are accepted for per-shape rules; none is needed today."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)
     if t == "cpu":  # interpreter: a tiny min_programs so that the tests cover the chunked path
         return LaunchConfig(num_warps=4, block_d=32, block_n=n, min_programs=8, chunk_min=8)
     if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels (not measured on AMD yet)
         return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
-    # bc_fp32, transpose_len: B and C copied once to fp32 (40 of the loop's 232 sm_90 instructions per position
-    # were bf16 unpacking), seqlen-contiguous inputs copied to channels-contiguous (`python -m backend kernel-aot`)
-    return LaunchConfig(num_warps=4, block_d=128, block_n=n, min_programs=SPLIT_PROGRAMS, split_below=264,
+    return LaunchConfig(num_warps=2, block_d=64, block_n=n, min_programs=SPLIT_PROGRAMS, split_below=528,
                         chunk_min=128, prefetch=1, bc_fp32=True, transpose_len=True)
 
 
-SPLIT_PROGRAMS = 2112  # 16 4-warp programs per SM of an H100/H200 (132 SMs); 264 (split_below) is 2 per SM
+SPLIT_PROGRAMS = 4224  # 32 2-warp programs per SM of an H100/H200 (132 SMs); 528 (split_below) is 4 per SM
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

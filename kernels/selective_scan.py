@@ -332,14 +332,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         # transpose, not torch's strided copy (see kernels/channels_last.py)
         u, delta = channels_last(u), channels_last(delta)
         z = channels_last(z) if z is not None else None
-    if cfg.bc_fp32:
-        # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
-        B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)
-                for t in (B, C))
-    zz = z if z is not None else u
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16
     n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
+    if cfg.bc_fp32 and (n_chunks == 1 or B.stride(1) != 1 or C.stride(1) != 1):
+        # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
+        # (measured slower when the scan is split, unless B / C must be transposed anyway: see scan_config)
+        B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)
+                for t in (B, C))
+    zz = z if z is not None else u
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
                  HAS_DELTA_BIAS=delta_bias is not None, PREFETCH=cfg.prefetch, POLY=cfg.poly, BLOCK_D=cfg.block_d,

@@ -138,7 +138,7 @@ scan15() {
       >"$LOGS/pytest_scan.log" 2>&1 || { echo "scan tests failed"; tail -30 "$LOGS/pytest_scan.log"; return 3; }
     tail -1 "$LOGS/pytest_scan.log"
   fi
-  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_${KN:-4}.jsonl" --no-slow --sweep \
+  timeout "${KB_S:-300}" $PY -m backend kernel-bench --out "$OUT/kernels_${TAG}_${KN:-4}.jsonl" --no-slow $([ -z "${NO_SWEEP:-}" ] && echo --sweep) \
     --ops selective_scan,channels_last \
     ${sdist:+--mamba-ssm-cuda "$sdist"} "${prev[@]}" >"$LOGS/kernel_bench.log" 2>&1
   echo "kernel-bench exit $?"; grep -E "selective_scan|sweep selective_scan" "$LOGS/kernel_bench.log" | head -80
@@ -162,10 +162,13 @@ paper15() {
 }
 
 speed14() {
-  # issue 15, call 2: the 1.4b pair and the toy trio at the paper setting with the chunked SSM prefill
-  timeout -s INT -k 20 "${BENCH_S:-280}" $PY -m backend bench --models 1.4b,toy --prompt-lens 512,2048 \
-    --budget-s "$(( ${BENCH_S:-280} - 20 ))" --name "$TAG-1.4b-toy-chunked-prefill" \
-    --jsonl "$OUT/bench_${TAG}_1.4b_toy_2.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
+  # issue 15, call 2: the 1.4b pair and the toy trio at the paper setting with the chunked SSM prefill; MODELS,
+  # PROMPT_LENS, BATCHES, REPEATS and N (file number) narrow it to what a call has time for
+  timeout -s INT -k 20 "${BENCH_S:-280}" $PY -m backend bench --models "${MODELS:-1.4b,toy}" \
+    --prompt-lens "${PROMPT_LENS:-512,2048}" ${BATCHES:+--batches "$BATCHES"} ${REPEATS:+--repeats "$REPEATS"} \
+    --budget-s "$(( ${BENCH_S:-280} - 20 ))" --name "$TAG-${MODELS:-1.4b,toy}-paper" \
+    --jsonl "$OUT/bench_${TAG}_${MODELS:-1.4b_toy}_${N:-2}.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
+  echo "speed14 exit $?"; grep -E "^(model|pythia|mamba|toy)|max_batch" "$LOGS/bench_1.4b_toy.log" | tail -40
 }
 
 science() {

@@ -85,10 +85,11 @@ def test_chunking_kicks_in_only_when_programs_are_few():
 
     gpu = scan_config(16, "cuda")
     assert scan_config(16, "cuda", 64, 2048) == gpu  # one NVIDIA config at every shape
-    assert _n_chunks(16, 4096, 2048, gpu) == 1  # 512 programs: no split
-    assert _n_chunks(64, 2048, 2048, gpu) == 1  # 1024
-    assert _n_chunks(1, 4096, 2048, gpu) == 2048 // gpu.chunk_min  # 32 programs: as many chunks as chunk_min allows
-    assert _n_chunks(8, 1536, 4096, gpu) == -(-SPLIT_PROGRAMS // 96)  # 96 programs: enough for SPLIT_PROGRAMS
+    assert _n_chunks(16, 4096, 2048, gpu) == 1  # 1024 2-warp programs: no split
+    assert _n_chunks(64, 2048, 2048, gpu) == 1  # 2048
+    assert _n_chunks(1, 4096, 2048, gpu) == 2048 // gpu.chunk_min  # 64 programs: as many chunks as chunk_min allows
+    programs = 8 * 1536 // gpu.block_d  # 192: enough chunks for SPLIT_PROGRAMS
+    assert _n_chunks(8, 1536, 4096, gpu) == -(-SPLIT_PROGRAMS // programs)
     assert _n_chunks(1, 1536, 200, gpu) == 1  # too short to split
     # split_below 0: the threshold is min_programs itself (the AMD and interpreter configs)
     assert _n_chunks(16, 4096, 2048, dataclasses.replace(gpu, split_below=0)) > 1
