@@ -12,7 +12,7 @@ import streamlit as st
 
 from backend.bench import analysis as A
 from backend.generation.compare import error_sentence
-from pages.components.charts import batch_throughput, context_lines, series_colors
+from pages.components.charts import batch_throughput, context_lines, prefill_breakdown_bars, series_colors
 from pages.components.fmt import exportable
 from pages.components.resources import store_or_stop
 
@@ -189,6 +189,28 @@ if not maxb.empty:
         st.caption("Where the sweep did not stop at an out-of-memory batch, \"largest batch that ran\" is the "
                    "largest batch measured, not the largest that fits: the paper-setting ratios above compare "
                    "those batches.")
+
+st.subheader("Where prefill time goes")
+try:
+    prof = store.measurements(kinds="bench_profile", expand_extra=True)
+except Exception as e:
+    prof = pd.DataFrame()
+    st.caption(f"The prefill profiles could not be read: {error_sentence(e)}")
+if prof.empty or "category" not in prof.columns:
+    st.caption("No prefill profile stored yet. On a GPU: `python -m backend bench-profile --models 130m --batch 256 "
+               "--jsonl results/profile_mine.jsonl`, then `python -m backend import-results results/`.")
+else:
+    last = prof.sort_values("created_at").groupby("device")["run_id"].last()
+    for dev, run_id in last.items():
+        p = prof[prof["run_id"] == run_id].copy()
+        tokens = p["batch"] * p["prompt_tokens"]
+        p["us_per_token"] = p["value"] * 1e3 / tokens
+        p["label"] = p["model"] + " · B" + p["batch"].astype(int).astype(str) + " L" + p["prompt_tokens"].astype(int).astype(str)
+        st.plotly_chart(prefill_breakdown_bars(p), width="stretch", theme=None, key=f"perf_prof_{run_id}")
+        walls = p.groupby("label").agg(wall=("prefill_ms", "first"), kernels=("kernel_ms_total", "first"))
+        st.caption(f"{dev}, torch.profiler over one prefill on the benchmark's own stepper (bf16): "
+                   + "; ".join(f"{lab}: {w.wall:,.0f} ms wall, {w.kernels:,.0f} ms in kernels" for lab, w in walls.iterrows())
+                   + ". Categories come from kernel names (`backend/bench/profile.py`).")
 
 st.subheader("Baselines (labelled, never a model's own number)")
 base = meas[meas["phase"].isin(["hf-generate", "eager"]) & (meas["status"] == "ok")] if "phase" in meas else meas.iloc[0:0]

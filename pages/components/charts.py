@@ -333,6 +333,18 @@ def batch_throughput(b: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
                    log_y=True, title="Generated tokens/s for the whole batch")
 
 
+def prefill_breakdown_bars(prof: pd.DataFrame) -> go.Figure:
+    """One prefill's GPU kernel time per token, stacked by category (scan, matmul, ...), one bar per model:
+    columns label, category, us_per_token."""
+    order = ["scan", "conv", "matmul", "attention", "norm", "other"]
+    fig = px.bar(prof, y="label", x="us_per_token", color="category", orientation="h",
+                 category_orders={"category": order}, text_auto=".2f",
+                 labels={"us_per_token": "kernel time per prompt token (us)", "label": ""},
+                 title="Where one prefill's GPU time goes (kernel time per prompt token)")
+    fig.update_layout(barmode="stack", legend_title_text="")
+    return fig
+
+
 # ------------------------------------------------------------------------ Kernels
 def prefill_lines(pre: pd.DataFrame) -> go.Figure:
     return px.line(pre.sort_values("prompt_tokens"), x="prompt_tokens", y="prefill_ms", color="series",

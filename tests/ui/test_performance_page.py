@@ -236,3 +236,24 @@ def test_committed_h200_max_batch_runs(arena_env):
     assert A.claim_sentence(r, "NVIDIA H200") in text
     (maxb,) = [d.value for d in at.dataframe if "sweep stopped by" in d.value.columns]
     assert set(maxb["sweep stopped by"]) == {A.STOPPED_BY["oom"]}
+
+
+def test_prefill_profile_shows_where_the_time_goes(arena_env):
+    """bench-profile rows (one per model and category) become a stacked per-token chart with the wall times."""
+    from store import open_store
+
+    _fill([("h100", "NVIDIA H100 80GB HBM3", _bench_rows())])
+    at = _page()
+    assert any("No prefill profile stored yet" in c.value for c in at.caption)
+    store = open_store()
+    run = store.start_run("bench_profile", {"models": "130m"}, {"device_name": "NVIDIA H100 80GB HBM3"})
+    base = {"device": "NVIDIA H100 80GB HBM3", "batch": 256, "prompt_tokens": 2048, "metric": "prefill_kernel_ms"}
+    store.add_measurements(run, [
+        {**base, "model": "mamba-130m", "category": "scan", "value": 258.4, "prefill_ms": 501.2, "kernel_ms_total": 496.1},
+        {**base, "model": "mamba-130m", "category": "matmul", "value": 155.5, "prefill_ms": 501.2, "kernel_ms_total": 496.1},
+        {**base, "model": "pythia-160m", "category": "matmul", "value": 124.2, "prefill_ms": 379.6, "kernel_ms_total": 379.6}])
+    store.finish_run(run)
+    at = _page()
+    assert len(at.get("plotly_chart")) == 6  # the five above + the prefill breakdown
+    captions = " ".join(c.value for c in at.caption)
+    assert "mamba-130m · B256 L2048: 501 ms wall, 496 ms in kernels" in captions
