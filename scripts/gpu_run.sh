@@ -27,7 +27,7 @@
 # earlier kernels/selective_scan.py, e.g. `git show REV:kernels/selective_scan.py`, with its launch config).
 # Env: TAG (file-name tag, default h200), TRAIN_BUDGET_S (training seconds per model, default 400),
 #      GROUP_S (evaluation + experiments, default 240),
-#      SSM_ARENA_GIT_SHA (the commit, when the tree travelled without .git).
+#      SSM_ARENA_GIT_SHA (the commit: always pass it; on 2026-12-07 the GPU copy's git reported a stale HEAD).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder for results}"
