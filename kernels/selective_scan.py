@@ -148,7 +148,7 @@ def _selective_scan_kernel(
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr, HAS_H0: tl.constexpr, STORE_Y: tl.constexpr, STORE_H: tl.constexpr,
     PREFETCH: tl.constexpr, POLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-    EVEN_D: tl.constexpr = False, EVEN_N: tl.constexpr = False,
+    EVEN_D: tl.constexpr = False, EVEN_N: tl.constexpr = False, STORE_H_LAST: tl.constexpr = False,
 ):
     # program (b, d-block, chunk c) scans positions [c * chunk_len, (c + 1) * chunk_len). States (h0, hN)
     # and dsum are indexed by (b * n_chunks + c): with one chunk that is plain (batch, dim, dstate).
@@ -179,9 +179,12 @@ def _selective_scan_kernel(
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     st_d = (bc * dim + offs_d[None, :]) * dstate  # (1, BLOCK_D) into (.., dim, dstate)
     if HAS_H0:
-        h1 = tl.load(h0_ptr + st_d + offs_1[:, None], mask=mask_1[:, None] & mask_d[None, :], other=0.0)
-        h2 = tl.load(h0_ptr + st_d + offs_2[:, None], mask=mask_2[:, None] & mask_d[None, :], other=0.0)
-        h3 = tl.load(h0_ptr + st_d + offs_3[:, None], mask=mask_3[:, None] & mask_d[None, :], other=0.0)
+        # h0 is (.., dstate, dim), channels contiguous like At: a (dim, dstate) load vectorises over the states,
+        # and that layout, met by the loop's, cost 6 barriers and 10 shared-memory ops per position on sm_90
+        h0_d = bc * dstate * dim + offs_d[None, :]
+        h1 = tl.load(h0_ptr + h0_d + offs_1[:, None] * dim, mask=mask_1[:, None] & mask_d[None, :], other=0.0)
+        h2 = tl.load(h0_ptr + h0_d + offs_2[:, None] * dim, mask=mask_2[:, None] & mask_d[None, :], other=0.0)
+        h3 = tl.load(h0_ptr + h0_d + offs_3[:, None] * dim, mask=mask_3[:, None] & mask_d[None, :], other=0.0)
         h1, h2, h3 = h1.to(tl.float32), h2.to(tl.float32), h3.to(tl.float32)
     else:
         h1 = tl.zeros((BLOCK_N // 2, BLOCK_D), dtype=tl.float32)
@@ -248,18 +251,25 @@ def _selective_scan_kernel(
         tl.store(hN_ptr + st_d + offs_1[:, None], h1, mask=mask_1[:, None] & mask_d[None, :])
         tl.store(hN_ptr + st_d + offs_2[:, None], h2, mask=mask_2[:, None] & mask_d[None, :])
         tl.store(hN_ptr + st_d + offs_3[:, None], h3, mask=mask_3[:, None] & mask_d[None, :])
+    if STORE_H_LAST:  # pass 3 of a split scan: the last chunk ends on the sequence's final state
+        if c == tl.num_programs(2) - 1:
+            st_b = (b * dim + offs_d[None, :]) * dstate
+            tl.store(hN_ptr + st_b + offs_1[:, None], h1, mask=mask_1[:, None] & mask_d[None, :])
+            tl.store(hN_ptr + st_b + offs_2[:, None], h2, mask=mask_2[:, None] & mask_d[None, :])
+            tl.store(hN_ptr + st_b + offs_3[:, None], h3, mask=mask_3[:, None] & mask_d[None, :])
     if not STORE_Y:
         tl.store(dsum_ptr + bc * dim + offs_d, dsum, mask=mask_d)
 
 
 @triton.jit
 def _chunk_state_kernel(
-    hloc_ptr, dsum_ptr, A_ptr, h0_ptr, hstart_ptr, hN_ptr,
+    hloc_ptr, dsum_ptr, A_ptr, h0_ptr, hstart_ptr,
     dim, dstate, n_chunks,
     HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    # sequential over chunks, elementwise over (d, n): start state of chunk c, and the final state
-    #   start_0 = h0;  start_{c+1} = exp(A * sum_c dt) * start_c + hloc_c
+    # sequential over chunks, elementwise over (d, n): the start state of each of the n_chunks chunks from the
+    # local end states and dt sums of the first n_chunks - 1 (pass 1 skips the last chunk, whose end state
+    # pass 3 writes):  start_0 = h0;  start_{c+1} = exp(A * sum_c dt) * start_c + hloc_c
     b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -267,18 +277,19 @@ def _chunk_state_kernel(
     mask_d = offs_d < dim
     mask_dn = mask_d[:, None] & (offs_n < dstate)[None, :]
     dn = offs_d[:, None] * dstate + offs_n[None, :]
+    nd = offs_n[None, :] * dim + offs_d[:, None]  # hstart is (.., dstate, dim): what the scan's h0 load reads
     A = tl.load(A_ptr + dn, mask=mask_dn, other=0.0).to(tl.float32) * 1.4426950408889634
     if HAS_H0:
         h = tl.load(h0_ptr + b * dim * dstate + dn, mask=mask_dn, other=0.0).to(tl.float32)
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    for c in range(0, n_chunks):
-        bc = b * n_chunks + c
-        tl.store(hstart_ptr + bc * dim * dstate + dn, h, mask=mask_dn)
-        ds = tl.load(dsum_ptr + bc * dim + offs_d, mask=mask_d, other=0.0)
-        hl = tl.load(hloc_ptr + bc * dim * dstate + dn, mask=mask_dn, other=0.0)
+    tl.store(hstart_ptr + b * n_chunks * dim * dstate + nd, h, mask=mask_dn)
+    for c in range(0, n_chunks - 1):
+        bl = b * (n_chunks - 1) + c
+        ds = tl.load(dsum_ptr + bl * dim + offs_d, mask=mask_d, other=0.0)
+        hl = tl.load(hloc_ptr + bl * dim * dstate + dn, mask=mask_dn, other=0.0)
         h = tl.exp2(A * ds[:, None]) * h + hl
-    tl.store(hN_ptr + b * dim * dstate + dn, h, mask=mask_dn)
+        tl.store(hstart_ptr + (b * n_chunks + c + 1) * dim * dstate + nd, h, mask=mask_dn)
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
@@ -314,8 +325,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Triton selective scan forward; see the module docstring. Returns (y, last_state fp32).
 
     When batch x channel blocks are too few to fill the GPU, the sequence is split into chunks scanned in
-    parallel: pass 1 scans each chunk from a zero state (local end state + sum of dt), pass 2 walks the
-    chunks to get each chunk's true start state, pass 3 rescans each chunk from it and writes y."""
+    parallel: pass 1 scans each chunk but the last from a zero state (local end state + sum of dt), pass 2
+    walks the chunks to get each chunk's true start state, pass 3 rescans each chunk from it and writes y (and,
+    from the last chunk, the final state)."""
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
@@ -349,23 +361,26 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     At = A.t().contiguous()  # (dstate, dim): 64 KiB per 1k channels at N = 16, one copy per call
     grid = (batch, triton.cdiv(dim, cfg.block_d), n_chunks)
     if n_chunks == 1:
+        h0 = initial_state.transpose(1, 2).contiguous() if initial_state is not None else None  # (batch, dstate, dim)
         _selective_scan_kernel[grid](
-            u, delta, At, B, C, D, z, delta_bias, initial_state, out, hN, None,
+            u, delta, At, B, C, D, z, delta_bias, h0, out, hN, None,
             dim, seqlen, dstate, max(seqlen, 1), *strides,
             HAS_H0=initial_state is not None, STORE_Y=True, STORE_H=True, **flags)
         return out, hN
-    hloc = torch.empty(batch, n_chunks, dim, dstate, device=u.device, dtype=torch.float32)
-    dsum = torch.empty(batch, n_chunks, dim, device=u.device, dtype=torch.float32)
-    _selective_scan_kernel[grid](
+    # pass 1 over the first n_chunks - 1 chunks (the last one's end state comes out of pass 3)
+    hloc = torch.empty(batch, n_chunks - 1, dim, dstate, device=u.device, dtype=torch.float32)
+    dsum = torch.empty(batch, n_chunks - 1, dim, device=u.device, dtype=torch.float32)
+    _selective_scan_kernel[(batch, triton.cdiv(dim, cfg.block_d), n_chunks - 1)](
         u, delta, At, B, C, D, z, delta_bias, None, out, hloc, dsum,
         dim, seqlen, dstate, chunk_len, *strides, HAS_H0=False, STORE_Y=False, STORE_H=True, **flags)
-    hstart = torch.empty_like(hloc)
+    hstart = torch.empty(batch, n_chunks, dstate, dim, device=u.device, dtype=torch.float32)
     _chunk_state_kernel[(batch, triton.cdiv(dim, cfg.block_d))](
-        hloc, dsum, A, initial_state, hstart, hN, dim, dstate, n_chunks,
+        hloc, dsum, A, initial_state, hstart, dim, dstate, n_chunks,
         HAS_H0=initial_state is not None, BLOCK_D=cfg.block_d, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
     _selective_scan_kernel[grid](
-        u, delta, At, B, C, D, z, delta_bias, hstart, out, None, None,
-        dim, seqlen, dstate, chunk_len, *strides, HAS_H0=True, STORE_Y=True, STORE_H=False, **flags)
+        u, delta, At, B, C, D, z, delta_bias, hstart, out, hN, None,
+        dim, seqlen, dstate, chunk_len, *strides, HAS_H0=True, STORE_Y=True, STORE_H=False, STORE_H_LAST=True,
+        **flags)
     return out, hN
 
 
