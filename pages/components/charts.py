@@ -334,15 +334,12 @@ def batch_throughput(b: pd.DataFrame, colors: dict[str, str]) -> go.Figure:
 
 
 def prefill_breakdown_bars(prof: pd.DataFrame) -> go.Figure:
-    """One prefill's GPU kernel time per token, stacked by category (scan, matmul, ...), one bar per model:
-    columns label, category, us_per_token."""
-    order = ["scan", "conv", "matmul", "attention", "norm", "other"]
-    fig = px.bar(prof, y="label", x="us_per_token", color="category", orientation="h",
-                 category_orders={"category": order}, text_auto=".2f",
+    """Per model (label), one prefill's GPU kernel time per prompt token (us_per_token) stacked by category."""
+    fig = px.bar(prof, y="label", x="us_per_token", color="category", orientation="h", text_auto=".2f",
+                 category_orders={"category": ["scan", "conv", "matmul", "attention", "norm", "other"]},
                  labels={"us_per_token": "kernel time per prompt token (us)", "label": ""},
                  title="Where one prefill's GPU time goes (kernel time per prompt token)")
-    fig.update_layout(barmode="stack", legend_title_text="")
-    return fig
+    return fig.update_layout(barmode="stack", legend_title_text="")
 
 
 # ------------------------------------------------------------------------ Kernels
