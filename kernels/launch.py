@@ -34,6 +34,7 @@ class LaunchConfig:
     prefetch: int = 0  # scan: issue the loads of the position this many steps ahead before this one's arithmetic
     poly: int = 0  # scan: exp2 of a quarter (1) or half (2) of the states on the FMA pipes (`_exp2_poly`)
     bc_fp32: bool = False  # scan: copy B and C once to fp32, states contiguous (unsplit scans, or seqlen-contiguous B/C)
+    bc_fp32_split: bool = False  # scan: with bc_fp32, copy them for split scans too (measured slower before 9d0cd55)
     transpose_len: bool = False  # scan: copy seqlen-contiguous u, delta, z to channels-contiguous first
 
 

@@ -347,9 +347,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16
     n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
-    if cfg.bc_fp32 and (n_chunks == 1 or B.stride(1) != 1 or C.stride(1) != 1):
+    if cfg.bc_fp32 and (n_chunks == 1 or cfg.bc_fp32_split or B.stride(1) != 1 or C.stride(1) != 1):
         # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
-        # (measured slower when the scan is split, unless B / C must be transposed anyway: see scan_config)
+        # (measured slower when the scan is split, unless B / C must be transposed anyway: see scan_config; that
+        # was before pass 3's start-state load stopped converting layouts, so the sweep times bc_fp32_split too)
         B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)
                 for t in (B, C))
     zz = z if z is not None else u

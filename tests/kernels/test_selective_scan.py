@@ -123,17 +123,18 @@ def test_prefetch_variant_matches_reference(shape, depth, poison, monkeypatch):
                                    pytest.param((3, 32, 7, 16), id="B3-D32-L7-N16-even"),
                                    pytest.param((1, 37, 17, 8), id="B1-D37-L17-N8-odd")])
 @pytest.mark.parametrize("layout", ["chan", "len"])
-@pytest.mark.parametrize("variant", ["plain", "bc_fp32", "transpose_len"])
+@pytest.mark.parametrize("variant", ["plain", "bc_fp32", "bc_fp32+split", "transpose_len"])
 def test_layout_variants_match_reference(shape, layout, variant, poison, monkeypatch):
-    """Channels or seqlen contiguous inputs; B and C copied to fp32 (bc_fp32) and seqlen-contiguous inputs
-    copied to channels-contiguous (transpose_len) first, or not; channels and states that fill their blocks
-    (unmasked loads, EVEN_D / EVEN_N) or not; bf16 inputs: the same scan."""
+    """Channels or seqlen contiguous inputs; B and C copied to fp32 (bc_fp32; split scans too with bc_fp32_split)
+    and seqlen-contiguous inputs copied to channels-contiguous (transpose_len) first, or not; channels and states
+    that fill their blocks (unmasked loads, EVEN_D / EVEN_N) or not; bf16 inputs: the same scan."""
     import dataclasses
 
     from kernels import selective_scan as scan
 
     base = scan.scan_config(shape[3], "cpu")
-    cfg = dataclasses.replace(base, **({variant: True} if variant != "plain" else {}))
+    flags = {"plain": {}, "bc_fp32+split": {"bc_fp32": True, "bc_fp32_split": True}}.get(variant, {variant: True})
+    cfg = dataclasses.replace(base, **flags)
     monkeypatch.setattr(scan, "scan_config", lambda *a, **k: cfg)
     u, delta, A, B, C, D, z, bias = make(*shape, torch.bfloat16, seed=5)
     if layout == "chan":
