@@ -129,7 +129,8 @@ scan15() {
   # issue 15, the Mamba-1 scan against mamba-ssm's CUDA forward: the scan's tests on the GPU (incl. the POLY
   # variants: a quarter / half of the exponentials on the FMA pipes), then kernel-bench with the launch sweep
   # (BLOCK_D x min_programs at each of the four shapes, both layouts), mamba-ssm's CUDA forward built here from
-  # .gpu_sdist/mamba_ssm-*.tar.gz, and the previous scan (.gpu_sdist/previous_selective_scan.py) on the same inputs.
+  # .gpu_sdist/mamba_ssm-*.tar.gz, and the previous scan (.gpu_sdist/previous_selective_scan.py, written by
+  # `python scripts/previous_scan.py REV .gpu_sdist/previous_selective_scan.py`) on the same inputs.
   local t0=$SECONDS sdist prev=()
   sdist=$(ls .gpu_sdist/mamba_ssm-*.tar.gz 2>/dev/null | head -1)
   [ -f .gpu_sdist/previous_selective_scan.py ] && prev=(--previous-scan .gpu_sdist/previous_selective_scan.py)
