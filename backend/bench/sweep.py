@@ -4,7 +4,8 @@ out-of-memory caught and recorded, a time budget, one store run with a row per p
 Order per model (most important first, so a time budget cuts the least useful points):
   1. context sweep at batch 1: every prompt length up to `long_from` (exclusive), each new-token count
   2. batch sweep at (batch_prompt_len, batch_new_tokens): batches in order until one runs out of
-     memory or `max_batch`; then one "max_batch" row (largest batch that ran, and the one that did not)
+     memory or `max_batch`; then one "max_batch" row (largest batch that ran, and the one that did not), after
+     `refine_batch` bisection steps between the two (run once the other phases are done; rows `refined`)
   3. baselines: plain HF `generate()` (path "hf-generate") and, for transformers, the shared eager
      loop with a DynamicCache (path "eager"), at batch 1, labelled, never the model's own number (a hybrid's
      own path is that eager loop already, so it gets no separate eager row)
@@ -75,6 +76,7 @@ class SweepConfig:
     budget_per_model_s: float | None = None
     slow_run_s: float = 5.0  # a warm-up slower than this gets one timed repeat
     isolate: bool = False  # each model in its own process: a crash (e.g. a CUDA illegal address) loses one model
+    refine_batch: int = 2  # bisection steps between the largest batch that ran and the one out of memory
     rounds: int = 1  # the model list run this many times in turn (A B C A B C): on a machine whose speed drifts,
     #                  each model's median then spans the same stretch of time as the others' (rows carry "round")
 
@@ -89,6 +91,8 @@ class SweepConfig:
             raise ValueError("Each point needs at least 2 new tokens (TPOT is measured after the first).")
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("Use at least 1 repeat and a non-negative warm-up count.")
+        if self.refine_batch < 0:
+            raise ValueError(f"--refine-batch counts bisection steps: 0 or more, got {self.refine_batch}.")
         if self.rounds < 1:
             raise ValueError(f"Use at least 1 round (--rounds), got {self.rounds}.")
 
@@ -168,6 +172,7 @@ class Sweep:
         self.on_point: Callable | None = None  # called with each plan before it is measured (child processes)
         self._model_limit: float | None = None  # this model's time limit (see model_limit)
         self._model_t0 = self._t_point = None  # when the current model / point began (for row timings)
+        self._refining = False  # a batch point of `_refine_batch` (its rows say `refined`)
         self._facts: dict = {}  # the current model's columns on every row (steppers.model_facts)
         self._round = 0  # which pass over the model list (SweepConfig.rounds)
 
@@ -266,19 +271,8 @@ class Sweep:
                     if plan.phase == "batch" and batch_stop == "end_of_list":
                         batch_stop = "time_budget"
                     continue
-                self.progress(label)
-                if self.on_point is not None:
-                    self.on_point(plan)
-                self._t_point = t_point = time.perf_counter()
-                row = self._measure(shape, model, kernel_path, plan)
-                if row["status"] == "error" and S.has_ssm_layers(shape.family) and kernel_path != "hf-torch":
-                    # our SSM fast path (a hybrid's Mamba layers too) failed: say so, fall back to Hugging Face's
-                    # torch path for the rest
-                    kernel_path = self._fall_back(model, shape, row)
-                    self.progress(f"{label}: fast path failed ({row['error']}); again on {kernel_path}")
-                    self._t_point = t_point = time.perf_counter()
-                    row = self._measure(shape, model, kernel_path, plan)
-                now = time.perf_counter()
+                row, kernel_path = self._point(shape, model, kernel_path, plan, label)
+                t_point, now = self._t_point, time.perf_counter()
                 if row["status"] == "ok" and plan.phase in ("batch", "long"):
                     last_cost[plan.phase] = (plan.batch * plan.prompt_len, now - t_point)
                 if row["status"] == "oom":
@@ -289,10 +283,58 @@ class Sweep:
                 elif row["status"] == "ok" and plan.phase == "batch":
                     batch_ok = max(batch_ok, plan.batch)
             if any(p.phase == "batch" for p in plan_points(self.cfg)):
+                batch_ok, batch_oom = self._refine_batch(shape, model, kernel_path, batch_ok, batch_oom, last_cost)
                 self._record_max_batch(shape, kernel_path, batch_ok, batch_oom, batch_stop)
         finally:
             del model
             M.free_memory(self.device)
+
+    def _point(self, shape: Shape, model, kernel_path: str, plan: _Plan, label: str) -> tuple[dict, str]:
+        """Measure one point (its row recorded); if our SSM fast path (a hybrid's Mamba layers too) fails, say so
+        and measure it again on Hugging Face's torch path, which the model keeps for the rest."""
+        self.progress(label)
+        if self.on_point is not None:
+            self.on_point(plan)
+        self._t_point = time.perf_counter()
+        row = self._measure(shape, model, kernel_path, plan)
+        if row["status"] == "error" and S.has_ssm_layers(shape.family) and kernel_path != "hf-torch":
+            kernel_path = self._fall_back(model, shape, row)
+            self.progress(f"{label}: fast path failed ({row['error']}); again on {kernel_path}")
+            self._t_point = time.perf_counter()
+            row = self._measure(shape, model, kernel_path, plan)
+        return row, kernel_path
+
+    def _refine_batch(self, shape: Shape, model, kernel_path: str, ok: int, oom: int | None,
+                      last_cost: dict) -> tuple[int, int | None]:
+        """Bisect between the largest batch that ran and the one that ran out of memory (cfg.refine_batch
+        steps, batches rounded to multiples of 8): with batches in powers of two, a model whose cache fits 1.9x
+        the last batch that ran would otherwise be compared at half its capacity. Rows are ordinary "batch"
+        points with `refined` set."""
+        for _ in range(self.cfg.refine_batch):
+            if oom is None or not ok:
+                break
+            mid = (ok + oom) // 2
+            mid = mid // 8 * 8 if oom - ok >= 16 else mid
+            if not ok < mid < oom:
+                break
+            plan = _Plan("batch", mid, self.cfg.batch_prompt_len, self.cfg.batch_new_tokens)
+            label = f"{shape.name} batch B={mid} L={plan.prompt_len} N={plan.new_tokens} (refining the largest batch)"
+            predicted, left = _predicted_s(last_cost.get("batch"), plan), self._time_left(self._model_t0)
+            if self._over_budget(self._model_t0) or (predicted is not None and left is not None and predicted > left):
+                self.not_run.append(f"{label} (time budget)")
+                break
+            self._refining = True
+            try:
+                row, kernel_path = self._point(shape, model, kernel_path, plan, label)
+            finally:
+                self._refining = False
+            if row["status"] == "ok":
+                ok = mid
+            elif row["status"] == "oom":
+                oom = mid
+            else:
+                break
+        return ok, oom
 
     def _fall_back(self, model, shape: Shape, failed_row: dict) -> str:
         try:
@@ -373,6 +415,8 @@ class Sweep:
             row["point_s"] = round(now - self._t_point, 3)
             row["model_elapsed_s"] = round(now - self._model_t0, 3)
         row["status"] = status
+        if self._refining:
+            row["refined"] = True
         if error is not None:
             row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
         self.rows.append(row)

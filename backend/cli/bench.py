@@ -56,6 +56,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--long-from", type=int, default=16384, help="prompts this long run after the batch sweep")
     p.add_argument("--batches", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384",
                    help="batch sizes tried in order at the paper setting until one runs out of memory")
+    p.add_argument("--refine-batch", type=int, default=2,
+                   help="bisection steps between the largest batch that ran and the one out of memory (default 2)")
     p.add_argument("--batch-prompt-len", type=int, default=2048)
     p.add_argument("--batch-new-tokens", type=int, default=128)
     p.add_argument("--warmup", type=int, default=1)
@@ -107,6 +109,7 @@ def config_from_args(args: argparse.Namespace):
         batches=_ints(args.batches, "--batches"),
         batch_prompt_len=args.batch_prompt_len,
         batch_new_tokens=args.batch_new_tokens,
+        refine_batch=args.refine_batch,
         warmup=args.warmup,
         repeats=args.repeats,
         rounds=args.rounds,

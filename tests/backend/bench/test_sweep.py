@@ -72,9 +72,11 @@ def test_simulated_oom_is_recorded_and_the_sweep_goes_on(tmp_path):
     for model in TINY:
         mine = [r for r in rows if r["model"] == model]
         batch = [(r["batch"], r["status"]) for r in mine if r["phase"] == "batch"]
-        assert batch == [(1, "ok"), (2, "ok"), (4, "oom")]  # 8 is never tried after 4 ran out of memory
+        # 8 is never tried after 4 ran out of memory; 3 (between 2 and 4) is tried at the end
+        assert batch == [(1, "ok"), (2, "ok"), (4, "oom"), (3, "ok")]
+        assert [r.get("refined") for r in mine if r["phase"] == "batch"] == [None, None, None, True]
         (mb,) = [r for r in mine if r["metric"] == "max_batch"]
-        assert mb["value"] == 2 and mb["oom_at"] == 4 and mb["capped"] is False and mb["stopped_by"] == "oom"
+        assert mb["value"] == 3 and mb["oom_at"] == 4 and mb["capped"] is False and mb["stopped_by"] == "oom"
         long = [(r["prompt_tokens"], r["status"]) for r in mine if r["phase"] == "long"]
         assert long == [(64, "ok"), (128, "oom")]
         assert "out of memory" in [r for r in mine if r["status"] == "oom"][0]["error"].lower()
@@ -82,6 +84,24 @@ def test_simulated_oom_is_recorded_and_the_sweep_goes_on(tmp_path):
     recs = [rec for _, rec, _ in iter_records(tmp_path / "b.jsonl")]
     assert recs[-1]["type"] == "run_end" and recs[-1]["status"] == "completed"
     assert recs[-1]["summary"]["oom"] == 4
+
+
+@pytest.mark.parametrize("refine, tried, largest, oom_at", [
+    (2, [64, 128, 96, 112], 96, 112),  # bisection in multiples of 8: 96 fits, 112 does not
+    (1, [64, 128, 96], 96, 128),
+    (0, [64, 128], 64, 128)])  # refine_batch 0: the power-of-two sweep alone
+def test_the_largest_batch_is_refined_by_bisection(tmp_path, refine, tried, largest, oom_at):
+    def measure(model, make_stepper, *, batch, prompt_len, new_tokens, device, **kw):
+        if batch > 100:  # the cache holds 100 sequences
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return fake_metrics(batch, prompt_len, new_tokens)
+
+    c = cfg(models=["tiny-mamba"], prompt_lens=[16], batches=[64, 128, 256], refine_batch=refine)
+    sweep = Sweep(c, RecordWriter(tmp_path / "r.jsonl"), shapes=TINY, load_model=fake_load, measure_point=measure)
+    sweep.run()
+    assert [r["batch"] for r in sweep.rows if r["phase"] == "batch"] == tried
+    (mb,) = [r for r in sweep.rows if r["metric"] == "max_batch"]
+    assert (mb["value"], mb["oom_at"]) == (largest, oom_at)
 
 
 def test_longer_prompts_are_skipped_after_an_oom_and_errors_do_not_stop_the_sweep(tmp_path):
