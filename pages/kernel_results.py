@@ -115,10 +115,14 @@ else:
                          hide_index=True)
         for note in col(k, "hf_note").dropna().unique():
             st.caption(f"Note: {note}")
-    sweep = kb[col(kb, "metric") == "sweep_ms"]
+    # the newest run that swept launch configs (per device), which need not be the newest run
+    sweep = latest_run(data[col(data, "metric") == "sweep_ms"], "kernel_bench")
     if not sweep.empty:
         with st.expander("Launch-config sweep (out-of-place kernels)"):
-            st.dataframe(exportable(sweep[[c for c in ("model", "config", "value", "pct_of_copy")
+            st.caption("From " + ", ".join(f"{d} (run {str(r)[:8]}, {str(t)[:16]})" for d, r, t in
+                                           sweep.groupby("device").agg(r=("run_id", "first"), t=("created_at", "first"))
+                                           .itertuples()))
+            st.dataframe(exportable(sweep[[c for c in ("model", "shape", "config", "value", "pct_of_copy")
                                               if c in sweep.columns]].rename(columns={"value": "ms"})),
                          hide_index=True)
 

@@ -115,3 +115,27 @@ def test_page_draws_a_roofline_per_device(env):
     assert not at.exception, at.exception
     subs = [s.value for s in at.subheader if "copy bandwidth" in s.value]
     assert len(subs) >= 2 and len({s.split(":")[0] for s in subs}) == len(subs)
+
+
+def test_sweep_comes_from_the_newest_run_that_swept(env):
+    """A newer run without a sweep (e.g. a short re-check of the defaults) keeps the older run's sweep on show."""
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from store import RecordWriter
+
+    write_results(env / "results")  # its kernel_bench run has one sweep row
+    time.sleep(0.01)
+    w = RecordWriter(env / "results" / "kernels_later.jsonl")
+    run = w.start_run("kernel_bench", {}, {})
+    w.add_measurements(run, [
+        {"model": "hbm_copy", "metric": "copy_gbps", "value": 3000.0, "device": "NVIDIA H100 80GB HBM3", "family": "kernel"},
+        {"model": "selective_scan", "metric": "kernel_ms", "value": 0.18, "shape": "B8 D1536 L4096 N16 bf16",
+         "gbps": 2200.0, "pct_of_copy": 73.0, "device": "NVIDIA H100 80GB HBM3", "family": "kernel", "path": "triton"}])
+    w.finish_run(run)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [e.label for e in at.expander if "sweep" in e.label]
+    sweep = [df.value for df in at.dataframe if {"config", "ms"} <= set(df.value.columns)]
+    assert len(sweep) == 1 and sweep[0]["ms"].tolist() == [0.25]
