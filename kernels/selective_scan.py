@@ -21,29 +21,19 @@ Returns y (batch, dim, seqlen) in u's dtype, last_state (batch, dim, dstate) fp3
 
 Design: one program owns BLOCK_D channels of one sequence (or of one chunk of it, see `selective_scan`)
 and walks it one position at a time. The (N, BLOCK_D) fp32 state lives in registers with the channels
-across lanes and warps and the N states of a channel in one thread (A is loaded from a channel-major copy
-so that Triton's coalescing picks exactly that layout), so the discretisation, the state update and the C
-contraction are all in-thread: no shuffles, no shared memory in the loop, 96 registers on sm_90 with one
-position of prefetch (`python -m backend kernel-aot`, which compiles with the launcher's divisibility hints).
-Per position a thread loads its channel's u/delta/z (coalesced across the warp) and the N values of B and C
-that every lane shares (one broadcast transaction each), and writes y: 192 sm_90 instructions per position and
-warp with B and C in fp32 (`LaunchConfig.bc_fp32`), 19 of them on the MUFU. Two things had cost more (issue 15):
-Triton's launch-time knowledge that dim % 16 == 0 made A's load vectorise and the loop's tensors change layout
-(25 shared-memory round trips and 15 barriers per position: `dim` is now exempt), and bf16 B/C took ~40
-instructions of unpacking. Seqlen-contiguous inputs are copied to channels-contiguous first
-(`LaunchConfig.transpose_len`): without it each warp-wide load touches 32 cache lines. With PREFETCH = k the loads of position l + k are issued
-before position l's arithmetic. Nothing of size (batch, dim, seqlen, dstate) ever reaches memory: HBM
-traffic is u, delta, z, y (+ B, C once per channel block).
+across lanes and warps and the N states of a channel in one thread (A, and a start state, are loaded
+channels-contiguous so that Triton's coalescing picks exactly that layout): discretisation, state update and
+C contraction are in-thread, with no shuffle, barrier or shared memory in the loop (`python -m backend
+kernel-aot` counts the sm_90 loop's instructions; `dim` is exempt from Triton's divisibility specialisation,
+which had changed layouts inside the loop). Per position a thread loads its channel's u/delta/z (coalesced
+across the warp) and the N values of B and C that every lane shares (B and C in fp32 with `bc_fp32`: no bf16
+unpacking), and writes y; with PREFETCH = k the loads of position l + k are issued before position l's
+arithmetic. Seqlen-contiguous inputs are copied to channels-contiguous first (`transpose_len`,
+kernels/channels_last.py). Nothing of size (batch, dim, seqlen, dstate) reaches memory.
 
-The N states are held as three tiles, [0, N/2), [N/2, 3N/4) and [3N/4, N) (contiguous, so B and C still load
-as vectors): with POLY = 1 (or 2) the last (last two) tiles' exponentials go through `_exp2_poly`, a
-polynomial on the FMA and integer pipes, instead of the MUFU, whose 16 ops per SM and clock (against 128
-FMAs) bound this scan and mamba-ssm's alike. Which POLY is fastest is measured, per GPU, by
-`python -m backend kernel-bench --sweep` (`LaunchConfig.poly`; 0 is the default until a sweep says otherwise).
-
-An earlier version scanned (BLOCK_L, BLOCK_D, N) register tiles with `tl.associative_scan`, N across
-lanes: the C contraction then needed 4 shuffles per element and 152 registers (3 blocks per SM), and it
-reached 7% of copy bandwidth on an H100 (results/kernels_h100_2.jsonl).
+The N states are held as three tiles, [0, N/2), [N/2, 3N/4) and [3N/4, N): with POLY = 1 (or 2) the last
+(last two) tiles' exponentials go through `_exp2_poly` on the FMA pipes instead of the MUFU (slower at every
+shape measured, so POLY is 0). Measurements and earlier designs: kernels/README.md ("Design notes").
 """
 
 from __future__ import annotations
