@@ -44,6 +44,7 @@ def _selective_scan_par_kernel(
     s_z_b, s_z_d, s_z_l, s_o_b, s_o_d, s_o_l,
     DELTA_SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr,
     HAS_H0: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    ALL_STATES: tl.constexpr = False,
 ):
     b = tl.program_id(0).to(tl.int64)  # int64: batch x stride passes 2**31 at large batch x length
     pid_d = tl.program_id(1)
@@ -78,23 +79,35 @@ def _selective_scan_par_kernel(
             dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
         dt = tl.where(m2, dt, 0.0)  # past seqlen: (a, b) = (1, 0) keeps the state
         dtu = dt * u
-        y = tl.zeros((BLOCK_L, BLOCK_D), dtype=tl.float32)
-        new_carry = carry
-        for n in tl.static_range(BLOCK_N):
-            row = (offs_n == n)[:, None]
-            a_n = tl.sum(tl.where(row, At, 0.0), axis=0)  # (BLOCK_D,)
-            h_n = tl.sum(tl.where(row, carry, 0.0), axis=0)
-            mask_ln = mask_l & (offs_l * 0 + n < dstate)
-            Bn = tl.load(B_ptr + b * s_B_b + n * s_B_n + pos * s_B_l, mask=mask_ln, other=0.0)
-            Cn = tl.load(C_ptr + b * s_C_b + n * s_C_n + pos * s_C_l, mask=mask_ln, other=0.0)
-            a = tl.exp2(dt * a_n[None, :])
-            bb = dtu * Bn.to(tl.float32)[:, None]
-            bb = tl.where(first, bb + a * h_n[None, :], bb)
+        if ALL_STATES:  # one (BLOCK_L, BLOCK_N, BLOCK_D) scan for all states at once
+            l3 = offs_l[:, None, None]
+            mask_ln = mask_l[:, None] & (offs_n < dstate)[None, :]
+            Bt = tl.load(B_ptr + b * s_B_b + offs_n[None, :] * s_B_n + pos[:, None] * s_B_l, mask=mask_ln, other=0.0)
+            Ct = tl.load(C_ptr + b * s_C_b + offs_n[None, :] * s_C_n + pos[:, None] * s_C_l, mask=mask_ln, other=0.0)
+            a = tl.exp2(dt[:, None, :] * At[None, :, :])
+            bb = dtu[:, None, :] * Bt.to(tl.float32)[:, :, None]
+            bb = tl.where(l3 == 0, bb + a * carry[None, :, :], bb)
             _, h = tl.associative_scan((a, bb), 0, _first_order)
-            y += h * Cn.to(tl.float32)[:, None]
-            h_last = tl.sum(tl.where(last, h, 0.0), axis=0)
-            new_carry = tl.where(row, h_last[None, :], new_carry)
-        carry = new_carry
+            y = tl.sum(h * Ct.to(tl.float32)[:, :, None], axis=1)
+            carry = tl.sum(tl.where(l3 == BLOCK_L - 1, h, 0.0), axis=0)
+        else:  # a (BLOCK_L, BLOCK_D) scan per state
+            y = tl.zeros((BLOCK_L, BLOCK_D), dtype=tl.float32)
+            new_carry = carry
+            for n in tl.static_range(BLOCK_N):
+                row = (offs_n == n)[:, None]
+                a_n = tl.sum(tl.where(row, At, 0.0), axis=0)  # (BLOCK_D,)
+                h_n = tl.sum(tl.where(row, carry, 0.0), axis=0)
+                mask_ln = mask_l & (offs_l * 0 + n < dstate)
+                Bn = tl.load(B_ptr + b * s_B_b + n * s_B_n + pos * s_B_l, mask=mask_ln, other=0.0)
+                Cn = tl.load(C_ptr + b * s_C_b + n * s_C_n + pos * s_C_l, mask=mask_ln, other=0.0)
+                a = tl.exp2(dt * a_n[None, :])
+                bb = dtu * Bn.to(tl.float32)[:, None]
+                bb = tl.where(first, bb + a * h_n[None, :], bb)
+                _, h = tl.associative_scan((a, bb), 0, _first_order)
+                y += h * Cn.to(tl.float32)[:, None]
+                h_last = tl.sum(tl.where(last, h, 0.0), axis=0)
+                new_carry = tl.where(row, h_last[None, :], new_carry)
+            carry = new_carry
         if HAS_D:
             y += u * Dv[None, :]
         if HAS_Z:
@@ -107,7 +120,8 @@ def _selective_scan_par_kernel(
 
 
 def selective_scan_par(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       initial_state=None, block_l: int = 64, block_d: int = 16, num_warps: int = 4):
+                       initial_state=None, block_l: int = 64, block_d: int = 16, num_warps: int = 4,
+                       all_states: bool = False):
     """Selective scan with the positions scanned in parallel inside each program (see the module docstring).
     u, delta [batch, dim, seqlen]; A [dim, dstate]; B, C [batch, dstate, seqlen]; returns (y [batch, dim, seqlen]
     in u's dtype, memory order [batch, seqlen, dim], last_state [batch, dim, dstate] fp32)."""
@@ -125,5 +139,5 @@ def selective_scan_par(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
         DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_DELTA_BIAS=delta_bias is not None, HAS_H0=initial_state is not None, BLOCK_L=block_l,
-        BLOCK_D=block_d, BLOCK_N=max(2, triton.next_power_of_2(dstate)), num_warps=num_warps)
+        BLOCK_D=block_d, BLOCK_N=max(2, triton.next_power_of_2(dstate)), ALL_STATES=all_states, num_warps=num_warps)
     return out, hN
