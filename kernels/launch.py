@@ -36,6 +36,9 @@ class LaunchConfig:
     bc_fp32: bool = False  # scan: copy B and C once to fp32, states contiguous (unsplit scans, or seqlen-contiguous B/C)
     bc_fp32_split: bool = False  # scan: with bc_fp32, copy them for split scans too (measured slower before 9d0cd55)
     transpose_len: bool = False  # scan: copy seqlen-contiguous u, delta, z to channels-contiguous first
+    # scan: (block_l, block_d, num_warps) of kernels/selective_scan_par.py, taken instead of a split scan when
+    # u is seqlen-contiguous; () never
+    par_len: tuple = ()
 
 
 def target_of(device) -> str:
@@ -126,10 +129,10 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels (not measured on AMD yet)
         return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
     return LaunchConfig(num_warps=2, block_d=64, block_n=n, min_programs=SPLIT_PROGRAMS, split_below=528,
-                        chunk_min=128, prefetch=1, bc_fp32=True, transpose_len=True)
+                        chunk_min=64, prefetch=1, bc_fp32=True, transpose_len=True, par_len=(64, 16, 4))
 
 
-SPLIT_PROGRAMS = 4224  # 32 2-warp programs per SM of an H100/H200 (132 SMs); 528 (split_below) is 4 per SM
+SPLIT_PROGRAMS = 8448  # 64 2-warp programs per SM of an H100/H200 (132 SMs); 528 (split_below) is 4 per SM
 
 
 def ssd_config(headdim: int, dstate: int, device) -> LaunchConfig:

@@ -61,3 +61,27 @@ def test_empty_sequence_and_bad_blocks(poison):
     assert y.shape == (2, 8, 0) and torch.equal(h, h0)
     with pytest.raises(AssertionError, match="block_l must be a power of two"):
         selective_scan_par(u, delta, A, B, C, block_l=12)
+
+
+def test_selective_scan_takes_it_for_split_seqlen_contiguous_inputs(poison, monkeypatch):
+    """With par_len set, `selective_scan` hands seqlen-contiguous inputs that it would split to this kernel
+    (channels-contiguous ones, and grids it would not split, keep the channel-parallel scan): same results."""
+    import dataclasses
+
+    from kernels import selective_scan as scan
+    from kernels import selective_scan_par as par
+
+    cfg = dataclasses.replace(scan.scan_config(16, "cpu"), par_len=(8, 8, 4))
+    monkeypatch.setattr(scan, "scan_config", lambda *a, **k: cfg)
+    calls = []
+    real = par.selective_scan_par
+    monkeypatch.setattr(par, "selective_scan_par", lambda *a, **k: calls.append(k) or real(*a, **k))
+    u, delta, A, B, C, D, z, bias = make(1, 12, 30, 16, torch.bfloat16, seed=4)  # seqlen-contiguous
+    assert scan._n_chunks(1, 12, 30, cfg) > 1
+    y, h = scan.selective_scan(u, delta, A, B, C, D, z, bias, True)
+    y_ref, h_ref = selective_scan_par_ref(u, delta, A, B, C, D, z, bias, True)
+    assert calls == [{"block_l": 8, "block_d": 8, "num_warps": 4}]
+    assert rel_err(y, y_ref) < REL_TOL[torch.bfloat16] and rel_err(h, h_ref) < 1e-3
+    chan = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (u, delta, z)]
+    scan.selective_scan(chan[0], chan[1], A, B, C, D, chan[2], bias, True)
+    assert len(calls) == 1  # channels-contiguous: the split scan
