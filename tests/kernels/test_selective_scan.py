@@ -90,7 +90,7 @@ def test_chunking_kicks_in_only_when_programs_are_few():
     assert _n_chunks(1, 4096, 2048, gpu) == 2048 // gpu.chunk_min  # 64 programs: as many chunks as chunk_min allows
     programs = 8 * 1536 // gpu.block_d  # 192: enough chunks for SPLIT_PROGRAMS
     assert _n_chunks(8, 1536, 4096, gpu) == -(-SPLIT_PROGRAMS // programs)
-    assert _n_chunks(1, 1536, 200, gpu) == 1  # too short to split
+    assert _n_chunks(1, 1536, 2 * gpu.chunk_min - 1, gpu) == 1  # too short to split
     # split_below 0: the threshold is min_programs itself (the AMD and interpreter configs)
     assert _n_chunks(16, 4096, 2048, dataclasses.replace(gpu, split_below=0)) > 1
     assert scan_config(16, "hip", 64, 2048).block_d == 128  # not measured on AMD: unchanged
