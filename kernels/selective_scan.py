@@ -44,6 +44,7 @@ import triton.language as tl
 
 from kernels.channels_last import channels_last
 from kernels.launch import scan_config
+from kernels.selective_scan_par import selective_scan_par
 
 
 @triton.jit
@@ -330,9 +331,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     cfg = scan_config(dstate, u.device, batch, dim)
     if cfg.par_len and u.stride(2) == 1 and dim > 1 and _n_chunks(batch, dim, seqlen, cfg) > 1:
         # seqlen-contiguous inputs on a grid too small to fill the GPU: scan the positions in parallel inside each
-        # program, one exp per element, instead of splitting (two); imported here: it imports this module's _check
-        from kernels.selective_scan_par import selective_scan_par
-
+        # program, one exp per element, instead of splitting (two)
         bl, bd, nw = cfg.par_len
         return selective_scan_par(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, block_l=bl,
                                   block_d=bd, num_warps=nw)

@@ -4,7 +4,8 @@ reference: odd shapes, several position tiles, both layouts, optional inputs, a 
 import pytest
 import torch
 
-from kernels.selective_scan_par import selective_scan_par, selective_scan_par_ref
+from kernels.selective_scan import selective_scan_ref as selective_scan_par_ref
+from kernels.selective_scan_par import selective_scan_par
 from tests.kernels.conftest import DEVICE, DTYPES, REL_TOL, rel_err
 from tests.kernels.test_selective_scan import make
 
@@ -69,13 +70,12 @@ def test_selective_scan_takes_it_for_split_seqlen_contiguous_inputs(poison, monk
     import dataclasses
 
     from kernels import selective_scan as scan
-    from kernels import selective_scan_par as par
 
     cfg = dataclasses.replace(scan.scan_config(16, "cpu"), par_len=(8, 8, 4))
     monkeypatch.setattr(scan, "scan_config", lambda *a, **k: cfg)
     calls = []
-    real = par.selective_scan_par
-    monkeypatch.setattr(par, "selective_scan_par", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = scan.selective_scan_par
+    monkeypatch.setattr(scan, "selective_scan_par", lambda *a, **k: calls.append(k) or real(*a, **k))
     u, delta, A, B, C, D, z, bias = make(1, 12, 30, 16, torch.bfloat16, seed=4)  # seqlen-contiguous
     assert scan._n_chunks(1, 12, 30, cfg) > 1
     y, h = scan.selective_scan(u, delta, A, B, C, D, z, bias, True)
