@@ -28,6 +28,7 @@ from kernels import channels_last as cl
 from kernels import launch
 from kernels import rms_norm as norm
 from kernels import selective_scan as scan
+from kernels import selective_scan_par as scan_par
 from kernels import selective_state_update as ssu
 from kernels import ssd_chunk_scan as ssd
 
@@ -68,6 +69,10 @@ def specs() -> list[Spec]:
         return {"BLOCK_D": c.block_d, "BLOCK_N": c.block_n, "PREFETCH": c.prefetch, "POLY": c.poly,
                 "EVEN_D": 1536 % c.block_d == 0, "EVEN_N": c.block_n == 16}, c.num_warps
 
+    def scan_par_blocks(t):
+        bl, bd, nw = launch.scan_config(16, t).par_len or (64, 16, 4)  # AMD does not take it (no par_len): NVIDIA's
+        return {"BLOCK_L": bl, "BLOCK_D": bd, "BLOCK_N": 16}, nw
+
     def ssd_blocks(t):
         c = launch.ssd_config(64, 128, t)
         return {"BLOCK_Q": c.block_m, "BLOCK_P": c.block_p, "BLOCK_N": c.block_n}, c.num_warps
@@ -99,6 +104,10 @@ def specs() -> list[Spec]:
         Spec("selective_scan", "chunk pass 2 (state passing)", scan._chunk_state_kernel, {},
              dict(HAS_H0=False), lambda t: ({k: v for k, v in scan_blocks(t)[0].items() if k not in ("PREFETCH", "POLY", "EVEN_D", "EVEN_N")},
                                             scan_blocks(t)[1])),
+        Spec("selective_scan", "position-parallel (par_len: seqlen-contiguous, small grids)",
+             scan_par._selective_scan_par_kernel, act,
+             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False), scan_par_blocks,
+             ones=("s_u_l", "s_dt_l", "s_B_l", "s_C_l", "s_z_l", "s_o_d")),
         Spec("channels_last", "bf16, before the scan (transpose_len)", cl._channels_last_kernel,
              {"x_ptr": "bf16", "y_ptr": "bf16"}, {}, lambda t: ({"BLOCK_D": 64, "BLOCK_L": 64}, 4),
              ones=("s_x_l", "s_y_d")),
