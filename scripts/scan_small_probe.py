@@ -20,6 +20,7 @@ import torch
 from triton.testing import do_bench, do_bench_cudagraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend.bench.profile import profiled_kernels  # noqa: E402
 from backend.runinfo import run_meta  # noqa: E402
 from kernels import selective_scan as scan  # noqa: E402
 from kernels.selective_scan_par import selective_scan_par  # noqa: E402
@@ -80,6 +81,15 @@ def main() -> int:
             writer.add_measurements(run_id, [rec])
             print(f"{rec['shape']:<26} {name:<28} wall {wall:.4f} gpu {gpu:.4f} ms host {rec['host_us']:.0f} us "
                   f"err {err:.1e}", flush=True)
+            if name.startswith(f"split mp{base_cfg.min_programs} cm{base_cfg.chunk_min} chan") or name.startswith("par bl64 bd16"):
+                # where the default's GPU time goes: each kernel's device time over 20 calls (profiler)
+                kernels = profiled_kernels(lambda fn=fn: [fn() for _ in range(20)])
+                for kname, us, count in sorted(kernels, key=lambda k: -k[1]):
+                    writer.add_measurements(run_id, [{
+                        "model": "selective_scan", "metric": "kernel_us_per_call", "value": us / 20, "path": "triton",
+                        "family": "kernel", "dtype": "bfloat16", "device": torch.cuda.get_device_name(),
+                        "shape": rec["shape"], "case": name, "kernel": kname[:120], "launches_per_call": count / 20}])
+                    print(f"    {kname[:70]:<70} {us / 20:8.1f} us/call  {count / 20:.0f} launches/call", flush=True)
             summary.setdefault(rec["shape"], {})[name] = [round(wall, 4), round(gpu, 4)]
     writer.finish_run(run_id, "completed", summary)
     print(json.dumps(summary))
