@@ -118,9 +118,14 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     faster than not. 2-warp programs of 64 channels were as fast as or faster than 4-warp ones of 128 at every
     shape (B64: 2.86 against 2.94 ms; B1: 0.22 against 0.32 ms), 1-warp ones of 32 no faster.
     bc_fp32 copies B and C to fp32 once (40 of the loop's 232 sm_90 instructions per position were bf16
-    unpacking): faster unsplit (B16: 1.45 against 1.53 ms) but slower split (B8: 1.00 against 0.93 ms), so the
-    wrapper applies it only where the scan is not split or B and C come seqlen-contiguous (their transpose).
+    unpacking): faster unsplit (B16: 1.45 against 1.53 ms) but slower split (B8: 1.00 against 0.93 ms; run 8,
+    after pass 3 stopped converting layouts: 0.98 against 0.91), so the wrapper applies it only where the scan
+    is not split or B and C come seqlen-contiguous (their transpose).
+    Run 8's sweep (results/kernels_h100_8.jsonl.gz): chunks of >= 64 positions for 8,448 programs beat >= 128
+    for 4,224 at both split shapes (B8 D1536 L4096 0.870 against 0.909 ms, B1 D4096 L2048 0.187 against 0.210).
     transpose_len copies seqlen-contiguous u, delta, z to channels-contiguous first (kernels/channels_last.py).
+    par_len: seqlen-contiguous inputs on a grid that would split go to kernels/selective_scan_par.py instead
+    (probe, results/scan_par_h100_1.jsonl.gz: B1 D4096 0.179 against 0.312 ms, B8 D1536 1.067 against 1.198).
     batch and dim are accepted for per-shape rules; none is needed today."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)

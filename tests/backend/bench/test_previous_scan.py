@@ -23,3 +23,20 @@ def test_previous_scan_inlines_its_launch_rules_and_loads(tmp_path):
     mod = sys.modules["previous_selective_scan"]
     assert callable(fn) and mod.scan_config(16, "cuda").num_warps >= 1  # its own LaunchConfig dataclass
     assert importlib.util.find_spec("kernels.selective_scan").origin != str(out)
+
+
+def test_scan_sweep_starts_from_the_default_and_changes_one_thing_at_a_time():
+    """kernel-bench --sweep times the NVIDIA default first, so its first row is the number the scan ships with,
+    then variants that each change one thing (a split rule, a flag, the program size)."""
+    import dataclasses
+
+    from backend.bench.kernels import sweep_configs
+    from kernels.launch import scan_config
+
+    configs = sweep_configs("scan")
+    default = scan_config(16, "cuda")
+    assert configs[0] == default
+    assert len(set(configs)) == len(configs)
+    for c in configs[1:]:
+        changed = {f.name for f in dataclasses.fields(c) if getattr(c, f.name) != getattr(default, f.name)}
+        assert 1 <= len(changed) <= 4, changed  # e.g. 128-channel programs: block, warps and the program counts
