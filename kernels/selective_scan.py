@@ -275,10 +275,15 @@ def _chunk_state_kernel(
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     tl.store(hstart_ptr + b * n_chunks * dim * dstate + nd, h, mask=mask_dn)
+    # chunk c + 1's inputs are loaded before chunk c's update (launched only for n_chunks >= 2): the walk is a
+    # chain of n_chunks - 1 steps on few programs, so each step should not wait for its own loads
+    ds_next = tl.load(dsum_ptr + b * (n_chunks - 1) * dim + offs_d, mask=mask_d, other=0.0)
+    hl_next = tl.load(hloc_ptr + b * (n_chunks - 1) * dim * dstate + dn, mask=mask_dn, other=0.0)
     for c in range(0, n_chunks - 1):
-        bl = b * (n_chunks - 1) + c
-        ds = tl.load(dsum_ptr + bl * dim + offs_d, mask=mask_d, other=0.0)
-        hl = tl.load(hloc_ptr + bl * dim * dstate + dn, mask=mask_dn, other=0.0)
+        ds, hl = ds_next, hl_next
+        bl = b * (n_chunks - 1) + tl.minimum(c + 1, n_chunks - 2)  # the last step re-reads its own (unused)
+        ds_next = tl.load(dsum_ptr + bl * dim + offs_d, mask=mask_d, other=0.0)
+        hl_next = tl.load(hloc_ptr + bl * dim * dstate + dn, mask=mask_dn, other=0.0)
         h = tl.exp2(A * ds[:, None]) * h + hl
         tl.store(hstart_ptr + (b * n_chunks + c + 1) * dim * dstate + nd, h, mask=mask_dn)
 
