@@ -28,6 +28,7 @@ from kernels import channels_last as cl
 from kernels import launch
 from kernels import rms_norm as norm
 from kernels import selective_scan as scan
+from kernels import selective_scan_len as scan_len
 from kernels import selective_scan_par as scan_par
 from kernels import selective_state_update as ssu
 from kernels import ssd_chunk_scan as ssd
@@ -73,6 +74,10 @@ def specs() -> list[Spec]:
         bl, bd, nw = launch.scan_config(16, t).par_len or (64, 16, 4)  # AMD does not take it (no par_len): NVIDIA's
         return {"BLOCK_L": bl, "BLOCK_D": bd, "BLOCK_N": 16}, nw
 
+    def scan_len_blocks(t):
+        c = launch.scan_config(16, t)
+        return {"BLOCK_D": c.block_d, "BLOCK_N": 16, "P": c.len_tile or 8}, c.num_warps
+
     def ssd_blocks(t):
         c = launch.ssd_config(64, 128, t)
         return {"BLOCK_Q": c.block_m, "BLOCK_P": c.block_p, "BLOCK_N": c.block_n}, c.num_warps
@@ -108,6 +113,10 @@ def specs() -> list[Spec]:
              scan_par._selective_scan_par_kernel, act,
              dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False), scan_par_blocks,
              ones=("s_u_l", "s_dt_l", "s_B_l", "s_C_l", "s_z_l", "s_o_d")),
+        Spec("selective_scan", "seqlen-contiguous u, delta, z read in place (len_tile)",
+             scan_len._selective_scan_len_kernel, {**act, "B_ptr": "fp32", "C_ptr": "fp32"},
+             dict(DELTA_SOFTPLUS=True, HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, HAS_H0=False), scan_len_blocks,
+             ones=("s_u_l", "s_dt_l", "s_B_n", "s_C_n", "s_z_l", "s_o_d")),
         Spec("channels_last", "bf16, before the scan (transpose_len)", cl._channels_last_kernel,
              {"x_ptr": "bf16", "y_ptr": "bf16"}, {}, lambda t: ({"BLOCK_D": 64, "BLOCK_L": 64}, 4),
              ones=("s_x_l", "s_y_d")),

@@ -39,6 +39,9 @@ class LaunchConfig:
     # scan: (block_l, block_d, num_warps) of kernels/selective_scan_par.py, taken instead of a split scan when
     # u is seqlen-contiguous; () never
     par_len: tuple = ()
+    # scan: positions per (BLOCK_D, P) tile of kernels/selective_scan_len.py, which reads seqlen-contiguous inputs
+    # in place on grids that are not split (instead of transpose_len's copies); 0 never
+    len_tile: int = 0
 
 
 def target_of(device) -> str:

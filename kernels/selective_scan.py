@@ -44,6 +44,7 @@ import triton.language as tl
 
 from kernels.channels_last import channels_last
 from kernels.launch import scan_config
+from kernels.selective_scan_len import selective_scan_len
 from kernels.selective_scan_par import selective_scan_par
 
 
@@ -334,27 +335,28 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         return out, hN
     hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
     cfg = scan_config(dstate, u.device, batch, dim)
-    if cfg.par_len and u.stride(2) == 1 and dim > 1 and _n_chunks(batch, dim, seqlen, cfg) > 1:
-        # seqlen-contiguous inputs on a grid too small to fill the GPU: scan the positions in parallel inside each
-        # program, one exp per element, instead of splitting (two)
+    n_chunks = _n_chunks(batch, dim, seqlen, cfg)
+    len_contig = u.stride(2) == 1 and dim > 1  # mamba-ssm's layout
+    if cfg.par_len and len_contig and n_chunks > 1:
+        # a grid too small to fill the GPU: scan the positions in parallel inside each program (one exp per
+        # element; a split pays two)
         bl, bd, nw = cfg.par_len
         return selective_scan_par(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, block_l=bl,
                                   block_d=bd, num_warps=nw)
-    if cfg.transpose_len and u.stride(2) == 1 and dim > 1:
-        # seqlen-contiguous inputs (mamba-ssm's layout): one coalesced copy to channels-contiguous costs less
-        # than a scan whose per-position loads each touch 32 cache lines per warp (issue 15); a tiled Triton
-        # transpose, not torch's strided copy (see kernels/channels_last.py)
+    use_len = bool(cfg.len_tile) and len_contig and n_chunks == 1  # read u, delta, z in place (no transposes)
+    if cfg.transpose_len and len_contig and not use_len:  # one coalesced copy (kernels/channels_last.py) costs
+        # less than per-position loads that each touch 32 cache lines per warp (issue 15)
         u, delta = channels_last(u), channels_last(delta)
         z = channels_last(z) if z is not None else None
-    n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     chunk_len = triton.cdiv(triton.cdiv(seqlen, n_chunks), 16) * 16
     n_chunks = triton.cdiv(seqlen, chunk_len) if seqlen else 1
     if cfg.bc_fp32 and (n_chunks == 1 or cfg.bc_fp32_split or B.stride(1) != 1 or C.stride(1) != 1):
-        # (batch, seqlen, dstate) fp32: each position's states are one vector load, with no bf16 unpacking
-        # (measured slower when the scan is split, unless B / C must be transposed anyway: see scan_config; that
-        # was before pass 3's start-state load stopped converting layouts, so the sweep times bc_fp32_split too)
+        # (batch, seqlen, dstate) fp32: one vector load per position, no bf16 unpacking (see scan_config)
         B, C = (t.transpose(1, 2).to(torch.float32, memory_format=torch.contiguous_format).transpose(1, 2)
                 for t in (B, C))
+    if use_len:
+        return selective_scan_len(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                                  block_d=cfg.block_d, num_warps=cfg.num_warps, p=cfg.len_tile)
     zz = z if z is not None else u
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,

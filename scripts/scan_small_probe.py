@@ -42,6 +42,8 @@ def host_us(fn, n: int = 200) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--shapes", choices=("small", "large", "all"), default="small",
+                    help="small: the split grids; large: B16 D4096 / B64 D2048 seqlen-contiguous with len_tile")
     args = ap.parse_args()
     meta = run_meta()
     dev, bf, n = "cuda", torch.bfloat16, 16
@@ -49,7 +51,10 @@ def main() -> int:
     summary = {}
     writer = RecordWriter(args.out)
     run_id = writer.start_run("kernel_probe", {"probe": "scan_small"}, meta)
-    for sb, sd, sL in ((1, 4096, 2048), (8, 1536, 4096), (1, 2048, 512), (1, 1536, 2048)):
+    small = ((1, 4096, 2048), (8, 1536, 4096), (1, 2048, 512), (1, 1536, 2048))
+    large = ((16, 4096, 2048), (64, 2048, 2048))
+    shapes = {"small": small, "large": large, "all": small + large}[args.shapes]
+    for sb, sd, sL in shapes:
         torch.manual_seed(0)
         A = -torch.rand(sd, n, device=dev) - 0.1
         D, bias = torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1
@@ -60,11 +65,16 @@ def main() -> int:
         ul, dtl, zl, Bl, Cl = (t.contiguous() for t in (u, dt, z, B, C))
         lenc = (ul, dtl, A, Bl, Cl, D, zl, bias, True)
         cases = {}
-        for mp, cm in ((4224, 128), (8448, 64), (16896, 64), (16896, 32), (33792, 32)):
+        if (sb, sd, sL) in large:  # seqlen-contiguous inputs read in place (len_tile) against transpose_len's copies
+            for lt in (0, 4, 8, 16):
+                cfg = dataclasses.replace(base_cfg, len_tile=lt)
+                cases[f"len_tile {lt} len"] = (cfg, lambda a=lenc: scan.selective_scan(*a))
+            cases["default chan"] = (base_cfg, lambda a=chan: scan.selective_scan(*a))
+        for mp, cm in () if (sb, sd, sL) in large else ((4224, 128), (8448, 64), (16896, 64), (16896, 32), (33792, 32)):
             cfg = dataclasses.replace(base_cfg, min_programs=mp, chunk_min=cm)
             for lay, a in (("chan", chan), ("len", lenc)):
                 cases[f"split mp{mp} cm{cm} {lay}"] = (cfg, lambda a=a: scan.selective_scan(*a))
-        for bl, bd, nw in ((64, 16, 4), (64, 32, 8), (32, 16, 2), (128, 16, 8), (64, 8, 2)):
+        for bl, bd, nw in () if (sb, sd, sL) in large else ((64, 16, 4), (64, 32, 8), (32, 16, 2), (128, 16, 8), (64, 8, 2)):
             cases[f"par bl{bl} bd{bd} nw{nw} len"] = (base_cfg, lambda c=(bl, bd, nw), a=lenc: selective_scan_par(
                 *a, block_l=c[0], block_d=c[1], num_warps=c[2]))
         y_ref = scan.selective_scan_ref(*(t.float() if t.is_floating_point() else t for t in chan[:8]), True)[0]

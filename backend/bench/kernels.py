@@ -216,19 +216,20 @@ def sweep_configs(kind: str):
     from kernels.launch import LaunchConfig
 
     if kind == "scan":  # (BLOCK_D, num_warps, min_programs, split_below, chunk_min, bc_fp32, bc_fp32_split,
-        # transpose_len, par_len): the default first, then one change at a time. min_programs 0 never splits the
+        # transpose_len, par_len[, len_tile]): the default first, then one change at a time. min_programs 0 never splits the
         # sequence, split_below 0 splits below min_programs; par_len () splits seqlen-contiguous inputs too;
         # prefetch 1 (0 and 2 were slower at every shape) and no POLY (exps on the FMA pipes: slower at every
         # shape on an H100, results/kernels_h100_4.jsonl)
         par = (64, 16, 4)
         return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, split_below=sb, chunk_min=cm,
-                             prefetch=1, bc_fp32=bc, bc_fp32_split=bcs, transpose_len=tr, par_len=pl)
-                for bd, w, mp, sb, cm, bc, bcs, tr, pl in (
+                             prefetch=1, bc_fp32=bc, bc_fp32_split=bcs, transpose_len=tr, par_len=pl, len_tile=(lt_ or [0])[0])
+                for bd, w, mp, sb, cm, bc, bcs, tr, pl, *lt_ in (
                     (64, 2, 8448, 528, 64, True, False, True, par), (64, 2, 0, 0, 64, True, False, True, par),
                     (64, 2, 8448, 0, 64, True, False, True, par), (64, 2, 4224, 528, 128, True, False, True, par),
                     (64, 2, 16896, 528, 32, True, False, True, par), (64, 2, 8448, 528, 64, False, False, True, par),
                     (64, 2, 8448, 528, 64, True, True, True, par), (64, 2, 8448, 528, 64, True, False, False, par),
                     (64, 2, 8448, 528, 64, True, False, True, ()), (64, 2, 8448, 528, 64, True, False, True, (32, 16, 2)),
+                    (64, 2, 8448, 528, 64, True, False, True, par, 8), (64, 2, 8448, 528, 64, True, False, True, par, 16),
                     (128, 4, 4224, 264, 64, True, False, True, par), (32, 1, 0, 0, 64, True, False, True, par))]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
