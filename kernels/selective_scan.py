@@ -44,6 +44,9 @@ import triton.language as tl
 
 from kernels.channels_last import channels_last
 from kernels.launch import scan_config
+from kernels.scan_args import (
+    check_scan_args as _check,  # also imported from here by cpu_scan, selective_scan_train
+)
 from kernels.selective_scan_len import selective_scan_len
 from kernels.selective_scan_par import selective_scan_par
 
@@ -287,24 +290,6 @@ def _chunk_state_kernel(
         hl_next = tl.load(hloc_ptr + bl * dim * dstate + dn, mask=mask_dn, other=0.0)
         h = tl.exp2(A * ds[:, None]) * h + hl
         tl.store(hstart_ptr + (b * n_chunks + c + 1) * dim * dstate + nd, h, mask=mask_dn)
-
-
-def _check(u, delta, A, B, C, D, z, delta_bias, initial_state):
-    batch, dim, seqlen = u.shape
-    dstate = A.shape[1]
-    assert u.dtype in (torch.float32, torch.bfloat16, torch.float16), "u must be fp32, bf16 or fp16"
-    assert delta.shape == u.shape, f"delta must be {tuple(u.shape)}, got {tuple(delta.shape)}"
-    assert A.shape == (dim, dstate) and A.dtype == torch.float32, "A must be fp32 (dim, dstate)"
-    for name, t in (("B", B), ("C", C)):
-        assert t.shape == (batch, dstate, seqlen), f"{name} must be {(batch, dstate, seqlen)}, got {tuple(t.shape)}"
-    assert D is None or D.shape == (dim,), "D must be (dim,)"
-    assert delta_bias is None or delta_bias.shape == (dim,), "delta_bias must be (dim,)"
-    assert z is None or z.shape == u.shape, "z must have the shape of u"
-    assert initial_state is None or initial_state.shape == (batch, dim, dstate), "initial_state must be (batch, dim, dstate)"
-    for name, t in dict(D=D, delta_bias=delta_bias, A=A, initial_state=initial_state).items():
-        assert t is None or t.is_contiguous(), f"{name} must be contiguous"
-    for name, t in dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias).items():
-        assert t is None or t.device == u.device, f"{name} is on {t.device}, u on {u.device}"
 
 
 def _n_chunks(batch: int, dim: int, seqlen: int, cfg) -> int:

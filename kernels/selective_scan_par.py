@@ -4,7 +4,7 @@ that `kernels/selective_scan.py`'s split scan pays (its pass 1 and pass 3 both d
 
 Shape glossary and arguments: as `kernels/selective_scan.py` (mamba-ssm `selective_scan_fn` layout), whose
 `selective_scan` calls this for seqlen-contiguous inputs on small grids (`LaunchConfig.par_len`) and whose
-`selective_scan_ref` is the reference it is tested against (this module does not import that one: no cycle).
+`selective_scan_ref` is the reference it is tested against (this module does not import that one: no cycle; the argument checks are kernels/scan_args.py).
 
     dt_t = softplus(delta_t + delta_bias);   h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t
     y_t  = <h_t, C_t> + D u_t;   y_t *= silu(z_t)
@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from kernels.scan_args import check_scan_args
 
 
 @triton.jit
@@ -123,11 +125,9 @@ def selective_scan_par(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     """Selective scan with the positions scanned in parallel inside each program (see the module docstring).
     u, delta [batch, dim, seqlen]; A [dim, dstate]; B, C [batch, dstate, seqlen]; returns (y [batch, dim, seqlen]
     in u's dtype, memory order [batch, seqlen, dim], last_state [batch, dim, dstate] fp32)."""
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
-    assert delta.shape == u.shape and A.shape == (dim, dstate), "delta must be u's shape, A (dim, dstate)"
-    assert B.shape == C.shape == (batch, dstate, seqlen), f"B and C must be {(batch, dstate, seqlen)}"
-    assert initial_state is None or initial_state.shape == (batch, dim, dstate), "initial_state: (batch, dim, dstate)"
     assert block_l >= 2 and block_l & (block_l - 1) == 0, "block_l must be a power of two >= 2"
     out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
     hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)

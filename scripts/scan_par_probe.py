@@ -19,6 +19,7 @@ import torch
 from triton.testing import do_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend.bench.kernels import scan_activations  # noqa: E402
 from backend.runinfo import run_meta  # noqa: E402
 from kernels.selective_scan import selective_scan  # noqa: E402
 from kernels.selective_scan_par import selective_scan_par  # noqa: E402
@@ -47,7 +48,7 @@ def main() -> int:
     ap.add_argument("--shapes", default="all", help="all, or indices into SHAPES, e.g. 0,1")
     args = ap.parse_args()
     t_start = time.time()
-    dev, bf, n = "cuda", torch.bfloat16, 16
+    dev, n = "cuda", 16
     meta = run_meta()
     best: dict = {}
     shapes = SHAPES if args.shapes == "all" else [SHAPES[int(i)] for i in args.shapes.split(",")]
@@ -59,9 +60,7 @@ def main() -> int:
         torch.manual_seed(0)
         A = -torch.rand(sd, n, device=dev) - 0.1
         D, bias = torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1
-        u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
-        BC = torch.randn(sb, sL, 2 * n, device=dev, dtype=bf)
-        B, C = BC[..., :n].transpose(1, 2), BC[..., n:].transpose(1, 2)
+        u, dt, z, B, C = scan_activations(sb, sd, sL, n, dev)
         for layout in ("chan", "len"):
             if layout == "len":
                 u, dt, z, B, C = (t.contiguous() for t in (u, dt, z, B, C))

@@ -20,6 +20,7 @@ import torch
 from triton.testing import do_bench, do_bench_cudagraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend.bench.kernels import scan_activations  # noqa: E402
 from backend.bench.profile import profiled_kernels  # noqa: E402
 from backend.runinfo import run_meta  # noqa: E402
 from kernels import selective_scan as scan  # noqa: E402
@@ -46,7 +47,7 @@ def main() -> int:
                     help="small: the split grids; large: B16 D4096 / B64 D2048 seqlen-contiguous with len_tile")
     args = ap.parse_args()
     meta = run_meta()
-    dev, bf, n = "cuda", torch.bfloat16, 16
+    dev, n = "cuda", 16
     base_cfg = scan.scan_config(16, dev)
     summary = {}
     writer = RecordWriter(args.out)
@@ -58,9 +59,7 @@ def main() -> int:
         torch.manual_seed(0)
         A = -torch.rand(sd, n, device=dev) - 0.1
         D, bias = torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1
-        u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
-        BC = torch.randn(sb, sL, 2 * n, device=dev, dtype=bf)
-        B, C = BC[..., :n].transpose(1, 2), BC[..., n:].transpose(1, 2)
+        u, dt, z, B, C = scan_activations(sb, sd, sL, n, dev)
         chan = (u, dt, A, B, C, D, z, bias, True)
         ul, dtl, zl, Bl, Cl = (t.contiguous() for t in (u, dt, z, B, C))
         lenc = (ul, dtl, A, Bl, Cl, D, zl, bias, True)

@@ -85,6 +85,15 @@ def _hf_fn(module: str, name: str):
         return None
 
 
+def scan_activations(batch: int, dim: int, seqlen: int, dstate: int, dev: str = "cuda"):
+    """Random bf16 scan inputs in the layout the model passes: u, delta, z [batch, dim, seqlen] viewed from
+    [batch, seqlen, dim] memory (channels contiguous); B, C [batch, dstate, seqlen] views of one
+    [batch, seqlen, 2 * dstate] tensor (x_proj's output)."""
+    u, dt, z = (torch.randn(batch, seqlen, dim, device=dev, dtype=torch.bfloat16).transpose(1, 2) for _ in range(3))
+    BC = torch.randn(batch, seqlen, 2 * dstate, device=dev, dtype=torch.bfloat16)
+    return u, dt, z, BC[..., :dstate].transpose(1, 2), BC[..., dstate:].transpose(1, 2)
+
+
 def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_scan=None, peer_ext=None):
     """Yield (op, shape label, our_fn, bytes, baselines{name: (fn, slow?)}, sweep hooks) per benchmark.
     previous_scan: another `selective_scan` (an earlier version of ours), timed as baseline "previous".
@@ -107,9 +116,7 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
     scan_shapes = [(b, d, L)] if smoke else [(b, d, L), (16, 4096, 2048), (1, 4096, 2048), (64, 2048, 2048)]
     hf_scan = _hf_fn("transformers.models.mamba.modeling_mamba", "mamba_selective_scan")
     for sb, sd, sL in scan_shapes:
-        u, dt, z = (torch.randn(sb, sL, sd, device=dev, dtype=bf).transpose(1, 2) for _ in range(3))
-        BC = torch.randn(sb, sL, 2 * n, device=dev, dtype=bf)
-        B, C = BC[..., :n].transpose(1, 2), BC[..., n:].transpose(1, 2)
+        u, dt, z, B, C = scan_activations(sb, sd, sL, n, dev)
         sA, sD, sbias = (A, D, bias) if sd == d else (-torch.rand(sd, n, device=dev) - 0.1,
                                                       torch.randn(sd, device=dev), torch.randn(sd, device=dev) * 0.1)
         peer_args = None
@@ -118,7 +125,6 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
         for layout in ("chan", "len"):
             if layout == "len":
                 u, dt, z, B, C = (t.contiguous() for t in (u, dt, z, B, C))
-                del BC
             args = (u, dt, sA, B, C, sD, z, sbias, True)
             base = {}
             if previous_scan is not None:
