@@ -313,12 +313,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
-    # y in (batch, seqlen, dim) memory order, viewed as (batch, dim, seqlen): what out_proj wants next
-    out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
     if seqlen == 0:  # nothing to scan (and no position for the kernel's prefetch to read)
         hN = initial_state.float().clone() if initial_state is not None else u.new_zeros(batch, dim, dstate, dtype=torch.float32)
-        return out, hN
-    hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
+        return u.new_empty(batch, 0, dim).transpose(1, 2), hN
     cfg = scan_config(dstate, u.device, batch, dim)
     n_chunks = _n_chunks(batch, dim, seqlen, cfg)
     len_contig = u.stride(2) == 1 and dim > 1  # mamba-ssm's layout
@@ -342,6 +339,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if use_len:
         return selective_scan_len(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                                   block_d=cfg.block_d, num_warps=cfg.num_warps, p=cfg.len_tile)
+    # y in (batch, seqlen, dim) memory order, viewed as (batch, dim, seqlen): what out_proj wants next
+    out = torch.empty(batch, seqlen, dim, device=u.device, dtype=u.dtype).transpose(1, 2)
+    hN = torch.empty(batch, dim, dstate, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
     strides = (*u.stride(), *delta.stride(), *B.stride(), *C.stride(), *zz.stride(), *out.stride())
     flags = dict(DELTA_SOFTPLUS=delta_softplus, HAS_D=D is not None, HAS_Z=z is not None,
@@ -358,12 +358,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             HAS_H0=initial_state is not None, STORE_Y=True, STORE_H=True, **flags)
         return out, hN
     # pass 1 over the first n_chunks - 1 chunks (the last one's end state comes out of pass 3)
-    hloc = torch.empty(batch, n_chunks - 1, dim, dstate, device=u.device, dtype=torch.float32)
-    dsum = torch.empty(batch, n_chunks - 1, dim, device=u.device, dtype=torch.float32)
+    # one allocation for the split's three buffers (a host-side cost that shows at batch-1 sizes)
+    n_loc, n_dsum = batch * (n_chunks - 1) * dim * dstate, batch * (n_chunks - 1) * dim
+    ws = torch.empty(n_loc + n_dsum + batch * n_chunks * dstate * dim, device=u.device, dtype=torch.float32)
+    hloc = ws[:n_loc].view(batch, n_chunks - 1, dim, dstate)
+    dsum = ws[n_loc:n_loc + n_dsum].view(batch, n_chunks - 1, dim)
+    hstart = ws[n_loc + n_dsum:].view(batch, n_chunks, dstate, dim)
     _selective_scan_kernel[(batch, triton.cdiv(dim, cfg.block_d), n_chunks - 1)](
         u, delta, At, B, C, D, z, delta_bias, None, out, hloc, dsum,
         dim, seqlen, dstate, chunk_len, *strides, HAS_H0=False, STORE_Y=False, STORE_H=True, **flags)
-    hstart = torch.empty(batch, n_chunks, dstate, dim, device=u.device, dtype=torch.float32)
     _chunk_state_kernel[(batch, triton.cdiv(dim, cfg.block_d))](
         hloc, dsum, A, initial_state, hstart, dim, dstate, n_chunks,
         HAS_H0=initial_state is not None, BLOCK_D=cfg.block_d, BLOCK_N=cfg.block_n, num_warps=cfg.num_warps)
