@@ -5,6 +5,8 @@
 
 kernels/selective_scan.py of REV with REV's kernels/launch.py inlined in place of its import, so "previous" in
 the kernel table is that commit's kernel *and* its block sizes / split rule, timed on the same inputs as ours.
+Its other imports (from c4da23c on: kernels.scan_args, kernels.selective_scan_par, kernels.selective_scan_len) still
+resolve to this tree's modules, so a REV after those changed times today's versions of them.
 """
 
 from __future__ import annotations

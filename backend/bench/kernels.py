@@ -13,6 +13,7 @@ after one warm-up (`slow_ms`). Records go to a JSONL file through `store.RecordW
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -219,24 +220,19 @@ def cases(m_ssm, slow: bool, dev: str = "cuda", smoke: bool = False, previous_sc
 
 
 def sweep_configs(kind: str):
-    from kernels.launch import LaunchConfig
+    from kernels.launch import LaunchConfig, scan_config
 
-    if kind == "scan":  # (BLOCK_D, num_warps, min_programs, split_below, chunk_min, bc_fp32, bc_fp32_split,
-        # transpose_len, par_len[, len_tile]): the default first, then one change at a time. min_programs 0 never splits the
-        # sequence, split_below 0 splits below min_programs; par_len () splits seqlen-contiguous inputs too;
-        # prefetch 1 (0 and 2 were slower at every shape) and no POLY (exps on the FMA pipes: slower at every
-        # shape on an H100, results/kernels_h100_4.jsonl)
-        par = (64, 16, 4)
-        return [LaunchConfig(num_warps=w, block_d=bd, block_n=16, min_programs=mp, split_below=sb, chunk_min=cm,
-                             prefetch=1, bc_fp32=bc, bc_fp32_split=bcs, transpose_len=tr, par_len=pl, len_tile=(lt_ or [0])[0])
-                for bd, w, mp, sb, cm, bc, bcs, tr, pl, *lt_ in (
-                    (64, 2, 8448, 528, 64, True, False, True, par), (64, 2, 0, 0, 64, True, False, True, par),
-                    (64, 2, 8448, 0, 64, True, False, True, par), (64, 2, 4224, 528, 128, True, False, True, par),
-                    (64, 2, 16896, 528, 32, True, False, True, par), (64, 2, 8448, 528, 64, False, False, True, par),
-                    (64, 2, 8448, 528, 64, True, True, True, par), (64, 2, 8448, 528, 64, True, False, False, par),
-                    (64, 2, 8448, 528, 64, True, False, True, ()), (64, 2, 8448, 528, 64, True, False, True, (32, 16, 2)),
-                    (64, 2, 8448, 528, 64, True, False, True, par, 8), (64, 2, 8448, 528, 64, True, False, True, par, 16),
-                    (128, 4, 4224, 264, 64, True, False, True, par), (32, 1, 0, 0, 64, True, False, True, par))]
+    if kind == "scan":
+        # the NVIDIA default first, then one change at a time: min_programs 0 never splits the sequence,
+        # split_below 0 splits below min_programs; par_len () splits seqlen-contiguous inputs too; len_tile reads
+        # them in place. prefetch 1 (0 and 2 were slower at every shape) and no POLY (exps on the FMA pipes: slower
+        # at every shape on an H100, results/kernels_h100_4.jsonl)
+        d, r = scan_config(16, "cuda"), dataclasses.replace
+        return [d, r(d, min_programs=0, split_below=0), r(d, split_below=0), r(d, min_programs=4224, chunk_min=128),
+                r(d, min_programs=16896, chunk_min=32), r(d, bc_fp32=False), r(d, bc_fp32_split=True),
+                r(d, transpose_len=False), r(d, par_len=()), r(d, par_len=(32, 16, 2)), r(d, len_tile=8),
+                r(d, len_tile=16), r(d, num_warps=4, block_d=128, min_programs=4224, split_below=264),
+                r(d, num_warps=1, block_d=32, min_programs=0, split_below=0)]
     if kind == "ssd":
         return [LaunchConfig(num_warps=w, block_m=q, block_p=p, block_n=128)
                 for q, p, w in ((32, 32, 4), (16, 32, 4), (32, 64, 8), (32, 16, 4))]
