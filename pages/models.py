@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from pathlib import Path
 
 import pandas as pd
@@ -13,36 +12,17 @@ import streamlit as st
 
 from backend.generation.compare import device_setting, error_sentence
 from backend.models import registry
+from backend.models.weights import param_count
 from pages.components.charts import loss_lines
 from pages.components.model_cards import bundled_models_section
 from pages.components.resources import get_manager
-
-
-def folder_params(folder: Path) -> int | None:
-    """Parameter count from the safetensors headers (8-byte length + JSON), without loading any weights."""
-    total = 0
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    for f in files:
-        try:
-            with f.open("rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-        except (OSError, ValueError, struct.error):
-            return None
-        for k, v in header.items():
-            if k != "__metadata__":
-                size = 1
-                for d in v.get("shape", []):
-                    size *= int(d)
-                total += size
-    return total or None
 
 
 def params_text(spec, loaded: dict) -> str:
     if spec.name in loaded:
         return f"{loaded[spec.name].n_params / 1e6:,.2f}M"
     if spec.source in ("bundled", "local"):
-        n = folder_params(Path(spec.location))
+        n = param_count(spec.location)  # from the headers, no weights loaded
         if n:
             return f"{n / 1e6:,.2f}M"
         return "untrained placeholder" if spec.placeholder else "—"

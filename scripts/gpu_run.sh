@@ -16,7 +16,8 @@
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
 #   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
 #
-# `train` writes the checkpoints to .gpu/models and packs each into $OUT/<name>.tar.gz. Unpack those into
+# `train` and `retrain14` write the checkpoints to a models folder and pack each into $OUT/<name>.tar.gz (its
+# weights as model.safetensors.xz, ~11 MB for the bundled size: under the 16 MiB a returned file may have). Unpack those into
 # assets/models where you run `evaluate` (`python -m backend toyworld unpack <name>.tar.gz`): on the GPU
 # machines of this project's device tool the tree is copied afresh for every call, so .gpu/models did not
 # survive into the next call (seen on 2026-12-01). `evaluate` still copies .gpu/models over assets/models when
@@ -36,6 +37,8 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 USE_HUB_KERNELS=0 TOKENIZERS_PARALLELISM=false
 LOGS=/tmp/gpu_logs
 mkdir -p "$LOGS" "$OUT"
+# the bundled weights travel as model.safetensors.xz: unpack them once here, before parallel jobs load them
+$PY -c "from backend.models.weights import unpack_all; unpack_all('assets/models')"
 
 train() {
   $PY -m backend train-all --parallel --out "$OUT" --tag "$TAG" --no-eval --models-dir .gpu/models \

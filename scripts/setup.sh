@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs everything the dashboard and the tests need (CPU build of torch).
-# Idempotent: re-running only installs what is missing. GPU users: see README "GPU install".
+# Idempotent: re-running only installs what is missing (and unpacks only weights not unpacked yet). GPU users: see README "GPU install".
 #   SKIP_TORCH=1  keep the torch (and its triton) already in .venv, e.g. a CUDA or ROCm build you installed;
 #                 only the other pinned packages are installed.
 #   PYTHON=...    interpreter used to create .venv (default python3, needs >= 3.11).
@@ -25,3 +25,5 @@ else
   .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -r requirements-dev.txt
 fi
+# the bundled checkpoints are tracked as model.safetensors.xz: unpack them once (~2 s; loads would do it lazily)
+.venv/bin/python -m backend models --unpack-weights

@@ -14,3 +14,12 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 os.environ.setdefault("USE_HUB_KERNELS", "0")
+
+
+def pytest_sessionstart(session):
+    """The bundled checkpoints are tracked as model.safetensors.xz: unpack them once (what scripts/setup.sh and
+    the first load do), so tests that open assets/models/<name>/model.safetensors directly find it."""
+    from backend.models.registry import BUNDLED_DIR
+    from backend.models.weights import unpack_all
+
+    unpack_all(BUNDLED_DIR)

@@ -24,6 +24,7 @@ import torch
 
 from backend.bench.shapes import Shape, bundled_folder
 from backend.generation import steppers
+from backend.models.weights import ensure_weights
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
     if shape.folder:  # a registered local folder
-        model = AutoModelForCausalLM.from_pretrained(shape.folder, dtype=dtype, local_files_only=True).to(device)
+        model = AutoModelForCausalLM.from_pretrained(str(ensure_weights(shape.folder)), dtype=dtype,
+                                                     local_files_only=True).to(device)
     elif shape.bundled:
         folder = bundled_folder(shape.name)
         if not (folder / "config.json").exists():
@@ -70,7 +72,7 @@ def load_model(shape: Shape, device: torch.device, dtype: torch.dtype):
                 f"The bundled model {shape.name!r} is not in {folder} yet. Train it first "
                 "(python -m backend train) or leave it out of --models."
             )
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device)
+        model = AutoModelForCausalLM.from_pretrained(str(ensure_weights(folder)), dtype=dtype).to(device)
     else:
         # Built where it runs, in its dtype: a 1.4B shape is initialised by a few GPU kernels in about a
         # second, with no fp32 copy (5.6 GB) made first and cast after.

@@ -32,6 +32,7 @@ from backend.experiments.plans import build_plan
 from backend.experiments.registry import Plan
 from backend.experiments.tasks import INSTANCE_KEYS, Instance, TaskSpec, elide, render_prompt
 from backend.generation.interface import GenerationError, GenerationResult, Generator
+from backend.models.weights import ensure_weights
 from store.records import iter_records
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
@@ -58,6 +59,8 @@ def weights_sha256(name: str) -> str | None:
         from backend.models import registry
 
         spec = registry.get_spec(name)
+        if spec.source != "hf":
+            ensure_weights(spec.location)  # the hash of the unpacked bytes, the same as before they were packed
         files = sorted(Path(spec.location).glob("*.safetensors")) if spec.source != "hf" else []
     except Exception:  # unknown to the registry (tests, fakes) or not a folder
         return None

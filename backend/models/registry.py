@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from backend.errors import CorruptModelError, UnknownModelError
+from backend.models.weights import ensure_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_DIR = REPO_ROOT / "assets" / "models"
@@ -215,6 +216,7 @@ def inspect_folder(folder: str | Path) -> tuple[str, dict]:
         raise CorruptModelError(
             f"config.json in '{folder}' has model_type '{model_type}', which this dashboard does not know. "
             f"Supported: {', '.join(sorted(MODEL_TYPE_FAMILY))}.")
+    ensure_weights(folder)  # a bundled folder's model.safetensors.xz, unpacked once (backend.models.weights)
     if not any((folder / f).is_file() for f in WEIGHT_FILES) and not list(folder.glob("*.safetensors")):
         raise CorruptModelError(
             f"The folder '{folder}' has no weights (model.safetensors or pytorch_model.bin). "

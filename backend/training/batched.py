@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 
 os.environ.setdefault("USE_HUB_KERNELS", "0")  # never try to download kernels (before transformers loads)
 
-from pathlib import Path
 
 from backend.generation.interface import (
     GenerationResult,
@@ -27,6 +26,7 @@ from backend.generation.interface import (
     ModelInfo,
     TokenEvent,
 )
+from backend.models.weights import ensure_weights
 
 
 class BatchedHFGenerator(Generator):
@@ -152,7 +152,7 @@ def load_batched(folder, name: str | None = None, device: str = "cpu", family: s
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    folder = Path(folder)
+    folder = ensure_weights(folder)  # a bundled folder's .xz weights, unpacked once (backend.models.weights)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device)
     tok = PreTrainedTokenizerFast.from_pretrained(str(folder))
     fam = family or {"mamba": "mamba", "mamba2": "mamba2", "llama": "transformer", "bamba": "hybrid"}.get(

@@ -105,6 +105,7 @@ def test_tokenizer_round_trip_and_digits():
 
 
 def test_pack_unpack_round_trip(tmp_path):
+    from backend.models.weights import ensure_weights
     from backend.training.pack import pack, unpack
 
     src = tmp_path / "toy-x"
@@ -113,8 +114,12 @@ def test_pack_unpack_round_trip(tmp_path):
     (src / "model.safetensors").write_bytes(b"\x00" * 100)
     archive = pack(str(src), tmp_path)
     out = unpack(archive, tmp_path / "dest")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors.xz"]  # the tracked form
+    ensure_weights(out)
     assert (out / "model.safetensors").read_bytes() == b"\x00" * 100
+    (src / "model.safetensors").write_bytes(b"\x01" * 100)  # retrained: a new archive replaces the old weights
+    unpack(pack(str(src), tmp_path), tmp_path / "dest")
+    assert (ensure_weights(out) / "model.safetensors").read_bytes() == b"\x01" * 100
     with pytest.raises(FileNotFoundError):
         pack(str(tmp_path / "missing"))
 
