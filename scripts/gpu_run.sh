@@ -14,6 +14,8 @@
 #   OUT=/some/dir bash scripts/gpu_run.sh science   # issue 13: full-profile experiments (long context, CoT, RAG);
 #                                                   # issue 18: the inside view on CUDA
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
+#   OUT=/some/dir SEED=0 STEPS=2099 bash scripts/gpu_run.sh retrain14  # seed 0 again at its step count: its five
+#     archives (~11 MB each) come back to bundle toy-hybrid (`toyworld unpack`, then commit the .xz)
 #   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
 #
 # `train` and `retrain14` write the checkpoints to a models folder and pack each into $OUT/<name>.tar.gz (its

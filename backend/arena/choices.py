@@ -47,5 +47,7 @@ def model_choices(specs: list[ModelSpec] | None = None) -> Choices:
 
 
 def default_selection(choices: Choices) -> list[str]:
-    """The default pair (one SSM, one transformer) among the offered models."""
-    return [n for n in registry.default_pair() if n in choices.names]
+    """The default pair (one SSM, one transformer) among the offered models, and the bundled hybrid beside them
+    when it is bundled (issue 14: the hybrid wherever the trio appears)."""
+    hybrids = [s.name for s in choices.offered if s.source == "bundled" and s.family == "hybrid"]
+    return [n for n in registry.default_pair() if n in choices.names] + hybrids[:1]

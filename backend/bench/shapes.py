@@ -64,6 +64,7 @@ SHAPES: dict[str, Shape] = {
         Shape("toy-mamba", "mamba", "", bundled=True),
         Shape("toy-mamba2", "mamba2", "", bundled=True),
         Shape("toy-transformer", "transformer", "", bundled=True),
+        Shape("toy-hybrid", "hybrid", "", bundled=True),  # in the "toy" preset once bundled (see PRESETS)
     ]
 }
 
@@ -74,12 +75,14 @@ PAIRS: list[tuple[str, str]] = [
     ("mamba-1.4b", "pythia-1.4b"),
     ("toy-mamba", "toy-transformer"),
     ("toy-mamba2", "toy-transformer"),
+    ("toy-hybrid", "toy-transformer"),
 ]
 
 PRESETS: dict[str, list[str]] = {
     "130m": ["pythia-160m", "mamba-130m", "mamba2-130m"],
     "1.4b": ["pythia-1.4b", "mamba-1.4b"],
-    "toy": ["toy-transformer", "toy-mamba", "toy-mamba2"],
+    "toy": ["toy-transformer", "toy-mamba", "toy-mamba2"]
+           + (["toy-hybrid"] if (REPO / "assets" / "models" / "toy-hybrid" / "config.json").is_file() else []),
 }
 
 

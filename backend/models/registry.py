@@ -2,7 +2,8 @@
 
 Entries come from three places:
   bundled  the parameter-matched toy trio in `assets/models/<name>/` (served by an untrained placeholder
-           from `backend.models.placeholders` until the trained folder exists)
+           from `backend.models.placeholders` until the trained folder exists), and the hybrid `toy-hybrid`
+           (listed only once its folder is there: issue 14 bundles it when its checkpoint comes back)
   hf       real Hugging Face ids (Mamba paper pairing: mamba-*-hf with pythia-*), loaded from the local
            Hugging Face cache (or downloaded where the machine has network)
   local    folders the user added; persisted in `<data>/models.json` (`SSM_ARENA_DATA`, default `<repo>/data`)
@@ -104,6 +105,12 @@ _TOY = {
                         "Llama-style transformer trained on the toy-world corpus (bundled)."),
 }
 
+# bundled families listed only when their folder is there (no placeholder stands in for them)
+_TOY_OPTIONAL = {
+    "toy-hybrid": ("hybrid", "toy-transformer",
+                   "Bamba hybrid (Mamba-2 layers with two attention layers) trained on the toy-world corpus (bundled)."),
+}
+
 # Mamba paper pairing: same Pile data and GPT-NeoX tokenizer. Both were trained with 2048-token contexts.
 _HF_PAIRS = [("130m", "160m"), ("370m", "410m"), ("790m", "1b"), ("1.4b", "1.4b"), ("2.8b", "2.8b")]
 
@@ -113,6 +120,10 @@ def _builtin_specs() -> list[ModelSpec]:
     for name, (family, pair, desc) in _TOY.items():
         specs.append(ModelSpec(name, family, "bundled", str(BUNDLED_DIR / name), paired_with=pair,
                                description=desc))
+    for name, (family, pair, desc) in _TOY_OPTIONAL.items():
+        if (BUNDLED_DIR / name / "config.json").is_file():
+            specs.append(ModelSpec(name, family, "bundled", str(BUNDLED_DIR / name), paired_with=pair,
+                                   description=desc))
     for m, p in _HF_PAIRS:
         mname, pname = f"state-spaces/mamba-{m}-hf", f"EleutherAI/pythia-{p}"
         specs.append(ModelSpec(mname, "mamba", "hf", mname, paired_with=pname, train_context=2048,

@@ -111,3 +111,21 @@ def test_bundled_folder_reads_train_context(tiny_dirs, monkeypatch, tmp_path):
     assert spec.location == str(bundled / "toy-mamba")
     assert registry.availability(spec) == (True, f"Bundled with the dashboard ({bundled / 'toy-mamba'}).")
     assert registry.get_spec("toy-transformer").placeholder  # its folder is still missing
+
+
+def test_bundled_hybrid_is_listed_paired_and_selected_by_default_only_once_its_folder_is_there(monkeypatch, tmp_path):
+    from backend.arena.choices import default_selection, model_choices
+    from backend.experiments.config import default_models
+    from tests.backend.helpers import build_tiny_hybrid
+
+    bundled = tmp_path / "models"
+    bundled.mkdir()
+    monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
+    assert "toy-hybrid" not in {s.name for s in registry.list_specs()}  # no placeholder stands in for it
+    build_tiny_hybrid(bundled / "toy-hybrid")
+    spec = registry.get_spec("toy-hybrid")
+    assert (spec.family, spec.source, spec.paired_with, spec.placeholder) == ("hybrid", "bundled", "toy-transformer",
+                                                                              False)
+    assert registry.availability(spec)[0]
+    assert default_selection(model_choices()) == ["toy-mamba", "toy-transformer", "toy-hybrid"]
+    assert "toy-hybrid" in default_models()
