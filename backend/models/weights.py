@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 from backend.errors import CorruptModelError, ModelUnavailableError
@@ -54,10 +55,13 @@ def ensure_weights(folder: str | Path) -> Path:
     if is_fresh(folder):
         return folder
     packed, plain = folder / PACKED, folder / WEIGHTS
-    tmp = folder / f".{WEIGHTS}.{os.getpid()}.tmp"
-    try:
-        with lzma.open(packed, "rb") as src, open(tmp, "wb") as dst:
+    tmp = None
+    try:  # a name of its own per call: two threads of one process (two dashboard sessions) may unpack at once
+        fd, name = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".tmp", dir=folder)
+        tmp = Path(name)
+        with lzma.open(packed, "rb") as src, os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)
+        os.chmod(tmp, packed.stat().st_mode & 0o777)  # readable as the .xz is (mkstemp makes it owner-only)
         os.replace(tmp, plain)
     except (lzma.LZMAError, EOFError) as e:
         raise CorruptModelError(
@@ -68,7 +72,8 @@ def ensure_weights(folder: str | Path) -> Path:
             f"Could not unpack {packed} into {folder} ({e.strerror or e}). Free some disk space or make the folder "
             f"writable, then start again (or unpack it by hand: xz -dk {packed}).") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return folder
 
 
@@ -88,12 +93,16 @@ def pack_weights(folder: str | Path) -> Path:
     plain = folder / WEIGHTS
     if not plain.is_file():
         raise FileNotFoundError(f"No {WEIGHTS} in {folder}: train or save the model into that folder first.")
-    packed, tmp = folder / PACKED, folder / f".{PACKED}.{os.getpid()}.tmp"
+    packed = folder / PACKED
+    fd, name = tempfile.mkstemp(prefix=f".{PACKED}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(name)
     data = plain.read_bytes()
     try:
         tmp.write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=FILTERS))
         if lzma.decompress(tmp.read_bytes()) != data:  # never commit a .xz that does not give the weights back
             raise RuntimeError(f"{tmp} did not unpack to {plain}; nothing was written.")
+        os.chmod(tmp, plain.stat().st_mode & 0o777)
         os.replace(tmp, packed)
     finally:
         tmp.unlink(missing_ok=True)

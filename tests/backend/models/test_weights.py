@@ -41,6 +41,7 @@ def test_pack_then_unpack_gives_the_same_bytes_and_counts_params_from_either_for
     assert not weights.is_fresh(tmp_path)
     assert weights.ensure_weights(tmp_path) == tmp_path
     assert (tmp_path / weights.WEIGHTS).read_bytes() == data
+    assert (tmp_path / weights.WEIGHTS).stat().st_mode & 0o777 == packed.stat().st_mode & 0o777  # not owner-only
     assert weights.is_fresh(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model.safetensors.xz"]  # no tmp
 
@@ -119,3 +120,15 @@ def test_bundled_weights_are_tracked_packed_and_the_tree_fits_a_gpu_call():
         assert f"assets/models/{name}/model.safetensors" not in tracked, "commit the .xz (models --pack-weights)"
     size = sum((ROOT / p).stat().st_size for p in tracked if (ROOT / p).is_file())
     assert size < GPU_CARRY_LIMIT, f"the tracked tree is {size / 2**20:.1f} MiB: a GPU call carries 64 MiB at most"
+
+
+def test_threads_unpacking_at_once_each_end_with_the_whole_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = _checkpoint(tmp_path)
+    weights.pack_weights(tmp_path)
+    (tmp_path / weights.WEIGHTS).unlink()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: weights.ensure_weights(tmp_path), range(4)))
+    assert (tmp_path / weights.WEIGHTS).read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "model.safetensors.xz"]
