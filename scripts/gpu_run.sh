@@ -15,7 +15,8 @@
 #                                                   # issue 18: the inside view on CUDA
 #   OUT=/some/dir SEED=0 bash scripts/gpu_run.sh retrain14  # issue 14: five families, context mixture, one seed
 #   OUT=/some/dir SEED=0 STEPS=2099 bash scripts/gpu_run.sh retrain14  # seed 0 again at its step count: its five
-#     archives (~11 MB each) come back to bundle toy-hybrid (`toyworld unpack`, then commit the .xz)
+#     archives (~11 MB each) come back to bundle toy-hybrid (`toyworld unpack`, then commit the .xz). Run it
+#     alone in its call: with train_<tag>.jsonl, train_log.txt and logs_retrain14.txt that is the 8 files a call returns
 #   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
 #
 # `train` and `retrain14` write the checkpoints to a models folder and pack each into $OUT/<name>.tar.gz (its

@@ -33,8 +33,10 @@ formats (`backend/training/emergence.py`): few-shot with never-trained labels an
 (k = 0 and 8, chance 0.5), MQAR at 8, 32 and 64 pairs (exact match; a listed value at random would score
 1/pairs), a pass key among 4 needles at about 2,048 tokens, and QA over 4 passages with the gold one anywhere.
 Seeds change the initialisation and the batch order, not the data. Retrain with
-`OUT=<folder> SEED=<s> STEPS=2099 bash scripts/gpu_run.sh retrain14` (GPU); the checkpoints are not bundled
-(five more would take the tracked tree past what a GPU call may carry), their records are."""
+`OUT=<folder> SEED=<s> STEPS=2099 bash scripts/gpu_run.sh retrain14` (GPU, alone in its call: it returns eight
+files, the five checkpoints as archives among them). The checkpoints are not bundled yet, their records are: the
+bundled weights now travel as `.xz` (~10.8 MB each), which leaves room for `toy-hybrid` beside the trio in the
+64 MiB a GPU call carries, not for all five."""
 
 
 def _lines(path: Path) -> list[dict]:
