@@ -206,6 +206,7 @@ retrain14() {
   # short-to-long curriculum (last 20% of the steps on 8,192-token windows) and the emergence probes, one
   # process per model, one seed (SEED). Without STEPS the run is timed (TRAIN_BUDGET_S): the rendezvous fixes
   # one step count for all five; STEPS=N trains exactly N steps (the later seeds, at the first seed's count).
+  # MODELS=a,b trains only those (e.g. MODELS=toy-hybrid STEPS=2099: the checkpoint to bundle, alone on the GPU).
   # The hybrid's GPU checks run alongside (their log is in logs_retrain14.txt).
   local t0=$SECONDS S=${SEED:-0} steps=(--time-budget "${TRAIN_BUDGET_S:-330}")
   [ -n "${STEPS:-}" ] && steps=(--steps "$STEPS")
@@ -215,7 +216,7 @@ retrain14() {
     --deselect tests/backend/generation/test_hybrid_fast.py::test_triton_kernels_in_the_interpreter_match_hf \
     >"$LOGS/pytest_gpu_hybrid.log" 2>&1 &
   $PY -m backend train-all --parallel --out "$OUT" --tag "${TAG}_s$S" --no-eval --models-dir "/tmp/models_s$S" \
-    --models toy-mamba,toy-mamba2,toy-transformer,toy-hybrid,toy-transformer-deep "${steps[@]}" \
+    --models "${MODELS:-toy-mamba,toy-mamba2,toy-transformer,toy-hybrid,toy-transformer-deep}" "${steps[@]}" \
     --batch-size 12 --seq-len 1024 --lr 0.002 --warmup-steps 100 --decay-frac 0.2 --n-tokens 48000000 \
     --plan-after 40 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 --long-every 2 \
     --probe-at 0.125,0.25,0.5,0.75,1 --seed "$S" >"$LOGS/train_all.log" 2>&1
