@@ -129,6 +129,10 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     transpose_len copies seqlen-contiguous u, delta, z to channels-contiguous first (kernels/channels_last.py).
     par_len: seqlen-contiguous inputs on a grid that would split go to kernels/selective_scan_par.py instead
     (probe, results/scan_par_h100_1.jsonl.gz: B1 D4096 0.179 against 0.312 ms, B8 D1536 1.067 against 1.198).
+    len_tile: seqlen-contiguous inputs on an unsplit grid are read in place by kernels/selective_scan_len.py in
+    tiles of 4 positions (probe, results/scan_small_h100_1.jsonl.gz, a40dd1b: B16 D4096 L2048 1.70 ms and B64
+    D2048 L2048 2.94 ms against 2.04 and 4.05 with transpose_len's copies; tiles of 8: 1.64 and 3.52, of 16:
+    2.14 and 4.59; mamba-ssm's CUDA forward in the same call: 2.30 and 4.59 ms).
     batch and dim are accepted for per-shape rules; none is needed today."""
     n = max(16, triton.next_power_of_2(dstate))
     t = _t(device)
@@ -137,7 +141,7 @@ def scan_config(dstate: int, device, batch: int | None = None, dim: int | None =
     if t == "hip":  # a wavefront is 64 lanes: 2 wavefronts cover 128 channels (not measured on AMD yet)
         return LaunchConfig(num_warps=2, block_d=128, block_n=n, min_programs=1024, chunk_min=128, prefetch=1)
     return LaunchConfig(num_warps=2, block_d=64, block_n=n, min_programs=SPLIT_PROGRAMS, split_below=528,
-                        chunk_min=64, prefetch=1, bc_fp32=True, transpose_len=True, par_len=(64, 16, 4))
+                        chunk_min=64, prefetch=1, bc_fp32=True, transpose_len=True, par_len=(64, 16, 4), len_tile=4)
 
 
 SPLIT_PROGRAMS = 8448  # 64 2-warp programs per SM of an H100/H200 (132 SMs); 528 (split_below) is 4 per SM
