@@ -17,8 +17,10 @@ The RAG experiment's `data` is a plan file written by `python -m backend experim
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from backend.generation.interface import GenSettings
@@ -180,9 +182,23 @@ def _fmt(v: Any) -> str:
 
 
 def default_models() -> list[str]:
-    """The bundled models (Mamba, Mamba-2, transformer) when the registry has them, else its default pair."""
-    bundled = [s.name for s in registry.list_specs() if s.source == "bundled"]
+    """The bundled models trained like the default transformer (same mixture and tokens, from train_summary.json)
+    when the registry has two or more, else its default pair. A bundled model of another recipe (toy-hybrid,
+    issue 14's context mixture, beside the issue-13 trio) stays selectable but out of the defaults: a default
+    comparison must not mix a training difference into an architecture one."""
+    specs = [s for s in registry.list_specs() if s.source == "bundled"]
+    ref = next((_recipe(s) for s in specs if s.name == registry.default_pair()[1]), None)
+    bundled = [s.name for s in specs if _recipe(s) == ref]
     return bundled if len(bundled) >= 2 else list(registry.default_pair())
+
+
+def _recipe(spec) -> tuple | None:
+    """(mixture, tokens seen) of a bundled folder's train_summary.json; None without one (a placeholder)."""
+    try:
+        summary = json.loads((Path(spec.location) / "train_summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary.get("mixture") or summary.get("config", {}).get("mixture"), summary.get("tokens_seen")
 
 
 def profile_of(experiment: str, task: str = "", profile: str = "quick") -> dict[str, Any]:

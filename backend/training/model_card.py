@@ -24,6 +24,10 @@ ARCH = {
                   "{m2_heads} heads x {hd}, 1 group, expand 2, chunk_size {chunk}",
     "toy-transformer": "`LlamaForCausalLM`: d_model {d}, {attn_layers} layers, {heads} heads x 64, SwiGLU MLP {mlp}, "
                        "RoPE",
+    "toy-hybrid": "`BambaForCausalLM`: d_model {d}, {hyb_layers} layers (attention at {hyb_attn}, {heads} heads; "
+                  "Mamba-2 elsewhere, d_state {m2_state}, {m2_heads} heads x {hd}, expand 2), MLP {hyb_mlp}",
+    "toy-transformer-deep": "`LlamaForCausalLM`: d_model {deep_d}, {ssm_layers} layers (as deep as the SSMs), "
+                            "{deep_heads} heads, SwiGLU MLP {deep_mlp}, RoPE",
 }
 
 

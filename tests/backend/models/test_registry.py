@@ -113,7 +113,8 @@ def test_bundled_folder_reads_train_context(tiny_dirs, monkeypatch, tmp_path):
     assert registry.get_spec("toy-transformer").placeholder  # its folder is still missing
 
 
-def test_bundled_hybrid_is_listed_paired_and_selected_by_default_only_once_its_folder_is_there(monkeypatch, tmp_path):
+def test_bundled_hybrid_is_listed_paired_and_selected_by_default_only_once_its_folder_is_there(monkeypatch, tmp_path,
+                                                                                               tiny_dirs):
     from backend.arena.choices import default_selection, model_choices
     from backend.experiments.config import default_models
     from tests.backend.helpers import build_tiny_hybrid
@@ -128,4 +129,11 @@ def test_bundled_hybrid_is_listed_paired_and_selected_by_default_only_once_its_f
                                                                               False)
     assert registry.availability(spec)[0]
     assert default_selection(model_choices()) == ["toy-mamba", "toy-transformer", "toy-hybrid"]
-    assert "toy-hybrid" in default_models()
+    # the experiments' defaults compare models trained alike: the hybrid joins them only on the trio's recipe
+    for name in ("toy-mamba", "toy-transformer"):
+        shutil.copytree(tiny_dirs["mamba" if name == "toy-mamba" else "llama"], bundled / name)
+        (bundled / name / "train_summary.json").write_text(json.dumps({"tokens_seen": 42}))
+    (bundled / "toy-hybrid" / "train_summary.json").write_text(json.dumps({"tokens_seen": 24, "mixture": "context"}))
+    assert default_models() == ["toy-mamba", "toy-transformer"]
+    (bundled / "toy-hybrid" / "train_summary.json").write_text(json.dumps({"tokens_seen": 42}))
+    assert default_models() == ["toy-mamba", "toy-transformer", "toy-hybrid"]
