@@ -174,7 +174,8 @@ speed14() {
   timeout -s INT -k 20 "${BENCH_S:-280}" $PY -m backend bench --models "${MODELS:-1.4b,toy}" \
     --prompt-lens "${PROMPT_LENS:-512,2048}" ${BATCHES:+--batches "$BATCHES"} ${REPEATS:+--repeats "$REPEATS"} \
     --budget-s "$(( ${BENCH_S:-280} - 20 ))" --name "$TAG-${MODELS:-1.4b,toy}-paper" \
-    --jsonl "$OUT/bench_${TAG}_${MODELS:-1.4b_toy}_${N:-2}.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
+    --jsonl "$OUT/bench_${TAG}_$(echo "${MODELS:-1.4b,toy}" | tr , _)_${N:-2}.jsonl" >"$LOGS/bench_1.4b_toy.log" 2>&1
+  # (no comma in the file name: the device tool does not return such files, seen on 2026-12-07)
   echo "speed14 exit $?"; grep -E "^(model|pythia|mamba|toy)|max_batch" "$LOGS/bench_1.4b_toy.log" | tail -40
 }
 
