@@ -47,7 +47,6 @@ def model_choices(specs: list[ModelSpec] | None = None) -> Choices:
 
 
 def default_selection(choices: Choices) -> list[str]:
-    """The default pair (one SSM, one transformer) among the offered models, and the bundled hybrid beside them
-    when it is bundled (issue 14: the hybrid wherever the trio appears)."""
-    hybrids = [s.name for s in choices.offered if s.source == "bundled" and s.family == "hybrid"]
-    return [n for n in registry.default_pair() if n in choices.names] + hybrids[:1]
+    """The default pair (one SSM, one transformer) among the offered models. The bundled hybrid is offered
+    beside them but not preselected: it learnt from another recipe than the pair (its model card)."""
+    return [n for n in registry.default_pair() if n in choices.names]

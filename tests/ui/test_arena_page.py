@@ -39,11 +39,9 @@ def _outputs(at: AppTest) -> list[str]:
 def test_defaults_pair_an_ssm_with_a_transformer(arena_env):
     at = _arena()
     chosen = at.multiselect(key="arena_models").value
-    hybrid = ["toy-hybrid"] if (registry.BUNDLED_DIR / "toy-hybrid" / "config.json").is_file() else []
-    assert chosen == [*registry.default_pair(), *hybrid]  # the bundled hybrid streams beside the pair
+    assert chosen == list(registry.default_pair())
     families = {registry.get_spec(n).family for n in chosen}
     assert "transformer" in families and families & {"mamba", "mamba2"}
-    assert ("hybrid" in families) == bool(hybrid)
 
 
 def test_generate_two_fake_models_streams_columns_metrics_and_records_a_run(arena_env):

@@ -26,7 +26,8 @@ def test_leaderboard_with_intervals_and_a_card_per_bundled_model(arena_env, monk
     assert all(" [" in cell for cell in head["toy-transformer"])  # every value with its interval
     assert any("train_h200.jsonl" in c.value and "NVIDIA H200" in c.value for c in at.caption)
     cards = [e.label for e in at.expander if e.label.startswith("Model card: ")]
-    assert cards == ["Model card: toy-mamba", "Model card: toy-mamba2", "Model card: toy-transformer"]
+    assert cards == ["Model card: toy-mamba", "Model card: toy-mamba2", "Model card: toy-transformer",
+                     "Model card: toy-hybrid"]
     assert any("Evaluation (held-out split" in m.value for m in at.markdown)
 
 

@@ -36,7 +36,7 @@ def test_start_page_explains_the_models_with_held_out_scores_from_the_records(co
     at = _app()
     assert at.title[0].value == "SSM Arena"
     models, scores = at.table[0].value, at.table[1].value.reset_index()
-    assert list(models.index) == ["toy-mamba", "toy-mamba2", "toy-transformer"]
+    assert list(models.index) == ["toy-mamba", "toy-mamba2", "toy-transformer", "toy-hybrid"]
     assert set(models["training context (tokens)"]) == {1024}
     qa = scores[scores["task"] == "open-book QA (held-out passage)"].iloc[0]
     # the values of results/train_h200.jsonl, the records of the checkpoints on disk (their train_summary.json)

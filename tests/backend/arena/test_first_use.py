@@ -88,8 +88,7 @@ def test_hf_ids_not_on_disk_are_not_offered_offline_but_are_online(undecided, mo
     off = choices.model_choices()
     assert {"toy-mamba", "toy-transformer"} <= set(off.names) and not set(hf) & set(off.names)
     assert all("HF_HUB_OFFLINE" in why for s, why in off.unavailable if s.name in hf)
-    hybrid = ["toy-hybrid"] if (registry.BUNDLED_DIR / "toy-hybrid" / "config.json").is_file() else []
-    assert choices.default_selection(off) == ["toy-mamba", "toy-transformer", *hybrid]  # the bundled hybrid beside
+    assert choices.default_selection(off) == ["toy-mamba", "toy-transformer"]
     monkeypatch.delenv("HF_HUB_OFFLINE")
     network.reset()
     monkeypatch.setattr(network, "_probe", lambda host, timeout: True)
