@@ -224,9 +224,10 @@ def sweep_configs(kind: str):
 
     if kind == "scan":
         # the NVIDIA default first, then one change at a time: min_programs 0 never splits the sequence,
-        # split_below 0 splits below min_programs; par_len () splits seqlen-contiguous inputs too; len_tile 0 copies
-        # them (transpose_len) instead of reading them in place, 8 reads longer tiles. prefetch 1 (0 and 2 were slower at every shape) and no POLY (exps on the FMA pipes: slower
-        # at every shape on an H100, results/kernels_h100_4.jsonl)
+        # split_below 0 splits below min_programs; par_len () splits seqlen-contiguous inputs too; len_tile 0
+        # copies them (transpose_len) instead of reading them in place, 8 reads longer tiles. prefetch 1 (0 and 2
+        # were slower at every shape) and no POLY (exps on the FMA pipes: slower at every shape on an H100,
+        # results/kernels_h100_4.jsonl)
         d, r = scan_config(16, "cuda"), dataclasses.replace
         return [d, r(d, min_programs=0, split_below=0), r(d, split_below=0), r(d, min_programs=4224, chunk_min=128),
                 r(d, min_programs=16896, chunk_min=32), r(d, bc_fp32=False), r(d, bc_fp32_split=True),

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def bundled_folder(name: str) -> Path:
+    return REPO / "assets" / "models" / name
 LONG_CONTEXT = 1 << 20  # max_position_embeddings given to random-weight transformer shapes
 
 
@@ -82,7 +86,7 @@ PRESETS: dict[str, list[str]] = {
     "130m": ["pythia-160m", "mamba-130m", "mamba2-130m"],
     "1.4b": ["pythia-1.4b", "mamba-1.4b"],
     "toy": ["toy-transformer", "toy-mamba", "toy-mamba2"]
-           + (["toy-hybrid"] if (REPO / "assets" / "models" / "toy-hybrid" / "config.json").is_file() else []),
+           + (["toy-hybrid"] if (bundled_folder("toy-hybrid") / "config.json").is_file() else []),
 }
 
 
@@ -132,10 +136,6 @@ def expand_models(names: list[str]) -> list[str]:
             if s not in out:
                 out.append(s)
     return out
-
-
-def bundled_folder(name: str) -> Path:
-    return REPO / "assets" / "models" / name
 
 
 def partner_of(name: str, run: dict[str, str] | None = None) -> str | None:

@@ -59,9 +59,10 @@ def weights_sha256(name: str) -> str | None:
         from backend.models import registry
 
         spec = registry.get_spec(name)
-        if spec.source != "hf":
-            ensure_weights(spec.location)  # the hash of the unpacked bytes, the same as before they were packed
-        files = sorted(Path(spec.location).glob("*.safetensors")) if spec.source != "hf" else []
+        if spec.source == "hf":
+            return None
+        ensure_weights(spec.location)  # the hash of the unpacked bytes, the same as before they were packed
+        files = sorted(Path(spec.location).glob("*.safetensors"))
     except Exception:  # unknown to the registry (tests, fakes) or not a folder
         return None
     if not files:

@@ -117,11 +117,8 @@ _HF_PAIRS = [("130m", "160m"), ("370m", "410m"), ("790m", "1b"), ("1.4b", "1.4b"
 
 def _builtin_specs() -> list[ModelSpec]:
     specs = []
-    for name, (family, pair, desc) in _TOY.items():
-        specs.append(ModelSpec(name, family, "bundled", str(BUNDLED_DIR / name), paired_with=pair,
-                               description=desc))
-    for name, (family, pair, desc) in _TOY_OPTIONAL.items():
-        if (BUNDLED_DIR / name / "config.json").is_file():
+    for name, (family, pair, desc) in {**_TOY, **_TOY_OPTIONAL}.items():
+        if name in _TOY or (BUNDLED_DIR / name / "config.json").is_file():
             specs.append(ModelSpec(name, family, "bundled", str(BUNDLED_DIR / name), paired_with=pair,
                                    description=desc))
     for m, p in _HF_PAIRS:

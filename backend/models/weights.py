@@ -99,9 +99,10 @@ def pack_weights(folder: str | Path) -> Path:
     tmp = Path(name)
     data = plain.read_bytes()
     try:
-        tmp.write_bytes(lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=FILTERS))
-        if lzma.decompress(tmp.read_bytes()) != data:  # never commit a .xz that does not give the weights back
-            raise RuntimeError(f"{tmp} did not unpack to {plain}; nothing was written.")
+        blob = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=FILTERS)
+        if lzma.decompress(blob) != data:  # never commit a .xz that does not give the weights back
+            raise RuntimeError(f"The .xz made from {plain} did not unpack to it; nothing was written.")
+        tmp.write_bytes(blob)
         os.chmod(tmp, plain.stat().st_mode & 0o777)
         os.replace(tmp, packed)
     finally:

@@ -31,7 +31,7 @@ def pack(name_or_folder: str, out: str | Path | None = None) -> Path:
         pack_weights(folder)
     with tarfile.open(out, "w:gz") as tar:
         for f in sorted(folder.iterdir()):
-            if f.is_file() and not (f.name == WEIGHTS and (folder / PACKED).is_file()) and not f.name.startswith("."):
+            if f.is_file() and f.name != WEIGHTS and not f.name.startswith("."):  # the weights go in as the .xz
                 tar.add(f, arcname=f"{folder.name}/{f.name}")
     return out
 
