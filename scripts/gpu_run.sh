@@ -235,13 +235,11 @@ ladder14() {
   local S=${SEED:-0}
   timeout -s INT -k 20 "${LIMIT_S:-570}" \
   $PY -m backend train-all --parallel --out "$OUT" --tag "${TAG}_${PRESET:?set PRESET}_s$S" --no-eval \
-    --models-dir "/tmp/models_${PRESET}_s$S" --models "${MODELS:?set MODELS, e.g. toy-mamba}" --preset "$PRESET" \
+    --models-dir "/tmp/models_${PRESET}_s$S" --no-pack --models "${MODELS:?set MODELS, e.g. toy-mamba}" --preset "$PRESET" \
     --steps "${STEPS:-2099}" --batch-size 12 --seq-len 1024 --lr "${LR:-0.002}" --warmup-steps 100 \
     --decay-frac 0.2 --n-tokens 48000000 --log-every 50 --mixture context --long-seq-len 8192 --long-frac 0.2 \
     --long-every 2 --probe-at 0.125,0.25,0.5,0.75,1 --seed "$S" >"$LOGS/train_all.log" 2>&1
-  local rc=$?
-  rm -f "$OUT"/*.tar.gz  # too large to return
-  return $rc
+  return $?  # --no-pack: the checkpoints stay on the machine (a medium archive is over what a call returns)
 }
 
 case "${1:-}" in

@@ -19,6 +19,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-timeout", type=float, default=130.0)
     p.add_argument("--quick-eval", action="store_true")
     p.add_argument("--no-eval", action="store_true", help="train and pack only")
+    p.add_argument("--no-pack", action="store_true",
+                   help="leave the checkpoints in --models-dir, unpacked (the size ladder: its archives are too "
+                        "large to return, and packing a ~29M model's weights as .xz took minutes); implies --no-eval")
     p.add_argument("--parallel", action="store_true",
                     help="one process per model, all at once, step count agreed at a rendezvous (GPU)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",

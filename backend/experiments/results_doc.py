@@ -204,7 +204,7 @@ def _training(path: Path) -> str:
         run, t = d["run"], d["measurements"]
         t = t[t["metric"] == "final_loss"] if "metric" in t else t  # not the emergence probes' rows
         meta, cfg = run.get("meta") or {}, run.get("config") or {}
-        out += [f"**`{path.name}`**: run `{run.get('name')}` ({(d['end'] or {}).get('status')}) on "
+        out += [""] * bool(out) + [f"**`{path.name}`**: run `{run.get('name')}` ({(d['end'] or {}).get('status')}) on "
                 f"{meta.get('device_name')}, commit {_sha(run)}; torch {meta.get('torch')}, triton {meta.get('triton')}, "
                 f"transformers {meta.get('transformers')}; {t['train_dtype'].iloc[0]}."
                 + (f" Records rebuilt: {meta['reconstructed']}." if meta.get("reconstructed") else ""), "",

@@ -34,9 +34,11 @@ formats (`backend/training/emergence.py`): few-shot with never-trained labels an
 1/pairs), a pass key among 4 needles at about 2,048 tokens, and QA over 4 passages with the gold one anywhere.
 Seeds change the initialisation and the batch order, not the data. Retrain with
 `OUT=<folder> SEED=<s> STEPS=2099 bash scripts/gpu_run.sh retrain14` (GPU, alone in its call: it returns eight
-files, the five checkpoints as archives among them). The checkpoints are not bundled yet, their records are: the
-bundled weights now travel as `.xz` (~10.8 MB each), which leaves room for `toy-hybrid` beside the trio in the
-64 MiB a GPU call carries, not for all five."""
+files, the five checkpoints as archives among them). Of these checkpoints only `toy-hybrid` is bundled (seed 0,
+retrained alone: the `_bundle` file); the others' records are committed, their weights are not. The size ladder
+(`_medium_` files: ~29M parameters, width 512; `large`: ~90M) trains the same recipe at the same 2,099 steps x 12 x
+1,024 tokens, two models per call (`OUT=<folder> PRESET=medium MODELS=toy-hybrid,toy-transformer bash
+scripts/gpu_run.sh ladder14`; its checkpoints stay on the GPU machine), with the same probes inside training."""
 
 
 def _lines(path: Path) -> list[dict]:
@@ -72,7 +74,7 @@ def probe_table(path: Path) -> str:
         seed = next((d.get("seed") for d in rows if d.get("seed") is not None), cfg.get("seed"))
         out += [f"Emergence probes of **`{path.name}`** (run `{run.get('name')}`, seed {seed}, "
                 f"{meta.get('device_name')}, commit {((meta.get('git_sha') or '')[:7]) or 'not recorded'}; "
-                f"{_long_phase(cfg)}), n = {max(d['n'] for d in probes)} items per probe (pass key: "
+                f"preset {cfg.get('preset') or 'small'}; {_long_phase(cfg)}), n = {max(d['n'] for d in probes)} items per probe (pass key: "
                 f"{min(d['n'] for d in probes)}), at " + ", ".join(f"{tokens[s] / 1e6:.1f}M" for s in steps) +
                 " tokens:", "",
                 "| model | " + " | ".join(f"{t} (chance {probes[[p['task'] for p in probes].index(t)]['chance']:.2f})"

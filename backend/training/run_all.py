@@ -135,6 +135,9 @@ def run(a: argparse.Namespace) -> int:
         train(cfg, log=lambda s: print(s, flush=True))
 
     folders = [Path(a.models_dir) / m for m in cfg.models]
+    if getattr(a, "no_pack", False):
+        print(f"checkpoints left unpacked in {a.models_dir} (--no-pack)", flush=True)
+        return 0
     for f in folders:
         print(f"packed {pack(str(f), out)}", flush=True)
     if not a.no_eval and getattr(a, "ray", None):  # one Ray shard per checkpoint (backend/scale/evals.py)

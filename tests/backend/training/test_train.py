@@ -121,14 +121,15 @@ def test_parallel_training_agrees_on_one_step_count_and_one_stream(tmp_path):
 
 def test_parallel_training_with_fixed_steps_and_a_curriculum(tmp_path):
     """--parallel with --steps (a later seed at the first seed's step count): no rendezvous, each process trains
-    exactly that many steps on the same two streams (the context mixture, then the long documents)."""
+    exactly that many steps on the same two streams (the context mixture, then the long documents). --no-pack
+    (the size ladder's calls) leaves the checkpoints unpacked: no archive in --out."""
     out, models = tmp_path / "out", tmp_path / "models"
     names = ["toy-hybrid", "toy-transformer-deep"]
     rc = cli_main(["train-all", "--out", str(out), "--tag", "cpu", "--preset", "tiny", "--seq-len", "32",
                    "--batch-size", "4", "--n-tokens", "20000", "--parallel", "--steps", "6", "--warmup-steps", "2",
                    "--no-eval", "--device", "cpu", "--models-dir", str(models), "--models", ",".join(names),
                    "--mixture", "context", "--long-seq-len", "64", "--long-frac", "0.34", "--long-every", "1",
-                   "--seed", "2",
+                   "--seed", "2", "--no-pack",
                    "--stream-file", str(tmp_path / "stream.npy"), "--log-every", "2"])
     assert rc == 0
     summaries = [json.loads((models / m / "train_summary.json").read_text()) for m in names]
@@ -137,6 +138,8 @@ def test_parallel_training_with_fixed_steps_and_a_curriculum(tmp_path):
                for s in summaries)
     assert len({s["config"]["long_stream_file"] for s in summaries}) == 1
     assert all(s["tokens_seen"] == 3 * 4 * 32 + 3 * 2 * 64 for s in summaries)
+    assert not list(out.glob("*.tar.gz")) and (out / "train_cpu.jsonl").is_file()
+    assert all((models / m / "model.safetensors").is_file() for m in names)
 
 
 def test_train_speed_records_each_path(tmp_path, capsys):
