@@ -39,6 +39,7 @@ from backend.toyworld import (
     qa_pairs,
     recall_segments,
 )
+from backend.runinfo import run_meta
 from backend.training.batched import load_batched
 from store import RecordWriter
 
@@ -209,8 +210,6 @@ def run_suite(gen, cfg: EvalConfig | None = None, log=None) -> list[dict]:
 def run(a: argparse.Namespace) -> int:
     import torch
 
-
-
     device = str(resolve_device(a.device))
     cfg = EvalConfig(**(QUICK if a.quick else {}))
     if a.tasks:
@@ -219,7 +218,7 @@ def run(a: argparse.Namespace) -> int:
     for folder in a.folders:
         gen = load_batched(folder, device=device, max_batch_tokens=a.max_batch_tokens)
         run_id = w.start_run("toyworld_eval", {**asdict(cfg), "folder": str(folder)},
-                             {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                             {**run_meta(device), "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                               "path": gen.info.path}, name=f"toyworld eval {gen.info.name}")
         recs = run_suite(gen, cfg, log=lambda s: print(s, flush=True))
         dev_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
