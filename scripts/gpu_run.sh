@@ -17,7 +17,11 @@
 #   OUT=/some/dir SEED=0 STEPS=2099 bash scripts/gpu_run.sh retrain14  # seed 0 again at its step count: its five
 #     archives (~11 MB each) come back to bundle toy-hybrid (`toyworld unpack`, then commit the .xz). Run it
 #     alone in its call: with train_<tag>.jsonl, train_log.txt and logs_retrain14.txt that is the 8 files a call returns
-#   OUT=/some/dir PRESET=medium MODELS=toy-mamba bash scripts/gpu_run.sh ladder14  # issue 14: the size ladder
+#   OUT=/some/dir PRESET=medium MODELS=toy-hybrid,toy-transformer bash scripts/gpu_run.sh ladder14  # issue 14: the
+#     size ladder. Medium on an H100 (2026-12-08): hybrid + transformer trained in 228 s (455 s for the call on a
+#     fresh machine, token streams built and two archives packed); Mamba + Mamba-2 in 440 s (on the same warm
+#     machine, streams cached), so on a fresh machine run those two alone. Checkpoints are not packed now
+#     (--no-pack): only the records come back
 #
 # `train` and `retrain14` write the checkpoints to a models folder and pack each into $OUT/<name>.tar.gz (its
 # weights as model.safetensors.xz, ~11 MB for the bundled size: under the 16 MiB a returned file may have). Unpack those into
@@ -229,8 +233,8 @@ retrain14() {
 
 ladder14() {
   # issue 14's size ladder: the same recipe and tokens as retrain14 (2,099 steps x 12 x 1,024) at PRESET
-  # (medium | large) for MODELS (default: one model per call: a larger model shares the GPU badly, and a call
-  # cannot carry a run's optimizer state to the next: each run has to finish inside one 10-minute call).
+  # (medium | large) for MODELS (a call cannot carry a run's optimizer state to the next: each run has to finish
+  # inside one 10-minute call; at medium two models at once do, see the usage above).
   # The checkpoints stay on the machine (over the 16 MiB a returned file may have); the records come back.
   local S=${SEED:-0}
   timeout -s INT -k 20 "${LIMIT_S:-570}" \
