@@ -67,8 +67,10 @@ def _scores(votes, by: str):
 
 
 st.title("Blind A/B")
-st.caption("Two anonymous columns: one state space model and one transformer, in random order. Read both, vote, "
-           "then see which was which. Votes go to the results store; the leaderboard below ranks them.")
+st.caption("Two anonymous columns: one model with state space layers (Mamba, Mamba-2 or the Mamba-2/attention "
+           "hybrid) and one transformer, in random order. Read both, vote, then see which was which. Votes go to the "
+           "results store; the leaderboard below ranks them. The bundled hybrid learnt from another recipe than the "
+           "bundled trio (its model card), so its score compares a recipe as well as an architecture.")
 store = store_or_stop()
 
 st.selectbox("Example prompts (formats the bundled models were trained on)", [e.title for e in examples()],

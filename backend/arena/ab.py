@@ -1,5 +1,6 @@
-"""Blind A/B: one SSM and one transformer answer the same prompt in anonymous columns A and B (which is
-which is drawn at random), the user votes, and the vote is stored with the prompt and both outputs.
+"""Blind A/B: one model with state space layers (Mamba, Mamba-2 or a hybrid) and one transformer answer the
+same prompt in anonymous columns A and B (which is which is drawn at random), the user votes, and the vote is
+stored with the prompt and both outputs.
 
     pair = draw_pair(offered_specs)                    # raises NoPairError with a sentence
     ... both columns generate (backend.generation.compare.CompareJob, labels "A" and "B") ...
@@ -43,13 +44,16 @@ class BlindPair:
         return self.model_a if label == "A" else self.model_b
 
 
+STATE_FAMILIES = (*SSM_FAMILIES, "hybrid")  # the side that is not a transformer: the research question's SSMs and hybrids
+
+
 def draw_pair(specs, rng: random.Random | None = None) -> BlindPair:
-    """One SSM (mamba / mamba2) and one transformer from `specs`, in random order."""
+    """One model of STATE_FAMILIES (mamba / mamba2 / hybrid) and one transformer from `specs`, in random order."""
     rng = rng or secrets.SystemRandom()
-    ssms = [s for s in specs if s.family in SSM_FAMILIES]
+    ssms = [s for s in specs if s.family in STATE_FAMILIES]
     tfs = [s for s in specs if s.family == "transformer"]
     if not ssms or not tfs:
-        missing = "state space model (Mamba / Mamba-2)" if not ssms else "transformer"
+        missing = "state space model (Mamba / Mamba-2 / hybrid)" if not ssms else "transformer"
         raise NoPairError(f"Blind A/B needs at least one {missing} that can load here. Add one on the Models "
                           "page (a local folder) or use the bundled models.")
     ssm, tf = rng.choice(ssms), rng.choice(tfs)

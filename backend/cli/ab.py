@@ -1,7 +1,7 @@
 """`python -m backend ab`: the Blind A/B page from a terminal (argument parsing; the work is backend.arena).
 
   python -m backend ab --prompt "Question: Where does Teakelairk Taloukelea live?\\nAnswer:"
-        one blind pair (one SSM, one transformer, random order): both answers, your vote, then who was who
+        one blind pair (one SSM or hybrid, one transformer, random order): both answers, your vote, then who was who
   python -m backend ab --leaderboard [--by model|family] [--resamples 200]
         Bradley-Terry scores (Elo scale) with 95% bootstrap intervals from the stored votes
   python -m backend ab --export votes.csv        every vote with its prompt and outputs (.csv, .parquet, .jsonl)

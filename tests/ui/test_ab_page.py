@@ -34,8 +34,8 @@ def test_a_pair_is_one_ssm_and_one_transformer_in_anonymous_columns(arena_env):
     at.button(key="ab_new").click().run()
     assert not at.exception, at.exception
     pair = _pair(at)
-    assert {registry.get_spec(pair.model_a).family in SSM_FAMILIES,
-            registry.get_spec(pair.model_b).family in SSM_FAMILIES} == {True, False}
+    assert {registry.get_spec(pair.model_a).family in ab.STATE_FAMILIES,
+            registry.get_spec(pair.model_b).family in ab.STATE_FAMILIES} == {True, False}
     assert [h.value for h in at.subheader][:2] == ["A", "B"]
     # the two answer columns (their code blocks are model output, which may say anything)
     cols = [c for c in at.columns if [h.value for h in c.subheader] in (["A"], ["B"])]
@@ -79,8 +79,20 @@ def test_vote_reveals_the_models_and_stores_the_vote_with_prompt_and_outputs(are
 
 def test_order_is_random_over_pairs(arena_env):
     specs = registry.list_specs()
-    firsts = {ab.draw_pair(specs, random.Random(seed)).family_a in SSM_FAMILIES for seed in range(40)}
+    firsts = {ab.draw_pair(specs, random.Random(seed)).family_a in ab.STATE_FAMILIES for seed in range(40)}
     assert firsts == {True, False}
+
+
+def test_the_hybrid_is_drawn_against_a_transformer():
+    """A bundled hybrid takes the state-space side of a pair (as Mamba and Mamba-2 do); each pair is one such
+    model and one transformer, never two of a kind."""
+    specs = [registry.ModelSpec(name=n, family=f, source="local", location="") for n, f in
+             (("m", "mamba"), ("m2", "mamba2"), ("h", "hybrid"), ("t", "transformer"))]
+    pairs = [ab.draw_pair(specs, random.Random(seed)) for seed in range(60)]
+    assert all(sorted([p.family_a == "transformer", p.family_b == "transformer"]) == [False, True] for p in pairs)
+    assert {p.family_a if p.family_b == "transformer" else p.family_b for p in pairs} == {"mamba", "mamba2", "hybrid"}
+    with pytest.raises(ab.NoPairError, match="hybrid"):
+        ab.draw_pair([s for s in specs if s.family == "transformer"])
 
 
 def test_without_a_transformer_the_page_says_what_to_do(arena_env, monkeypatch):

@@ -29,7 +29,7 @@ def test_a_blind_pair_vote_then_the_leaderboard_and_the_export(fake_env, tmp_pat
     assert "Bradley-Terry scores by model (1 vote(s)" in out and "Bradley-Terry scores by family" in out
     votes = pd.read_csv(tmp_path / "v.csv")
     assert list(votes["vote"]) == ["b"] and votes["prompt"][0] == "Question: Where does Ana live?\nAnswer:"
-    assert {votes["family_a"][0], votes["family_b"][0]} & {"mamba", "mamba2"} and "transformer" in {
+    assert {votes["family_a"][0], votes["family_b"][0]} & {"mamba", "mamba2", "hybrid"} and "transformer" in {
         votes["family_a"][0], votes["family_b"][0]}
 
 
