@@ -87,8 +87,11 @@ def run_findings(preds: pd.DataFrame, kind: str, families: dict[str, str]) -> li
     paired = stats.paired_table(preds, by, filt, refs)
     held = paired[paired["holds"]] if not paired.empty else paired
     out = []
-    if held.empty:
-        ref = " / ".join(sorted(set(paired["reference"]))) if not paired.empty else "the transformer"
+    if paired.empty:
+        out.append("- No paired comparison: the run has no reference model (a transformer) beside "
+                   + ", ".join(dict.fromkeys(acc["model"])) + ".")
+    elif held.empty:
+        ref = " / ".join(sorted(set(paired["reference"])))
         out.append(f"- No difference from {ref} holds in any of the {len(paired)} (model, cell) comparisons.")
     else:
         for model, g in held.groupby("model", sort=True):

@@ -164,6 +164,8 @@ def test_science_findings_name_ceilings_floors_and_what_holds():
     assert "Below the floor" in text and "k=2 (floor 0.50)" in text
     assert "toy-mamba minus toy-transformer holds in 1 of 4 cells: k=4:" in text
     assert version_label(preds) == "no scored rows"  # params without a task name
+    alone = run_findings(preds[preds["model"] == "toy-mamba"], "experiment-fewshot", {})  # no reference model
+    assert alone[0] == "- No paired comparison: the run has no reference model (a transformer) beside toy-mamba."
     preds["params"] = [{**p, "task": "fewshot-arbitrary", "task_version": 2} for p in preds["params"]]
     assert version_label(preds) == "fewshot-arbitrary v2"
 
