@@ -20,8 +20,9 @@
 #   OUT=/some/dir PRESET=medium MODELS=toy-hybrid,toy-transformer bash scripts/gpu_run.sh ladder14  # issue 14: the
 #     size ladder. Medium on an H100 (2026-12-08): hybrid + transformer trained in 228 s (455 s for the call on a
 #     fresh machine, token streams built and two archives packed); Mamba + Mamba-2 in 440 s (on the same warm
-#     machine, streams cached), so on a fresh machine run those two alone. Checkpoints are not packed now
-#     (--no-pack): only the records come back
+#     machine, streams cached), so on a fresh machine run those two alone. PRESET=large (~110M, width 1,024,
+#     the same depths): one model per call, not timed yet. Checkpoints are not packed (--no-pack): only the
+#     records come back
 #
 # `train` and `retrain14` write the checkpoints to a models folder and pack each into $OUT/<name>.tar.gz (its
 # weights as model.safetensors.xz, ~11 MB for the bundled size: under the 16 MiB a returned file may have). Unpack those into

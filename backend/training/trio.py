@@ -23,8 +23,11 @@ Two Mamba layers per transformer layer, as in the Mamba paper (a Mamba block has
 attention + MLP block). Embeddings are tied; vocabulary 4096 (the shared toy-world tokenizer). Stored in
 bf16 each small checkpoint is under 16 MiB.
 
-Presets: "small" is the bundled size; "medium" (~29M) and "large" (~90M) are the size ladder of issue 14
+Presets: "small" is the bundled size; "medium" (~29M) and "large" (~110M) are the size ladder of issue 14
 (trained at equal tokens, results committed, checkpoints not); "tiny" is every family shrunk for CPU tests.
+The ladder grows width only (256, 512, 1,024), at the same depths: at these sizes a training step on an H100 is
+bound by per-layer overhead, not FLOPs (medium Mamba 184 ms a step against small's 186, 2026-12-08), so depth
+sets the time, and a whole run has to fit one 10-minute GPU call (a 24-layer large would not: ~1.5x medium's).
 tests/backend/training/test_families.py checks that the families of each preset are within 10% of each other.
 """
 
@@ -45,9 +48,9 @@ PRESETS: dict[str, dict] = {
     "medium": {"d": 512, "ssm_layers": 16, "attn_layers": 8, "heads": 8, "mlp": 1536, "m2_heads": 16,
                "m1_state": 16, "m2_state": 64, "chunk": 32, "hyb_layers": 10, "hyb_attn": [3, 7], "hyb_mlp": 768,
                "deep_d": 384, "deep_heads": 6, "deep_mlp": 1024},
-    "large": {"d": 768, "ssm_layers": 24, "attn_layers": 12, "heads": 12, "mlp": 2304, "m2_heads": 24,
-              "m1_state": 16, "m2_state": 64, "chunk": 32, "hyb_layers": 14, "hyb_attn": [3, 7, 10],
-              "hyb_mlp": 1344, "deep_d": 576, "deep_heads": 9, "deep_mlp": 1536},
+    "large": {"d": 1024, "ssm_layers": 16, "attn_layers": 8, "heads": 16, "mlp": 3072, "m2_heads": 32,
+              "m1_state": 16, "m2_state": 64, "chunk": 32, "hyb_layers": 10, "hyb_attn": [3, 7], "hyb_mlp": 1536,
+              "deep_d": 768, "deep_heads": 12, "deep_mlp": 2048},
     "tiny": {"d": 32, "ssm_layers": 2, "attn_layers": 1, "heads": 2, "mlp": 96, "m2_heads": 4,
              "m1_state": 4, "m2_state": 8, "chunk": 16, "hyb_layers": 2, "hyb_attn": [1], "hyb_mlp": 48,
              "deep_d": 32, "deep_heads": 2, "deep_mlp": 48},
