@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from backend.device import resolve_device
 from backend.generation.interface import GenSettings
+from backend.runinfo import run_meta
 from backend.toyworld import (
     ANSWER_END,
     FEWSHOT_TASKS,
@@ -39,7 +40,6 @@ from backend.toyworld import (
     qa_pairs,
     recall_segments,
 )
-from backend.runinfo import run_meta
 from backend.training.batched import load_batched
 from store import RecordWriter
 
