@@ -32,14 +32,33 @@ ARCH = {
 
 
 def read_records(path: Path) -> tuple[list[dict], list[dict]]:
+    """(one summary row per trained model, the evaluation rows) of a results file (plain, .gz or .xz). A train
+    run's emergence-probe rows (issue 14) are not summaries: only rows with a final loss are."""
     kinds, train, evals = {}, [], []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for _, r, _ in iter_records(path):
+        if not r:
+            continue
         if r["type"] == "run":
             kinds[r["run_id"]] = r["kind"]
         elif r["type"] == "measurement":
-            (train if kinds.get(r["run_id"]) == "train" else evals).append(r["data"])
+            if kinds.get(r["run_id"]) != "train":
+                evals.append(r["data"])
+            elif "final_loss" in r["data"]:
+                train.append(r["data"])
     return train, evals
+
+
+def check_template(train: list[dict]) -> None:
+    """The cards' template is the issue-3 trio's (its corpus, its targets): refuse anything else, before any card
+    is written, with a sentence saying where such a model's card comes from."""
+    other = [f"{s['model']} (mixture {s.get('mixture')})" for s in train
+             if s["model"] not in MODEL_NAMES or s.get("mixture") not in (None, "v1")]
+    if other:
+        raise ValueError(
+            "model-card writes the cards of the trio trained on the v1 corpus (issue 3's template); "
+            f"{', '.join(other)} learnt from another recipe, so its card is written by hand from its records (as "
+            "assets/models/toy-hybrid/README.md is). Pass a results file of a `train` run of the trio instead. "
+            "No card was written.")
 
 
 def _ci(r: dict) -> str:
@@ -265,6 +284,7 @@ def read_errors(path: Path | None) -> list[dict]:
 def write_cards(results: Path, models_dir: Path, run_command: str = RUN_COMMAND,
                 errors_path: Path | None = None, copy_results: Path | None = None) -> list[Path]:
     train, evals = read_records(results)
+    check_template(train)
     errors = read_errors(errors_path)
     out = []
     for s in train:

@@ -63,3 +63,20 @@ def test_a_model_that_copies_nothing_gets_a_known_limitation(models, tmp_path):
     text = (models / "toy-mamba" / "README.md").read_text()
     assert f"0 of {sum(n for _, n in acc['toy-mamba'].values())} sequences" in text
     assert copy_note("toy-mamba", None) == "" and copy_note("toy-mamba", tmp_path / "missing.jsonl") == ""
+
+
+def test_a_model_of_another_recipe_is_refused_before_any_card_is_written(tmp_path):
+    """The bundled hybrid's training file (issue 14's context mixture, with emergence-probe rows and a .gz
+    suffix): model-card says why it cannot write that card and leaves the hand-written one as it was."""
+    results = ROOT / "results" / "train14_h100_s0_bundle.jsonl.gz"
+    if not results.is_file():
+        pytest.skip("results/train14_h100_s0_bundle.jsonl.gz is not committed")
+    train, evals = read_records(results)
+    assert [s["model"] for s in train] == ["toy-hybrid"] and "final_loss" in train[0]  # probe rows are not summaries
+    assert {r["task"] for r in evals} >= {"qa_open", "fewshot", "arithmetic"}
+    folder = tmp_path / "toy-hybrid"
+    folder.mkdir()
+    (folder / "README.md").write_text("hand-written\n")
+    with pytest.raises(ValueError, match="toy-hybrid \\(mixture context\\) learnt from another recipe"):
+        write_cards(results, tmp_path)
+    assert (folder / "README.md").read_text() == "hand-written\n"
