@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+LONG_CONTEXT = 1 << 20  # max_position_embeddings given to random-weight transformer shapes
 
 
 def bundled_folder(name: str) -> Path:
     return REPO / "assets" / "models" / name
-LONG_CONTEXT = 1 << 20  # max_position_embeddings given to random-weight transformer shapes
 
 
 @dataclass(frozen=True)

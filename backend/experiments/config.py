@@ -17,10 +17,8 @@ The RAG experiment's `data` is a plan file written by `python -m backend experim
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from backend.generation.interface import GenSettings
@@ -194,9 +192,8 @@ def default_models() -> list[str]:
 
 def _recipe(spec) -> tuple | None:
     """(mixture, tokens seen) of a bundled folder's train_summary.json; None without one (a placeholder)."""
-    try:
-        summary = json.loads((Path(spec.location) / "train_summary.json").read_text())
-    except (OSError, ValueError):
+    summary = registry.train_summary(spec.location)
+    if not summary:
         return None
     return summary.get("mixture") or summary.get("config", {}).get("mixture"), summary.get("tokens_seen")
 

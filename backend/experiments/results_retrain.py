@@ -36,9 +36,10 @@ Seeds change the initialisation and the batch order, not the data. Retrain with
 `OUT=<folder> SEED=<s> STEPS=2099 bash scripts/gpu_run.sh retrain14` (GPU, alone in its call: it returns eight
 files, the five checkpoints as archives among them). Of these checkpoints only `toy-hybrid` is bundled (seed 0,
 retrained alone: the `_bundle` file); the others' records are committed, their weights are not. The size ladder
-(`_medium_` files: ~29M parameters, width 512; `_large_`: ~110M, width 1,024; the same depths) trains the same recipe at the same 2,099 steps x 12 x
-1,024 tokens, two models per call (`OUT=<folder> PRESET=medium MODELS=toy-hybrid,toy-transformer bash
-scripts/gpu_run.sh ladder14`; its checkpoints stay on the GPU machine), with the same probes inside training."""
+(`_medium_` files: ~29M parameters, width 512; `_large_`: ~110M, width 1,024; the same depths) trains the same
+recipe at the same 2,099 steps x 12 x 1,024 tokens, two models per call (`OUT=<folder> PRESET=medium
+MODELS=toy-hybrid,toy-transformer bash scripts/gpu_run.sh ladder14`; its checkpoints stay on the GPU machine),
+with the same probes inside training."""
 
 
 def _lines(path: Path) -> list[dict]:

@@ -146,15 +146,22 @@ def _bundled_view(spec: ModelSpec) -> ModelSpec:
     return replace(spec, train_context=train_context_of(folder, cfg))
 
 
+def train_summary(folder: str | Path) -> dict:
+    """The trainer's train_summary.json of a model folder; {} when it is absent or unreadable."""
+    try:
+        summary = json.loads((Path(folder) / "train_summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def train_context_of(folder: Path, cfg: dict) -> int | None:
     """Training sequence length of a model folder: config "train_context", else the trainer's
     train_summary.json (config.seq_len), else max_position_embeddings (transformers)."""
     ctx = cfg.get("train_context")
     if not ctx:
-        try:
-            ctx = json.loads((Path(folder) / "train_summary.json").read_text()).get("config", {}).get("seq_len")
-        except (OSError, ValueError, AttributeError):
-            ctx = None
+        trainer_cfg = train_summary(folder).get("config")
+        ctx = trainer_cfg.get("seq_len") if isinstance(trainer_cfg, dict) else None
     ctx = ctx or cfg.get("max_position_embeddings")
     try:
         return int(ctx) if ctx else None

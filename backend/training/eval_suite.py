@@ -217,11 +217,11 @@ def run(a: argparse.Namespace) -> int:
     w = RecordWriter(a.out)
     for folder in a.folders:
         gen = load_batched(folder, device=device, max_batch_tokens=a.max_batch_tokens)
-        run_id = w.start_run("toyworld_eval", {**asdict(cfg), "folder": str(folder)},
-                             {**run_meta(device), "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                              "path": gen.info.path}, name=f"toyworld eval {gen.info.name}")
-        recs = run_suite(gen, cfg, log=lambda s: print(s, flush=True))
         dev_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        run_id = w.start_run("toyworld_eval", {**asdict(cfg), "folder": str(folder)},
+                             {**run_meta(device), "device": dev_name, "path": gen.info.path},
+                             name=f"toyworld eval {gen.info.name}")
+        recs = run_suite(gen, cfg, log=lambda s: print(s, flush=True))
         for r in recs:
             r.update(device=dev_name, dtype="bfloat16-autocast" if device == "cuda" else gen.info.dtype,
                      path=gen.info.path)
