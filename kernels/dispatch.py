@@ -74,6 +74,7 @@ def _cpu_ops() -> dict:
                 cpu_mamba1_step,
                 cpu_mamba2_step,
                 cpu_norm,
+                cpu_prefill,
                 cpu_scan,
                 cpu_ssd_scan,
                 cpu_step,
@@ -91,7 +92,11 @@ def _cpu_ops() -> dict:
                                # a decode loop's layer, bound once per sequence (backend/generation/cpu_decode.py)
                                "mamba1_step_bind": cpu_mamba1_step.bind_mamba1_step,
                                "mamba2_step_bind": cpu_mamba2_step.bind_mamba2_step,
-                               "residual_norm_bind": cpu_norm.bind_residual_norm}
+                               "residual_norm_bind": cpu_norm.bind_residual_norm,
+                               # a prefill's layers, bound once per model (backend/generation/cpu_prefill.py)
+                               "mamba1_prefill_bind": cpu_prefill.bind_mamba1_prefill,
+                               "mamba2_prefill_bind": cpu_prefill.bind_mamba2_prefill,
+                               "block_norm_bind": cpu_prefill.bind_block_norm}
     return _OPS["cpu-chunked"]
 
 
@@ -176,7 +181,8 @@ def op(name: str, device):
 
 def fused(name: str, device):
     """An op only some paths have (the CPU path's fused decode steps, "mamba1_step" and "mamba2_step", and their
-    bound forms for a decode loop, "mamba1_step_bind", "mamba2_step_bind", "residual_norm_bind"), or None: the
+    bound forms for a decode loop, "mamba1_step_bind", "mamba2_step_bind", "residual_norm_bind", and for a prefill,
+    "mamba1_prefill_bind", "mamba2_prefill_bind", "block_norm_bind"), or None: the
     caller then runs the same math as separate ops."""
     path = path_for(device)
     table = mamba_ssm_ops() if path == "mamba-ssm" else _cpu_ops() if path == "cpu-chunked" else _OPS[path]

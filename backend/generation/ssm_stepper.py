@@ -20,7 +20,8 @@ Shapes (B batch, L prompt length, V vocab; per layer: C conv channels, K conv wi
 On CPU, or with use_cuda_graph=False, the same step runs eagerly (that is how the tests check it); on the CPU
 path a step goes through `backend/generation/cpu_decode.py`'s loop (each block's fused kernels bound to its
 weights and state buffers once per prefill, the same math without the per-block Python calls) where the model is
-fp32 and its mixers are ones the bound kernels take, else through the same `_run`.
+fp32 and its mixers are ones the bound kernels take, else through the same `_run`; a CPU prefill likewise goes
+through `backend/generation/cpu_prefill.py` (each layer's kernels bound once per model).
 `register()` plugs the factory into `backend.generation.steppers` for SSM families on CUDA devices, and on
 the CPU when the CPU fast path runs.
 
@@ -38,7 +39,7 @@ import logging
 
 import torch
 
-from backend.generation import cpu_decode, ssm_fast
+from backend.generation import cpu_decode, cpu_prefill, ssm_fast
 from kernels import dispatch
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class SSMGraphStepper:
         self._ids = None  # static (B, 1) input of the graph
         self._logits = None  # static (B, V) output of the graph
         self._loop = None  # the CPU decode loop of the current sequences (None: not bound yet; False: declined)
+        self._prefill = None  # the CPU prefill, bound once per model (None: not bound yet; False: declined)
 
     def _run(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
         """The backbone's blocks with each block's residual add + RMSNorm fused into one kernel (the same
@@ -176,10 +178,21 @@ class SSMGraphStepper:
         self._loop = None  # a prefill may reallocate the state buffers the loop was bound to
         batch, length = input_ids.shape
         rows = self.prefill_rows(batch, length)
+        run = self._prefill_fn()
         if rows >= batch:
-            return self._run(input_ids)
-        return torch.cat([self._run(input_ids[r0:r0 + rows], _Rows(self.cache, batch, r0, min(batch, r0 + rows)))
+            return run(input_ids, self.cache)
+        return torch.cat([run(input_ids[r0:r0 + rows], _Rows(self.cache, batch, r0, min(batch, r0 + rows)))
                           for r0 in range(0, batch, rows)])
+
+    def _prefill_fn(self):
+        """The CPU path's bound prefill (`cpu_prefill`, rebound when a parameter it copied changed) where it
+        applies, else `_run`."""
+        if self.device.type == "cpu" and not self.use_graph and dispatch.path_for(self.device) == "cpu-chunked":
+            if self._prefill is None or (self._prefill and self._prefill.stale()):
+                self._prefill = cpu_prefill.build(self.model, self.family) or False
+            if self._prefill:
+                return self._prefill
+        return self._run
 
     def prefill_rows(self, batch: int, length: int) -> int:
         """Sequences per prefill chunk for a [batch, length] prompt (see the module docstring)."""

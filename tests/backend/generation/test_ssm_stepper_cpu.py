@@ -1,14 +1,16 @@
 """backend.generation.ssm_stepper on the CPU fast path: the static-state stepper takes CPU models, its prefill
-in batch chunks equals one unchunked prefill (logits, state, the decode that follows), and no chunk runs more
-tokens through the blocks than its budget (what bounds prefill's peak memory)."""
+in batch chunks equals one unchunked prefill (logits, state, the decode that follows), no chunk runs more
+tokens through the blocks than its budget (what bounds prefill's peak memory), and the bound prefill and decode
+loops (cpu_prefill, cpu_decode) equal the blocks' generic forward."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from backend.generation import cpu_decode
+from backend.generation import cpu_decode, cpu_prefill
 from backend.generation.cpu_decode import CPUDecodeLoop
+from backend.generation.cpu_prefill import CPUPrefill
 from backend.generation.ssm_stepper import SSMGraphStepper
 from tests.backend.generation.test_ssm_fast import FAMILIES, tiny_model
 
@@ -42,10 +44,15 @@ def test_chunked_prefill_equals_unchunked(family, budget, monkeypatch):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_no_chunk_runs_more_tokens_than_its_budget(family, monkeypatch):
-    """Peak-memory bookkeeping: every mixer call of a chunked prefill sees at most `prefill_tokens` tokens
-    (the activations alive at once), while the state buffers hold every sequence."""
-    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+@pytest.mark.parametrize("path", [pytest.param("", id="bound-prefill"), pytest.param("reference", id="mixers")])
+def test_no_chunk_runs_more_tokens_than_its_budget(family, path, monkeypatch):
+    """Peak-memory bookkeeping: every chunk of a chunked prefill runs at most `prefill_tokens` tokens through the
+    blocks (the activations alive at once), while the state buffers hold every sequence: counted at the bound
+    prefill (cpu_prefill) on the CPU path, at each mixer's forward on the reference path."""
+    if path:
+        monkeypatch.setenv("SSM_ARENA_KERNELS", path)
+    else:
+        monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
     model = tiny_model(family)
     stepper = SSMGraphStepper(model, family, use_cuda_graph=False, prefill_tokens=40)  # patches the mixers
     seen = []
@@ -57,10 +64,81 @@ def test_no_chunk_runs_more_tokens_than_its_budget(family, monkeypatch):
             return _inner(hidden_states, *a, **k)
 
         block.mixer.forward = spy
+    bound = CPUPrefill.__call__
+    monkeypatch.setattr(CPUPrefill, "__call__", lambda self, ids, cache: (
+        seen.extend([ids.numel()] * len(self.blocks)), bound(self, ids, cache))[1])
     with torch.inference_mode():
         stepper.prefill(torch.randint(0, 64, (9, 13), generator=torch.Generator().manual_seed(1)))
+    assert isinstance(stepper._prefill, CPUPrefill) == (not path)
     assert seen and max(seen) <= 40 and sum(seen) == 9 * 13 * len(model.backbone.layers)
     assert all(t.shape[0] == 9 for t in stepper.cache.tensors())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch,length", [pytest.param(1, 1, id="B1-L1"), pytest.param(2, 3, id="B2-L3-below-conv"),
+                                          pytest.param(1, 70, id="B1-L70-past-a-conv-tile"),
+                                          pytest.param(3, 17, id="B3-L17")])
+def test_cpu_prefill_equals_the_blocks_forward(family, batch, length, monkeypatch):
+    """The bound prefill (cpu_prefill: kernels bound once per model) against the stepper's own `_run` (module
+    calls through ssm_fast): last-position logits, every conv and SSM state, and the decode that follows."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    model = tiny_model(family)
+    ids = torch.randint(0, 64, (batch, length), generator=torch.Generator().manual_seed(length))
+    bound = SSMGraphStepper(model, family, use_cuda_graph=False)
+    plain = SSMGraphStepper(model, family, use_cuda_graph=False)
+    plain.prefill = lambda prompt: (plain.cache.reset(), plain._run(prompt))[1]
+    with torch.inference_mode():
+        got, got_state = run(bound, ids)
+        want, want_state = run(plain, ids)
+    assert isinstance(bound._prefill, CPUPrefill)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+    for g, w in zip(got_state, want_state, strict=True):
+        assert g.shape == w.shape and g.is_contiguous() and torch.allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cpu_prefill_rebinds_after_a_parameter_changes(family, monkeypatch):
+    """The bound copies (A, D, conv weights) follow an in-place update (training in the same process)."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    model = tiny_model(family)
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(3))
+    stepper = SSMGraphStepper(model, family, use_cuda_graph=False)
+    with torch.inference_mode():
+        before = stepper.prefill(ids)
+    first = stepper._prefill
+    with torch.no_grad():
+        for block in model.backbone.layers:
+            block.mixer.A_log.add_(0.5)
+            block.mixer.conv1d.weight.mul_(1.5)
+    with torch.inference_mode():
+        after = stepper.prefill(ids)
+        stepper.cache.reset()  # a fresh sequence for the generic forward too
+        want = stepper._run(ids)
+    assert stepper._prefill is not first and not torch.allclose(before, after)
+    assert torch.allclose(after, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_prefill_declines_what_its_kernels_do_not_take(monkeypatch):
+    """Mamba-1 with channels not a multiple of 16, bf16 weights, or the reference path: the stepper's prefill
+    runs `_run`, still equal to Hugging Face's own forward."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    torch.manual_seed(0)
+    model = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=16, state_size=8, intermediate_size=40,
+                                         num_hidden_layers=2, time_step_rank=4, conv_kernel=4)).eval()
+    assert cpu_prefill.build(model, "mamba") is None
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    stepper = SSMGraphStepper(model, "mamba", use_cuda_graph=False)
+    with torch.inference_mode():
+        got = stepper.prefill(ids)
+        want = model(ids).logits[:, -1]
+    assert stepper._prefill is False and torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    small = tiny_model("mamba")
+    assert cpu_prefill.build(small, "mamba") is not None and cpu_prefill.build(small, "transformer") is None
+    assert cpu_prefill.build(small.to(torch.bfloat16), "mamba") is None
+    monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
+    assert cpu_prefill.build(small.float(), "mamba") is None
 
 
 def steps_through(stepper, ids, steps=4):
