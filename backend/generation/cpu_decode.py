@@ -16,9 +16,23 @@ round_input) is the identity.
 Why: at batch 1 a toy model's step is ~33 small matmuls that read the weights plus, per block, ~40 Python-level
 calls (module __call__, cache lookups, parameter caches, casts, `.numpy()` conversions): measured on the 2-core
 CPU, toy-mamba at a 512-token context, 7.5 ms a token through `_run` against 4.6 ms through this loop.
+
+A hybrid (Hugging Face `BambaForCausalLM`, decoded by `steppers.EagerStepper` on its own cache):
+    build_hybrid(model, cache, batch) -> HybridDecodeLoop | None   (None: not fp32 on the CPU path, an MLP
+        activation other than SiLU, a layer of another kind, Mamba states missing or of another batch)
+    loop(ids [B, 1], pos) -> logits [B, V]
+        embeddings -> per layer: residual add + RMSNorm, then the Mamba-2 layer's in_proj, bound fused step and
+        out_proj, or the attention layer's own module (Hugging Face's, on the same cache: RoPE at `pos`, the KV
+        update, SDPA), then residual add + RMSNorm and the MLP (down(silu(gate(x)) * up(x))) -> final norm ->
+        lm_head. The Mamba-2 states are updated in place in the cache's tensors; the attention layers append
+        to the cache's KV as Hugging Face's forward does. Why: toy-hybrid decoded 7.0-7.8 ms a token through
+        the model's forward on this CPU (10 layers of module calls and config lookups around 55 small matmuls),
+        slower than the transformer; see the commit that added it for the loop's time.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -96,3 +110,79 @@ def build(model, family: str, cache, batch: int) -> CPUDecodeLoop | None:
         blocks.append((norm, _linear(mixer.in_proj), step, _linear(mixer.out_proj)))
     final = bind_norm(backbone.norm_f.weight, backbone.norm_f.variance_epsilon, batch)
     return CPUDecodeLoop(batch, backbone.embeddings.weight.detach(), blocks, final, _linear(model.lm_head))
+
+
+class HybridDecodeLoop:
+    """Bound layers of one Bamba hybrid and one batch of sequences (see the module docstring)."""
+
+    def __init__(self, batch: int, embedding: torch.Tensor, layers: list, final_norm, head: tuple, rotary,
+                 cache, cache_kw: str) -> None:
+        self.batch = batch
+        self.embedding = embedding  # [V, W]
+        self.layers = layers  # (kind, in_norm, mixer, ff_norm, mlp) per layer
+        self.final_norm = final_norm
+        self.head = head
+        self.rotary = rotary  # the model's rotary embedding module: (x, position_ids) -> (cos, sin)
+        self.cache = cache
+        self.cache_kw = cache_kw  # the attention module's cache keyword ("cache" in 5.24, "past_key_values" before)
+
+    def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
+        out = F.embedding(ids.view(-1), self.embedding)  # [B, W]
+        resid, rope = None, None
+        for kind, in_norm, mixer, ff_norm, ((wg, bg), (wu, bu), (wd, bd)) in self.layers:
+            normed, resid = in_norm(out, resid)
+            if kind == "mamba":
+                (w_in, b_in), step, (w_out, b_out) = mixer
+                y = F.linear(step(F.linear(normed, w_in, b_in)), w_out, b_out)
+            else:
+                x = normed[:, None, :]
+                if rope is None:  # the same positions for every attention layer of this step
+                    rope = self.rotary(x, torch.full((self.batch, 1), pos, dtype=torch.long))
+                y = mixer(hidden_states=x, position_embeddings=rope, attention_mask=None,
+                          **{self.cache_kw: self.cache})[0][:, 0]
+            normed, resid = ff_norm(y, resid)
+            out = F.linear(F.silu(F.linear(normed, wg, bg)) * F.linear(normed, wu, bu), wd, bd)
+        normed, _ = self.final_norm(out, resid)
+        return F.linear(normed, *self.head)
+
+
+def build_hybrid(model, cache, batch: int) -> HybridDecodeLoop | None:
+    """Bind a Bamba hybrid's layers to `cache` (its own cache after a prefill of `batch` sequences), or None
+    where the loop does not apply (see the module docstring)."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None or not _fp32_cpu(model) or getattr(model.config, "hidden_act", None) != "silu":
+        return None
+    device = next(model.parameters()).device
+    bind_step = dispatch.fused("mamba2_step_bind", device)
+    bind_norm = dispatch.fused("residual_norm_bind", device)
+    if bind_step is None or bind_norm is None:
+        return None
+    bound, cache_kw = [], None
+    for idx, layer in enumerate(layers):
+        mixer = getattr(layer, "mamba", None)
+        if mixer is not None:
+            conv, ssm, _ = ssm_fast._layer_states(cache, idx)
+            if conv is None or ssm is None or conv.shape[0] != batch or ssm.shape[0] != batch \
+                    or conv.dtype != torch.float32 or ssm.dtype != torch.float32 \
+                    or not (conv.is_contiguous() and ssm.is_contiguous()):
+                return None
+            step = _mamba2_step(mixer, bind_step, conv, ssm)
+            if step is None:
+                return None
+            kind, mix = "mamba", (_linear(mixer.in_proj), step, _linear(mixer.out_proj))
+        elif getattr(layer, "self_attn", None) is not None:
+            params = inspect.signature(layer.self_attn.forward).parameters
+            cache_kw = next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), None)
+            if cache_kw is None:
+                return None
+            kind, mix = "attention", layer.self_attn
+        else:
+            return None
+        ff = layer.feed_forward
+        bound.append((kind, bind_norm(layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, batch),
+                      mix, bind_norm(layer.pre_ff_layernorm.weight, layer.pre_ff_layernorm.variance_epsilon, batch),
+                      (_linear(ff.gate_proj), _linear(ff.up_proj), _linear(ff.down_proj))))
+    final = bind_norm(inner.final_layernorm.weight, inner.final_layernorm.variance_epsilon, batch)
+    return HybridDecodeLoop(batch, inner.embed_tokens.weight.detach(), bound, final, _linear(model.lm_head),
+                            inner.rotary_emb, cache, cache_kw or "cache")

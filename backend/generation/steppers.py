@@ -101,6 +101,7 @@ class EagerStepper:
         self._logits_kw = "logits_to_keep" in params
         self.cache = None
         self.pos = 0
+        self._loop = None  # a hybrid's CPU decode loop for the current sequences (None: not bound; False: declined)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         kwargs = {"use_cache": True}
@@ -124,18 +125,29 @@ class EagerStepper:
 
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
-        self.cache, self.pos = None, 0
+        self.cache, self.pos, self._loop = None, 0, None
         return self._forward(input_ids.to(self.device))
 
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
-        return self._forward(token_ids.to(self.device).view(-1, 1))
+        ids = token_ids.to(self.device).view(-1, 1)
+        if self.family == "hybrid" and self.device.type == "cpu" and self.cache is not None:
+            # on the CPU path a hybrid's step runs backend/generation/cpu_decode.py's loop on the same cache
+            if self._loop is None or (self._loop and self._loop.batch != ids.shape[0]):
+                from backend.generation import cpu_decode
+
+                self._loop = cpu_decode.build_hybrid(self.model, self.cache, ids.shape[0]) or False
+            if self._loop:
+                logits = self._loop(ids, self.pos)
+                self.pos += 1
+                return logits
+        return self._forward(ids)
 
     def cache_bytes(self) -> int:
         return tensor_bytes(self.cache) if self.cache is not None else 0
 
     def release(self) -> None:
         """Drop the cache once a generation is over (the loop reads cache_bytes() first)."""
-        self.cache = None
+        self.cache, self._loop = None, None
 
     close = release
