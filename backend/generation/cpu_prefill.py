@@ -15,10 +15,20 @@ The same math and kernels as `SSMGraphStepper._run` (the tests compare logits an
 every rounding of the block (residual_in_fp32, round_input) is the identity. `stale()` says whether a parameter
 the bound copies were made from has changed since (in-place updates, e.g. training in the same process).
 
+A hybrid (Hugging Face `BambaForCausalLM`, run by `steppers.EagerStepper`):
+    build_hybrid(model) -> HybridPrefill | None   (None: not fp32 on the CPU path, an MLP activation other
+        than SiLU, a layer of another kind, a Mamba-2 layer the bound kernels do not take)
+    prefill(ids [B, L]) -> (logits [B, V] of the last position, the model's own cache)
+        a new `DynamicCache(config=...)`; per layer: residual add + RMSNorm, the Mamba-2 layer bound as above
+        (its states written through the cache API) or the attention layer's own module on the cache (RoPE at
+        positions 0..L-1, causal SDPA: prompts are not padded here), residual add + RMSNorm, the MLP.
+
 Why: see `kernels/cpu_prefill.py` (the per-layer Python around the kernels, decided once here).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -116,3 +126,83 @@ def build(model, family: str) -> CPUPrefill | None:
         blocks.append((bind_norm(block.norm.weight, block.norm.variance_epsilon), _weights(mixer.in_proj), layer,
                        _weights(mixer.out_proj)))
     return CPUPrefill(model, blocks, model.backbone.layers[0].mixer.conv_kernel_size)
+
+
+class HybridPrefill:
+    """Bound layers of one Bamba hybrid (see the module docstring)."""
+
+    def __init__(self, model, layers: list, conv_width: int, cache_kw: str) -> None:
+        self.model = model
+        self.inner = model.model
+        self.layers = layers  # (kind, in_norm, mixer, ff_norm, mlp) per layer
+        self.conv_width = conv_width
+        self.cache_kw = cache_kw
+        self._params = _derived_from(model)
+        self._key = _key(self._params)
+
+    def stale(self) -> bool:
+        return _key(self._params) != self._key
+
+    def __call__(self, ids: torch.Tensor):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        batch, length = ids.shape
+        out = F.embedding(ids, self.inner.embed_tokens.weight)
+        rows, width = batch * length, out.shape[-1]
+        normed = torch.empty(batch, length, width, dtype=torch.float32)
+        resid = torch.empty(batch, length, width, dtype=torch.float32)
+        first, rope = True, None
+        for idx, (kind, in_norm, mixer, ff_norm, ((wg, bg), (wu, bu), (wd, bd))) in enumerate(self.layers):
+            in_norm(out.reshape(rows, width), None if first else resid.view(rows, width), normed.view(rows, width),
+                    resid.view(rows, width))
+            first = False
+            if kind == "mamba":
+                (w_in, b_in), layer, (w_out, b_out) = mixer
+                y, conv_in, state = layer(F.linear(normed, w_in, b_in))
+                cache.update_conv_state(conv_in, idx, conv_kernel_size=self.conv_width)
+                cache.update_recurrent_state(state, idx)
+                y = F.linear(y, w_out, b_out)
+            else:
+                if rope is None:  # positions 0..L-1 for every attention layer
+                    rope = self.inner.rotary_emb(normed, torch.arange(length).expand(batch, length))
+                y = mixer(hidden_states=normed, position_embeddings=rope, attention_mask=None,
+                          **{self.cache_kw: cache})[0]
+            ff_norm(y.reshape(rows, width), resid.view(rows, width), normed.view(rows, width), resid.view(rows, width))
+            out = F.linear(F.silu(F.linear(normed, wg, bg)) * F.linear(normed, wu, bu), wd, bd)
+        last = self.inner.final_layernorm(resid[:, -1:] + out[:, -1:])
+        return self.model.lm_head(last)[:, -1, :], cache
+
+
+def build_hybrid(model) -> HybridPrefill | None:
+    """Bind a Bamba hybrid's layers (see the module docstring), or None where the bound prefill does not apply."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None or not _fp32_cpu(model) or getattr(model.config, "hidden_act", None) != "silu":
+        return None
+    device = next(model.parameters()).device
+    bind_layer = dispatch.fused("mamba2_prefill_bind", device)
+    bind_norm = dispatch.fused("block_norm_bind", device)
+    if bind_layer is None or bind_norm is None:
+        return None
+    bound, cache_kw, width = [], None, None
+    for layer in layers:
+        mixer = getattr(layer, "mamba", None)
+        if mixer is not None:
+            bound_layer = _mamba2(mixer, bind_layer)
+            if bound_layer is None:
+                return None
+            kind, mix, width = "mamba", (_weights(mixer.in_proj), bound_layer, _weights(mixer.out_proj)), \
+                mixer.conv_kernel_size
+        elif getattr(layer, "self_attn", None) is not None:
+            params = inspect.signature(layer.self_attn.forward).parameters
+            cache_kw = next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), None)
+            if cache_kw is None:
+                return None
+            kind, mix = "attention", layer.self_attn
+        else:
+            return None
+        ff = layer.feed_forward
+        bound.append((kind, bind_norm(layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon), mix,
+                      bind_norm(layer.pre_ff_layernorm.weight, layer.pre_ff_layernorm.variance_epsilon),
+                      (_weights(ff.gate_proj), _weights(ff.up_proj), _weights(ff.down_proj))))
+    return HybridPrefill(model, bound, width or 4, cache_kw or "cache")

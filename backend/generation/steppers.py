@@ -102,6 +102,7 @@ class EagerStepper:
         self.cache = None
         self.pos = 0
         self._loop = None  # a hybrid's CPU decode loop for the current sequences (None: not bound; False: declined)
+        self._prefill = None  # a hybrid's CPU prefill, bound once per model (None: not bound; False: declined)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         kwargs = {"use_cache": True}
@@ -126,12 +127,37 @@ class EagerStepper:
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.cache, self.pos, self._loop = None, 0, None
-        return self._forward(input_ids.to(self.device))
+        ids = input_ids.to(self.device)
+        prefill = self._hybrid_prefill()
+        if prefill:
+            logits, self.cache = prefill(ids)
+            self.pos = ids.shape[1]
+            return logits
+        return self._forward(ids)
+
+    def _fast_cpu(self) -> bool:
+        """Whether this model's Mamba layers run our CPU kernels now (ssm_fast enabled, the cpu-chunked path):
+        only then do the bound prefill and decode loop stand in for the model's forward."""
+        from backend.generation import ssm_fast
+        from kernels import dispatch
+
+        return ssm_fast.is_enabled(self.model) and dispatch.path_for(self.device) == "cpu-chunked"
+
+    def _hybrid_prefill(self):
+        """A hybrid's bound CPU prefill (backend/generation/cpu_prefill.py; rebound when a parameter it copied
+        changed), or None: the model's forward."""
+        if self.family != "hybrid" or self.device.type != "cpu" or not self._fast_cpu():
+            return None
+        from backend.generation import cpu_prefill
+
+        if self._prefill is None or (self._prefill and self._prefill.stale()):
+            self._prefill = cpu_prefill.build_hybrid(self.model) or False
+        return self._prefill or None
 
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
         ids = token_ids.to(self.device).view(-1, 1)
-        if self.family == "hybrid" and self.device.type == "cpu" and self.cache is not None:
+        if self.family == "hybrid" and self.device.type == "cpu" and self.cache is not None and self._fast_cpu():
             # on the CPU path a hybrid's step runs backend/generation/cpu_decode.py's loop on the same cache
             if self._loop is None or (self._loop and self._loop.batch != ids.shape[0]):
                 from backend.generation import cpu_decode

@@ -118,7 +118,7 @@ def test_best_stepper_of_a_hybrid_is_the_eager_loop(hybrid):
 
 def test_a_failing_hybrid_fast_path_falls_back_to_hf_torch(hybrid, tmp_path, monkeypatch):
     """Our kernels fail on the hybrid's Mamba layers: the error is recorded, the rest runs on HF's torch path."""
-    from backend.generation import ssm_fast
+    from backend.generation import cpu_prefill, ssm_fast
 
     orig = ssm_fast._mamba2_forward
 
@@ -128,6 +128,16 @@ def test_a_failing_hybrid_fast_path_falls_back_to_hf_torch(hybrid, tmp_path, mon
         return orig(self, hidden_states, *a, **kw)
 
     monkeypatch.setattr(ssm_fast, "_mamba2_forward", broken)
+    bind = cpu_prefill._mamba2  # the bound CPU prefill runs the same kernels: they fail there too
+
+    def broken_bind(mixer, binder):
+        layer = bind(mixer, binder)
+
+        def fail(proj):
+            raise RuntimeError("kernel failed to compile")
+        return fail if layer is not None else None
+
+    monkeypatch.setattr(cpu_prefill, "_mamba2", broken_bind)
     sweep = Sweep(cfg(prompt_lens=[8, 16], batches=[1], hf_baseline=False), RecordWriter(tmp_path / "b.jsonl"))
     sweep.run()
     first, retry = sweep.rows[0], sweep.rows[1]

@@ -261,55 +261,6 @@ def test_eager_stepper_decode_equals_full_forward(monkeypatch):
     assert torch.allclose(got, full[:, 7:], atol=1e-5, rtol=1e-5), (got - full[:, 7:]).abs().max()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cpu_decode_loop_equals_the_models_forward(kind, monkeypatch):
-    """A hybrid's CPU decode loop (cpu_decode.build_hybrid: Mamba-2 steps bound to the cache's state tensors,
-    attention through Hugging Face's module on the same cache) against the model's own forward step by step, for
-    two batch sizes in turn (the loop is rebound after each prefill), and the cache it leaves behind."""
-    from backend.generation import ssm_fast
-    from backend.generation.cpu_decode import HybridDecodeLoop
-    from backend.generation.steppers import EagerStepper
-
-    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
-    model = tiny_hybrid(**kind)
-    ssm_fast.enable(model)
-    looped, plain = EagerStepper(model, "hybrid"), EagerStepper(model, "hybrid")
-    for ids in (ids_for(14, seed=3, batch=2), ids_for(9, seed=4, batch=1)):
-        got = [looped.prefill(ids[:, :6])]
-        want = [plain.prefill(ids[:, :6])]
-        plain._loop = False  # the same steps through the model's forward
-        for t in range(6, ids.shape[1]):
-            got.append(looped.step(ids[:, t]))
-            want.append(plain.step(ids[:, t]))
-        assert isinstance(looped._loop, HybridDecodeLoop) and looped._loop.batch == ids.shape[0]
-        got, want = torch.stack(got, 1), torch.stack(want, 1)
-        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
-        assert looped.pos == plain.pos == ids.shape[1] and looped.cache_bytes() == plain.cache_bytes()
-
-
-def test_cpu_decode_loop_declines_what_it_does_not_take(monkeypatch):
-    """The reference path, bf16 weights, another MLP activation: no loop, and the step is the model's forward."""
-    from backend.generation import cpu_decode, ssm_fast
-    from backend.generation.steppers import EagerStepper
-
-    monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
-    model = tiny_hybrid()
-    ids = ids_for(10)
-    with torch.no_grad():
-        full = model(ids).logits
-    ssm_fast.enable(model)
-    stepper = EagerStepper(model, "hybrid")
-    got = torch.stack([stepper.prefill(ids[:, :7])] + [stepper.step(ids[:, t]) for t in range(7, 10)], dim=1)
-    assert stepper._loop is False and torch.allclose(got, full[:, 6:], atol=1e-4, rtol=1e-4)
-    monkeypatch.setenv("SSM_ARENA_KERNELS", "cpu-chunked")
-    assert cpu_decode.build_hybrid(model, stepper.cache, 2) is not None
-    assert cpu_decode.build_hybrid(model, stepper.cache, 3) is None  # the states hold 2 sequences
-    model.config.hidden_act = "gelu"
-    assert cpu_decode.build_hybrid(model, stepper.cache, 2) is None
-    model.config.hidden_act = "silu"
-    assert cpu_decode.build_hybrid(model.to(torch.bfloat16), stepper.cache, 2) is None
-
-
 def test_triton_kernels_in_the_interpreter_match_hf():
     """The same checks through our Triton kernels (forced path, TRITON_INTERPRET=1), in a fresh process so the
     kernels are decorated for the interpreter whatever this session imported before."""
