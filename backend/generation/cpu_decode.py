@@ -146,43 +146,58 @@ class HybridDecodeLoop:
         return F.linear(normed, *self.head)
 
 
+def hybrid_layers(model, bind_mamba, bind_norm) -> tuple[list, str] | None:
+    """A Bamba hybrid's layers as (kind, input norm, mixer, pre-MLP norm, MLP linears) each, with
+    `bind_mamba(idx, mamba_mixer)` binding a Mamba-2 layer ("mamba": its (in_proj, bound layer, out_proj); None
+    declines the model), an attention layer kept as its module ("attention"), and `bind_norm(rms_norm_module)`
+    binding each norm; returns (layers, the attention modules' cache keyword), or None for a model this does not
+    take (another layer kind, an MLP activation other than SiLU, not fp32 on the CPU)."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None or not _fp32_cpu(model) or getattr(model.config, "hidden_act", None) != "silu":
+        return None
+    bound, cache_kw = [], "cache"
+    for idx, layer in enumerate(layers):
+        mixer = getattr(layer, "mamba", None)
+        if mixer is not None:
+            inner = bind_mamba(idx, mixer)
+            if inner is None:
+                return None
+            kind, mix = "mamba", (_linear(mixer.in_proj), inner, _linear(mixer.out_proj))
+        elif getattr(layer, "self_attn", None) is not None:
+            params = inspect.signature(layer.self_attn.forward).parameters
+            found = next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), None)
+            if found is None:
+                return None
+            kind, mix, cache_kw = "attention", layer.self_attn, found
+        else:
+            return None
+        ff = layer.feed_forward
+        bound.append((kind, bind_norm(layer.input_layernorm), mix, bind_norm(layer.pre_ff_layernorm),
+                      (_linear(ff.gate_proj), _linear(ff.up_proj), _linear(ff.down_proj))))
+    return bound, cache_kw
+
+
 def build_hybrid(model, cache, batch: int) -> HybridDecodeLoop | None:
     """Bind a Bamba hybrid's layers to `cache` (its own cache after a prefill of `batch` sequences), or None
     where the loop does not apply (see the module docstring)."""
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None or not _fp32_cpu(model) or getattr(model.config, "hidden_act", None) != "silu":
-        return None
     device = next(model.parameters()).device
     bind_step = dispatch.fused("mamba2_step_bind", device)
     bind_norm = dispatch.fused("residual_norm_bind", device)
     if bind_step is None or bind_norm is None:
         return None
-    bound, cache_kw = [], None
-    for idx, layer in enumerate(layers):
-        mixer = getattr(layer, "mamba", None)
-        if mixer is not None:
-            conv, ssm, _ = ssm_fast._layer_states(cache, idx)
-            if conv is None or ssm is None or conv.shape[0] != batch or ssm.shape[0] != batch \
-                    or conv.dtype != torch.float32 or ssm.dtype != torch.float32 \
-                    or not (conv.is_contiguous() and ssm.is_contiguous()):
-                return None
-            step = _mamba2_step(mixer, bind_step, conv, ssm)
-            if step is None:
-                return None
-            kind, mix = "mamba", (_linear(mixer.in_proj), step, _linear(mixer.out_proj))
-        elif getattr(layer, "self_attn", None) is not None:
-            params = inspect.signature(layer.self_attn.forward).parameters
-            cache_kw = next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), None)
-            if cache_kw is None:
-                return None
-            kind, mix = "attention", layer.self_attn
-        else:
+
+    def mamba(idx, mixer):
+        conv, ssm, _ = ssm_fast._layer_states(cache, idx)
+        if conv is None or ssm is None or conv.shape[0] != batch or ssm.shape[0] != batch \
+                or conv.dtype != torch.float32 or ssm.dtype != torch.float32 \
+                or not (conv.is_contiguous() and ssm.is_contiguous()):
             return None
-        ff = layer.feed_forward
-        bound.append((kind, bind_norm(layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon, batch),
-                      mix, bind_norm(layer.pre_ff_layernorm.weight, layer.pre_ff_layernorm.variance_epsilon, batch),
-                      (_linear(ff.gate_proj), _linear(ff.up_proj), _linear(ff.down_proj))))
+        return _mamba2_step(mixer, bind_step, conv, ssm)
+
+    found = hybrid_layers(model, mamba, lambda norm: bind_norm(norm.weight, norm.variance_epsilon, batch))
+    if found is None:
+        return None
+    inner = model.model
     final = bind_norm(inner.final_layernorm.weight, inner.final_layernorm.variance_epsilon, batch)
-    return HybridDecodeLoop(batch, inner.embed_tokens.weight.detach(), bound, final, _linear(model.lm_head),
-                            inner.rotary_emb, cache, cache_kw or "cache")
+    return HybridDecodeLoop(batch, inner.embed_tokens.weight.detach(), found[0], final, _linear(model.lm_head),
+                            inner.rotary_emb, cache, found[1])

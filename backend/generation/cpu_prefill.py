@@ -28,21 +28,12 @@ Why: see `kernels/cpu_prefill.py` (the per-layer Python around the kernels, deci
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 
 from backend.generation import ssm_fast
+from backend.generation.cpu_decode import _fp32_cpu, _linear, hybrid_layers
 from kernels import dispatch
-
-
-def _fp32_cpu(model) -> bool:
-    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
-
-
-def _weights(module) -> tuple:
-    return module.weight.detach(), (module.bias.detach() if module.bias is not None else None)
 
 
 def _mamba1(mixer, bind):
@@ -123,8 +114,8 @@ def build(model, family: str) -> CPUPrefill | None:
         layer = (_mamba1 if family == "mamba" else _mamba2)(mixer, bind_layer)
         if layer is None:
             return None
-        blocks.append((bind_norm(block.norm.weight, block.norm.variance_epsilon), _weights(mixer.in_proj), layer,
-                       _weights(mixer.out_proj)))
+        blocks.append((bind_norm(block.norm.weight, block.norm.variance_epsilon), _linear(mixer.in_proj), layer,
+                       _linear(mixer.out_proj)))
     return CPUPrefill(model, blocks, model.backbone.layers[0].mixer.conv_kernel_size)
 
 
@@ -176,33 +167,16 @@ class HybridPrefill:
 
 def build_hybrid(model) -> HybridPrefill | None:
     """Bind a Bamba hybrid's layers (see the module docstring), or None where the bound prefill does not apply."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None or not _fp32_cpu(model) or getattr(model.config, "hidden_act", None) != "silu":
+    if not _fp32_cpu(model):
         return None
     device = next(model.parameters()).device
     bind_layer = dispatch.fused("mamba2_prefill_bind", device)
     bind_norm = dispatch.fused("block_norm_bind", device)
     if bind_layer is None or bind_norm is None:
         return None
-    bound, cache_kw, width = [], None, None
-    for layer in layers:
-        mixer = getattr(layer, "mamba", None)
-        if mixer is not None:
-            bound_layer = _mamba2(mixer, bind_layer)
-            if bound_layer is None:
-                return None
-            kind, mix, width = "mamba", (_weights(mixer.in_proj), bound_layer, _weights(mixer.out_proj)), \
-                mixer.conv_kernel_size
-        elif getattr(layer, "self_attn", None) is not None:
-            params = inspect.signature(layer.self_attn.forward).parameters
-            cache_kw = next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), None)
-            if cache_kw is None:
-                return None
-            kind, mix = "attention", layer.self_attn
-        else:
-            return None
-        ff = layer.feed_forward
-        bound.append((kind, bind_norm(layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon), mix,
-                      bind_norm(layer.pre_ff_layernorm.weight, layer.pre_ff_layernorm.variance_epsilon),
-                      (_weights(ff.gate_proj), _weights(ff.up_proj), _weights(ff.down_proj))))
-    return HybridPrefill(model, bound, width or 4, cache_kw or "cache")
+    found = hybrid_layers(model, lambda idx, mixer: _mamba2(mixer, bind_layer),
+                          lambda norm: bind_norm(norm.weight, norm.variance_epsilon))
+    if found is None:
+        return None
+    widths = [layer.mamba.conv_kernel_size for layer in model.model.layers if getattr(layer, "mamba", None) is not None]
+    return HybridPrefill(model, found[0], widths[0] if widths else 4, found[1])

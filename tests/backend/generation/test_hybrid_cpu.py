@@ -8,7 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.backend.generation.test_hybrid_fast import BINDING, KINDS, ids_for, mixers, tiny_hybrid
+from tests.backend.generation.test_hybrid_fast import (
+    BINDING,
+    KINDS,
+    eager_steps,
+    ids_for,
+    mixers,
+    tiny_hybrid,
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -90,19 +97,13 @@ def test_cpu_prefill_rebinds_after_a_parameter_changes(monkeypatch):
 def test_cpu_decode_loop_declines_what_it_does_not_take(monkeypatch):
     """The reference path, bf16 weights, another MLP activation: no bound prefill or decode loop, and the steps
     are the model's forward."""
-    from backend.generation import cpu_decode, cpu_prefill, ssm_fast
-    from backend.generation.steppers import EagerStepper
+    from backend.generation import cpu_decode, cpu_prefill
 
     monkeypatch.setenv("SSM_ARENA_KERNELS", "reference")
     model = tiny_hybrid()
-    ids = ids_for(10)
-    with torch.no_grad():
-        full = model(ids).logits
-    ssm_fast.enable(model)
-    stepper = EagerStepper(model, "hybrid")
-    got = torch.stack([stepper.prefill(ids[:, :7])] + [stepper.step(ids[:, t]) for t in range(7, 10)], dim=1)
+    got, want, stepper = eager_steps(model, ids_for(10), cut=7)
     assert stepper._loop is None and stepper._prefill is None  # never bound on the reference path
-    assert torch.allclose(got, full[:, 6:], atol=1e-4, rtol=1e-4)
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
     monkeypatch.setenv("SSM_ARENA_KERNELS", "cpu-chunked")
     assert cpu_prefill.build_hybrid(model) is not None
     assert cpu_decode.build_hybrid(model, stepper.cache, 2) is not None

@@ -247,18 +247,23 @@ def test_enable_rejects_a_model_without_ssm_mixers():
 def test_eager_stepper_decode_equals_full_forward(monkeypatch):
     """The user path's stepper: BambaModel numbers RoPE positions from 0 in every call unless given position_ids,
     so this fails if EagerStepper leaves them out (it did until issue 14)."""
+    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
+    got, want, _ = eager_steps(tiny_hybrid(), ids_for(13), cut=8)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+
+
+def eager_steps(model, ids: torch.Tensor, cut: int):
+    """The model's full-forward logits at positions cut-1.. and an EagerStepper's (ssm_fast enabled): prefill of
+    ids[:, :cut], then one step per remaining token. Returns (stepped [B, T, V], forward [B, T, V], stepper)."""
     from backend.generation import ssm_fast
     from backend.generation.steppers import EagerStepper
 
-    monkeypatch.delenv("SSM_ARENA_KERNELS", raising=False)
-    model = tiny_hybrid()
-    ids = ids_for(13)
     with torch.no_grad():
         full = model(ids).logits
     ssm_fast.enable(model)
     stepper = EagerStepper(model, "hybrid")
-    got = torch.stack([stepper.prefill(ids[:, :8])] + [stepper.step(ids[:, t]) for t in range(8, 13)], dim=1)
-    assert torch.allclose(got, full[:, 7:], atol=1e-5, rtol=1e-5), (got - full[:, 7:]).abs().max()
+    got = [stepper.prefill(ids[:, :cut])] + [stepper.step(ids[:, t]) for t in range(cut, ids.shape[1])]
+    return torch.stack(got, dim=1), full[:, cut - 1:], stepper
 
 
 def test_triton_kernels_in_the_interpreter_match_hf():
