@@ -117,6 +117,16 @@ def _load_error(spec: ModelSpec, err: Exception) -> Exception:
         "or remove it on the Models page.")
 
 
+def _forward_check(model) -> None:
+    """One short forward through the model's own modules (what scoring and the inside view run): the steppers'
+    bound CPU prefill and decode loops (backend/generation/cpu_prefill.py, cpu_decode.py) call the kernels
+    directly, so a warm-up generation alone no longer exercises the mixers' patched forward."""
+    dev = next(model.parameters()).device
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    with torch.inference_mode():
+        model(input_ids=(torch.arange(1, 9, device=dev) % vocab)[None])
+
+
 def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = None,
                    warmup: bool = True) -> HFGenerator:
     """Load `spec` onto `device` (auto|cpu|cuda[:n]) with `dtype` (default: the spec's, then auto), then
@@ -158,6 +168,8 @@ def load_generator(spec: ModelSpec, device: str = "auto", dtype: str | None = No
     if warmup:
         try:
             gen.warmup()
+            if fast_ssm:
+                _forward_check(model)
         except Exception as e:
             if path == "hf-torch" or not fast_ssm:
                 raise
