@@ -66,19 +66,35 @@ def _key(params: list[torch.Tensor]) -> tuple:
     return tuple((p._version, p.data_ptr()) for p in params)
 
 
-class CPUPrefill:
-    """Bound blocks of one model (see the module docstring)."""
+class _Bound:
+    """What both bound prefills share: the parameters their copies were made from, to say when they are stale."""
 
-    def __init__(self, model, blocks: list, conv_width: int) -> None:
+    def __init__(self, model) -> None:
         self.model = model
-        self.backbone = model.backbone
-        self.blocks = blocks  # (norm, in_proj (w, b), layer, out_proj (w, b)) per block
-        self.conv_width = conv_width
         self._params = _derived_from(model)
         self._key = _key(self._params)
 
     def stale(self) -> bool:
         return _key(self._params) != self._key
+
+
+def _mamba_layer(mixer: tuple, normed: torch.Tensor, cache, idx: int, conv_width: int) -> torch.Tensor:
+    """in_proj -> the bound layer (its conv and SSM state written through the cache API) -> out_proj."""
+    (w_in, b_in), layer, (w_out, b_out) = mixer
+    y, conv_in, state = layer(F.linear(normed, w_in, b_in))
+    cache.update_conv_state(conv_in, idx, conv_kernel_size=conv_width)
+    cache.update_recurrent_state(state, idx)
+    return F.linear(y, w_out, b_out)
+
+
+class CPUPrefill(_Bound):
+    """Bound blocks of one model (see the module docstring)."""
+
+    def __init__(self, model, blocks: list, conv_width: int) -> None:
+        super().__init__(model)
+        self.backbone = model.backbone
+        self.blocks = blocks  # (norm, (in_proj (w, b), layer, out_proj (w, b))) per block
+        self.conv_width = conv_width
 
     def __call__(self, ids: torch.Tensor, cache) -> torch.Tensor:
         batch, length = ids.shape
@@ -86,15 +102,10 @@ class CPUPrefill:
         rows, width = batch * length, out.shape[-1]
         normed = torch.empty(batch, length, width, dtype=torch.float32)
         resid = torch.empty(batch, length, width, dtype=torch.float32)
-        first = True
-        for idx, (norm, (w_in, b_in), layer, (w_out, b_out)) in enumerate(self.blocks):
-            norm(out.reshape(rows, width), None if first else resid.view(rows, width), normed.view(rows, width),
+        for idx, (norm, mixer) in enumerate(self.blocks):
+            norm(out.reshape(rows, width), resid.view(rows, width) if idx else None, normed.view(rows, width),
                  resid.view(rows, width))
-            first = False
-            y, conv_in, state = layer(F.linear(normed, w_in, b_in))
-            cache.update_conv_state(conv_in, idx, conv_kernel_size=self.conv_width)
-            cache.update_recurrent_state(state, idx)
-            out = F.linear(y, w_out, b_out)
+            out = _mamba_layer(mixer, normed, cache, idx, self.conv_width)
         last = self.backbone.norm_f(resid[:, -1:] + out[:, -1:])
         return self.model.lm_head(last)[:, -1, :]
 
@@ -114,25 +125,20 @@ def build(model, family: str) -> CPUPrefill | None:
         layer = (_mamba1 if family == "mamba" else _mamba2)(mixer, bind_layer)
         if layer is None:
             return None
-        blocks.append((bind_norm(block.norm.weight, block.norm.variance_epsilon), _linear(mixer.in_proj), layer,
-                       _linear(mixer.out_proj)))
+        blocks.append((bind_norm(block.norm.weight, block.norm.variance_epsilon),
+                       (_linear(mixer.in_proj), layer, _linear(mixer.out_proj))))
     return CPUPrefill(model, blocks, model.backbone.layers[0].mixer.conv_kernel_size)
 
 
-class HybridPrefill:
+class HybridPrefill(_Bound):
     """Bound layers of one Bamba hybrid (see the module docstring)."""
 
     def __init__(self, model, layers: list, conv_width: int, cache_kw: str) -> None:
-        self.model = model
+        super().__init__(model)
         self.inner = model.model
         self.layers = layers  # (kind, in_norm, mixer, ff_norm, mlp) per layer
         self.conv_width = conv_width
         self.cache_kw = cache_kw
-        self._params = _derived_from(model)
-        self._key = _key(self._params)
-
-    def stale(self) -> bool:
-        return _key(self._params) != self._key
 
     def __call__(self, ids: torch.Tensor):
         from transformers import DynamicCache
@@ -143,17 +149,12 @@ class HybridPrefill:
         rows, width = batch * length, out.shape[-1]
         normed = torch.empty(batch, length, width, dtype=torch.float32)
         resid = torch.empty(batch, length, width, dtype=torch.float32)
-        first, rope = True, None
+        rope = None
         for idx, (kind, in_norm, mixer, ff_norm, ((wg, bg), (wu, bu), (wd, bd))) in enumerate(self.layers):
-            in_norm(out.reshape(rows, width), None if first else resid.view(rows, width), normed.view(rows, width),
+            in_norm(out.reshape(rows, width), resid.view(rows, width) if idx else None, normed.view(rows, width),
                     resid.view(rows, width))
-            first = False
             if kind == "mamba":
-                (w_in, b_in), layer, (w_out, b_out) = mixer
-                y, conv_in, state = layer(F.linear(normed, w_in, b_in))
-                cache.update_conv_state(conv_in, idx, conv_kernel_size=self.conv_width)
-                cache.update_recurrent_state(state, idx)
-                y = F.linear(y, w_out, b_out)
+                y = _mamba_layer(mixer, normed, cache, idx, self.conv_width)
             else:
                 if rope is None:  # positions 0..L-1 for every attention layer
                     rope = self.inner.rotary_emb(normed, torch.arange(length).expand(batch, length))
@@ -178,5 +179,6 @@ def build_hybrid(model) -> HybridPrefill | None:
                           lambda norm: bind_norm(norm.weight, norm.variance_epsilon))
     if found is None:
         return None
-    widths = [layer.mamba.conv_kernel_size for layer in model.model.layers if getattr(layer, "mamba", None) is not None]
-    return HybridPrefill(model, found[0], widths[0] if widths else 4, found[1])
+    width = next((layer.mamba.conv_kernel_size for layer in model.model.layers
+                  if getattr(layer, "mamba", None) is not None), 4)
+    return HybridPrefill(model, found[0], width, found[1])

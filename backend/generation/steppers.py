@@ -103,6 +103,7 @@ class EagerStepper:
         self.pos = 0
         self._loop = None  # a hybrid's CPU decode loop for the current sequences (None: not bound; False: declined)
         self._prefill = None  # a hybrid's CPU prefill, bound once per model (None: not bound; False: declined)
+        self._bound_cpu = False  # whether the current sequences run the hybrid's bound CPU paths (set per prefill)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         kwargs = {"use_cache": True}
@@ -128,7 +129,8 @@ class EagerStepper:
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.cache, self.pos, self._loop = None, 0, None
         ids = input_ids.to(self.device)
-        prefill = self._hybrid_prefill()
+        self._bound_cpu = self.family == "hybrid" and self.device.type == "cpu" and self._fast_cpu()
+        prefill = self._hybrid_prefill() if self._bound_cpu else None
         if prefill:
             logits, self.cache = prefill(ids)
             self.pos = ids.shape[1]
@@ -146,8 +148,6 @@ class EagerStepper:
     def _hybrid_prefill(self):
         """A hybrid's bound CPU prefill (backend/generation/cpu_prefill.py; rebound when a parameter it copied
         changed), or None: the model's forward."""
-        if self.family != "hybrid" or self.device.type != "cpu" or not self._fast_cpu():
-            return None
         from backend.generation import cpu_prefill
 
         if self._prefill is None or (self._prefill and self._prefill.stale()):
@@ -157,7 +157,7 @@ class EagerStepper:
     @torch.inference_mode()
     def step(self, token_ids: torch.Tensor) -> torch.Tensor:
         ids = token_ids.to(self.device).view(-1, 1)
-        if self.family == "hybrid" and self.device.type == "cpu" and self.cache is not None and self._fast_cpu():
+        if self._bound_cpu and self.cache is not None:  # decided at the prefill, not per token
             # on the CPU path a hybrid's step runs backend/generation/cpu_decode.py's loop on the same cache
             if self._loop is None or (self._loop and self._loop.batch != ids.shape[0]):
                 from backend.generation import cpu_decode
@@ -174,6 +174,6 @@ class EagerStepper:
 
     def release(self) -> None:
         """Drop the cache once a generation is over (the loop reads cache_bytes() first)."""
-        self.cache, self._loop = None, None
+        self.cache, self._loop, self._bound_cpu = None, None, False
 
     close = release
